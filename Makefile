@@ -1,0 +1,55 @@
+# wanmig: the two commands a newcomer types are `sudo make run` and `sudo make test`.
+# `make setup` is idempotent: Debian packages, a virtual environment that sees Debian's
+# Mininet, the project and its PyPI dependencies, and a running Open vSwitch.
+
+VENV      ?= .venv
+PY        := $(VENV)/bin/python
+WANMIG    := $(VENV)/bin/wanmig
+STAMP     := $(VENV)/.installed
+DEB_PKGS  := mininet openvswitch-switch iperf3 ethtool iputils-ping iproute2 procps psmisc \
+             python3-venv python3-dev
+
+.PHONY: setup debs run test unit bench lint clean check ovs
+
+setup: debs $(STAMP) ovs
+
+# Always checked (a dpkg query is cheap), installed only when something is missing.
+debs:
+	@command -v apt-get >/dev/null || { echo "make setup: apt-get not found; install by hand: $(DEB_PKGS)"; exit 1; }
+	@missing=$$(for p in $(DEB_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:" $$missing; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+# Debian's /usr/bin/python3 is the interpreter Mininet is installed for.
+$(STAMP): setup.cfg setup.py
+	@test -x $(PY) || /usr/bin/python3 -m venv --system-site-packages $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+ovs:
+	@ovs-vsctl --timeout=5 show >/dev/null 2>&1 || /usr/share/openvswitch/scripts/ovs-ctl start --system-id=random
+	@ovs-vsctl --timeout=5 show >/dev/null
+
+run: setup
+	$(WANMIG) linkcheck
+
+test: setup
+	$(PY) -m pytest
+
+unit: setup
+	$(PY) -m pytest tests/unit
+
+bench: setup
+	$(PY) -m topologies.bench
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+check: setup
+	$(WANMIG) check
+
+clean:
+	@test -x $(WANMIG) && $(WANMIG) clean || true
