@@ -1,0 +1,198 @@
+"""What a run created, written down before it is created, so that anything left behind by a
+crash (or a ``kill -9``) can be found and removed by ``wanmig clean``.
+
+A record is one JSON file per live network under ``/run/wanmig`` (``WANMIG_STATE_DIR``):
+switch (bridge) names, node names, and once they exist the PIDs and network-namespace inodes of
+the nodes. ``clean()`` kills every process inside those namespaces, deletes the bridges and the
+switch-side veths, and removes the record; it also stops any stray delay line.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+DELAYLINE_MARK = "topologies.delayline"
+
+
+def state_dir() -> Path:
+    return Path(os.environ.get("WANMIG_STATE_DIR", "/run/wanmig"))
+
+
+class Registry:
+    """The record of one network; ``update`` rewrites it atomically."""
+
+    def __init__(self, name: str, switches: list[str], nodes: list[str]) -> None:
+        self.path = state_dir() / f"net-{os.getpid()}-{int(time.time() * 1000)}.json"
+        self.data: dict = {"name": name, "owner_pid": os.getpid(), "switches": switches,
+                           "nodes": nodes, "pids": [], "netns": []}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._write()
+
+    def update(self, **fields: object) -> None:
+        self.data.update(fields)
+        self._write()
+
+    def _write(self) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data))
+        os.replace(tmp, self.path)
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def netns_inode(pid: int) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/net")
+    except OSError:
+        return None
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def processes_in(namespaces: set[str]) -> list[int]:
+    """PIDs of every process whose network namespace is one of ``namespaces``."""
+    if not namespaces:
+        return []
+    root_ns = netns_inode(1)
+    namespaces = namespaces - {root_ns}
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != os.getpid() and netns_inode(int(entry)) in namespaces:
+            found.append(int(entry))
+    return found
+
+
+def stray_delaylines() -> list[int]:
+    return [int(e) for e in os.listdir("/proc")
+            if e.isdigit() and int(e) != os.getpid() and DELAYLINE_MARK in _cmdline(int(e))]
+
+
+def node_shells(nodes: list[str]) -> list[int]:
+    """Mininet's per-node shells (``bash ... mininet:<name>``) for the given node names."""
+    marks = {f"mininet:{n}" for n in nodes}
+    out = []
+    for e in os.listdir("/proc"):
+        if e.isdigit():
+            words = _cmdline(int(e)).split()
+            if words and words[-1] in marks:
+                out.append(int(e))
+    return out
+
+
+def _kill(pids: list[int]) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        alive = []
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+                alive.append(pid)
+            except ProcessLookupError:
+                pass
+        if not alive:
+            return
+        deadline = time.monotonic() + 2.0
+        while alive and time.monotonic() < deadline:
+            alive = [p for p in alive if Path(f"/proc/{p}").exists() and not _zombie(p)]
+            time.sleep(0.05)
+        pids = alive
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def our_bridges(switches: list[str]) -> list[str]:
+    res = subprocess.run(["ovs-vsctl", "--timeout=5", "list-br"], capture_output=True, text=True,
+                         check=False)
+    existing = set(res.stdout.split()) if res.returncode == 0 else set()
+    return [s for s in switches if s in existing]
+
+
+def our_links(nodes: list[str]) -> list[str]:
+    """Interfaces in the root namespace named after our nodes (``node-ethN`` or the bridge)."""
+    res = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True, check=False)
+    names = [m.group(1) for m in re.finditer(r"^\d+: ([^:@]+)", res.stdout, re.M)]
+    pattern = re.compile(r"^(%s)(-eth\d+)?$" % "|".join(map(re.escape, nodes))) if nodes else None
+    return [n for n in names if pattern and pattern.match(n)]
+
+
+def records() -> list[dict]:
+    out = []
+    for path in sorted(state_dir().glob("net-*.json")):
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        data["_path"] = str(path)
+        out.append(data)
+    return out
+
+
+def leftovers(record: dict) -> dict[str, list]:
+    """What of a record still exists on this machine."""
+    nodes = list(record.get("nodes", []))
+    switches = list(record.get("switches", []))
+    return {"processes": sorted(set(processes_in(set(record.get("netns", []))))
+                                | set(node_shells(nodes + switches))),
+            "bridges": our_bridges(switches),
+            "links": our_links(nodes + switches)}
+
+
+def clean_record(record: dict) -> list[str]:
+    actions = []
+    left = leftovers(record)
+    if left["processes"]:
+        _kill(left["processes"])
+        actions.append(f"killed {len(left['processes'])} process(es)")
+    for br in left["bridges"]:
+        subprocess.run(["ovs-vsctl", "--timeout=5", "--if-exists", "del-br", br], check=False)
+        actions.append(f"deleted bridge {br}")
+    for link in our_links(list(record.get("nodes", [])) + list(record.get("switches", []))):
+        subprocess.run(["ip", "link", "del", link], capture_output=True, check=False)
+        actions.append(f"deleted link {link}")
+    path = record.get("_path")
+    if path:
+        Path(path).unlink(missing_ok=True)
+    return actions
+
+
+def _owner_alive(record: dict) -> bool:
+    pid = record.get("owner_pid")
+    return bool(pid) and pid != os.getpid() and Path(f"/proc/{pid}").exists() and not _zombie(pid)
+
+
+def clean(include_live: bool = False) -> list[str]:
+    """Remove what crashed runs left. Networks whose owner still runs are kept unless
+    ``include_live`` (their owner is killed first)."""
+    actions = []
+    for record in records():
+        if _owner_alive(record):
+            if not include_live:
+                actions.append(f"kept {record['name']}: its owner {record['owner_pid']} is running")
+                continue
+            _kill([record["owner_pid"]])
+            actions.append(f"killed owner {record['owner_pid']} of {record['name']}")
+        actions += [f"{record['name']}: {a}" for a in clean_record(record)]
+    strays = stray_delaylines()
+    if strays:
+        _kill(strays)
+        actions.append(f"stopped {len(strays)} stray delay line(s)")
+    return actions

@@ -1,0 +1,344 @@
+"""The Mininet adapter: a network plan becomes live nodes, links, shaping and delay lines.
+
+``WanNetwork`` is a context manager: whatever happens inside (an error, Ctrl-C, SIGTERM turned
+into KeyboardInterrupt by the CLI) the network is torn down on the way out. Before anything is
+created, the names it will create are written to a cleanup record (topologies/cleanup.py).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import select
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from topologies.cleanup import Registry, netns_inode
+from topologies.detect import Choice
+from topologies.plan import PREFIX_LEN, NetworkPlan, WanPlan, plan_network
+from topologies.shaping import (
+    Direction,
+    delayline_shaping_cmds,
+    netem_cmds,
+    split_link,
+)
+from topologies.spec import TopologySpec, WanLinkSpec
+
+log = logging.getLogger(__name__)
+
+READY_TIMEOUT_S = 10.0
+STP_TIMEOUT_S = 90.0
+MIN_TCP_BUFFER = 6 << 20
+
+
+class LinkError(RuntimeError):
+    """A link could not be set up as asked: never carried on with as a warning."""
+
+
+@dataclass
+class WanLinkState:
+    """One WAN link as built: what a result records about it."""
+
+    index: int
+    spec: WanLinkSpec
+    direction: Direction
+    backend: str                     # 'netem', 'delayline' or 'none' (rtt 0, nothing to delay)
+    shaped_devs: list[str] = field(default_factory=list)
+    relay: str | None = None
+    relay_proc: Any = None
+    relay_stats_path: str | None = None
+    relay_stats: dict | None = None
+
+    def record(self) -> dict:
+        return {"index": self.index, "between": [self.spec.a, self.spec.b],
+                "rtt_ms": self.spec.rtt_ms, "bw_mbps": self.spec.bw_mbps,
+                "loss_pct": self.spec.loss_pct, "jitter_ms": self.spec.jitter_ms,
+                "queue_pkts": self.spec.queue_pkts, "mtu": self.spec.mtu,
+                "one_way": vars(self.direction), "backend": self.backend,
+                "shaped_devs": self.shaped_devs, "relay": self.relay,
+                "relay_stats": self.relay_stats}
+
+
+def needs_delay(d: Direction) -> bool:
+    return d.delay_ms > 0 or d.jitter_ms > 0 or d.loss_pct > 0
+
+
+def relay_ring_mb(d: Direction) -> float:
+    """Bytes the relay may hold per direction: three times what is in flight, at least 16 MiB."""
+    if d.bw_mbps is None:
+        return 64.0
+    in_flight = d.bw_mbps * 1e6 / 8 * (d.delay_ms + 4 * d.jitter_ms) / 1e3
+    return max(16.0, math.ceil(3 * in_flight / (1 << 20)))
+
+
+def tcp_buffer_bytes(spec: TopologySpec) -> int:
+    """Per-host TCP buffer ceiling: four bandwidth-delay products of the fattest WAN link."""
+    bdp = max((w.bdp_bytes for w in spec.wan), default=0.0)
+    return int(max(MIN_TCP_BUFFER, 4 * bdp))
+
+
+def run_checked(cmd: list[str], what: str) -> str:
+    res = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if res.returncode != 0:
+        raise LinkError(f"{what}: `{' '.join(cmd)}` failed ({res.returncode}): "
+                        f"{(res.stderr or res.stdout).strip()}")
+    return res.stdout
+
+
+def qdisc_kinds(dev: str) -> list[str]:
+    out = run_checked(["tc", "-j", "qdisc", "show", "dev", dev], f"reading qdiscs of {dev}")
+    return [q.get("kind", "") for q in json.loads(out or "[]")]
+
+
+class WanNetwork:
+    """Sites, switches, hosts and WAN links, live; ``with WanNetwork(spec, choice) as net:``."""
+
+    def __init__(self, spec: TopologySpec, choice: Choice, workdir: str | Path,
+                 seed: int = 1) -> None:
+        self.spec = spec
+        self.choice = choice
+        self.plan: NetworkPlan = plan_network(spec)
+        self.workdir = Path(workdir)
+        self.seed = seed
+        self.net: Any = None
+        self.links: list[WanLinkState] = []
+        self.registry: Registry | None = None
+        self.stp = self.plan.switch_graph_has_cycle()
+
+    # -- life cycle ---------------------------------------------------------------------------
+    def __enter__(self) -> WanNetwork:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        from mininet.log import setLogLevel
+        from mininet.net import Mininet
+
+        setLogLevel("warning")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        p = self.plan
+        relays = [w.relay for w in p.wan]
+        self.registry = Registry(self.spec.name, [s.name for s in p.switches],
+                                 [h.name for h in p.hosts] + relays)
+        self.net = Mininet(topo=None, build=False, controller=None, autoSetMacs=False,
+                           autoStaticArp=False)
+        self._add_nodes()
+        self._add_links()
+        self.net.build()
+        nodes = list(self.net.hosts) + list(self.net.switches)
+        self.registry.update(pids=[n.pid for n in nodes if n.pid],
+                             netns=sorted({i for n in self.net.hosts
+                                           if (i := netns_inode(n.pid))}))
+        self.net.start()
+        self._configure_interfaces()
+        self._configure_wan()
+        if self.stp:
+            self._wait_stp()
+        self.verify_shaping()
+        log.info("network %s up: %d hosts, %d switches, %d WAN link(s), backend %s, datapath %s",
+                 self.spec.name, len(p.hosts), len(p.switches), len(p.wan),
+                 self.choice.link_backend, self.choice.ovs_datapath)
+
+    def stop(self) -> None:
+        for link in self.links:
+            self._stop_relay(link)
+        if self.net is not None:
+            try:
+                self.net.stop()
+            except Exception:  # noqa: BLE001 - teardown goes on; wanmig clean is the backstop
+                log.exception("Mininet teardown failed; run `wanmig clean`")
+            self.net = None
+        if self.registry is not None:
+            from topologies.cleanup import clean_record
+            left = clean_record(dict(self.registry.data, _path=str(self.registry.path)))
+            if left:
+                log.info("teardown removed what was left: %s", "; ".join(left))
+            self.registry.remove()
+            self.registry = None
+
+    # -- building -----------------------------------------------------------------------------
+    def _add_nodes(self) -> None:
+        from mininet.node import OVSBridge
+
+        dp = "user" if self.choice.ovs_datapath == "user" else "kernel"
+        for sw in self.plan.switches:
+            self.net.addSwitch(sw.name, cls=OVSBridge, datapath=dp, dpid=sw.dpid, stp=self.stp)
+        for h in self.plan.hosts:
+            self.net.addHost(h.name, ip=f"{h.ip}/{PREFIX_LEN}", mac=h.mac)
+        for w in self.plan.wan:
+            if self._uses_relay(w):
+                self.net.addHost(w.relay, ip=None)
+
+    def _uses_relay(self, w: WanPlan) -> bool:
+        d = split_link(self.spec.wan[w.index - 1])
+        return self.choice.link_backend == "delayline" and needs_delay(d)
+
+    def _add_links(self) -> None:
+        for h in self.plan.hosts:
+            self.net.addLink(h.name, h.switch)
+        for a, b in self.plan.fabric_links:
+            self.net.addLink(a, b)
+        for w in self.plan.wan:
+            spec = self.spec.wan[w.index - 1]
+            d = split_link(spec)
+            state = WanLinkState(w.index, spec, d, self._link_backend(d))
+            if self._uses_relay(w):
+                la = self.net.addLink(w.a_switch, w.relay)
+                lb = self.net.addLink(w.relay, w.b_switch)
+                state.relay = w.relay
+                state.shaped_devs = [la.intf1.name, lb.intf2.name]
+            else:
+                link = self.net.addLink(w.a_switch, w.b_switch)
+                state.shaped_devs = [link.intf1.name, link.intf2.name]
+            self.links.append(state)
+
+    def _link_backend(self, d: Direction) -> str:
+        if self.choice.link_backend == "netem":
+            return "netem"
+        return "delayline" if needs_delay(d) else "none"
+
+    def _configure_interfaces(self) -> None:
+        """Offloads off (the userspace datapath stalls TCP otherwise), MTU, TCP buffers."""
+        mtu = self.spec.mtu
+        offload = self.choice.ovs_datapath == "user"
+        buf = tcp_buffer_bytes(self.spec)
+        relays = {link.relay for link in self.links if link.relay}
+        for host in self.net.hosts:
+            host.cmd("sysctl -qw net.ipv6.conf.all.disable_ipv6=1 "
+                     "net.ipv6.conf.default.disable_ipv6=1")
+            for intf in host.intfList():
+                if intf.name == "lo":
+                    continue
+                if mtu != 1500:
+                    self._node_checked(host, f"ip link set dev {intf.name} mtu {mtu}")
+                if offload or host.name in relays:
+                    self._node_checked(host, f"ethtool -K {intf.name} tx off tso off gso off")
+            self._node_checked(host, f"sysctl -qw net.ipv4.tcp_rmem='4096 131072 {buf}' "
+                                     f"net.ipv4.tcp_wmem='4096 65536 {buf}'")
+        for sw in self.net.switches:
+            for intf in sw.intfList():
+                if intf.name == "lo":
+                    continue
+                if mtu != 1500:
+                    run_checked(["ip", "link", "set", "dev", intf.name, "mtu", str(mtu)],
+                                f"MTU of {intf.name}")
+                if offload:
+                    run_checked(["ethtool", "-K", intf.name, "tx", "off", "tso", "off",
+                                 "gso", "off"], f"offloads of {intf.name}")
+
+    @staticmethod
+    def _node_checked(node: Any, cmd: str) -> str:
+        out = node.cmd(f"{cmd}; echo __rc=$?")
+        text, _, rc = out.rpartition("__rc=")
+        if rc.strip() != "0":
+            raise LinkError(f"on {node.name}: `{cmd}` failed: {text.strip()}")
+        return text
+
+    def _configure_wan(self) -> None:
+        for link in self.links:
+            d = link.direction
+            for dev in link.shaped_devs:
+                cmds = netem_cmds(dev, d) if link.backend == "netem" \
+                    else delayline_shaping_cmds(dev, d)
+                for cmd in cmds:
+                    run_checked(cmd, f"shaping WAN link {link.index} on {dev}")
+            if link.relay:
+                self._start_relay(link)
+
+    def _start_relay(self, link: WanLinkState) -> None:
+        node = self.net.get(link.relay)
+        ifs = [i.name for i in node.intfList() if i.name != "lo"]
+        if len(ifs) != 2:
+            raise LinkError(f"relay {link.relay} has interfaces {ifs}, expected two")
+        for name in ifs:
+            self._node_checked(node, f"ip link set dev {name} promisc on")
+        d = link.direction
+        link.relay_stats_path = str(self.workdir / f"{link.relay}-stats.json")
+        errlog = open(self.workdir / f"{link.relay}.log", "w")  # noqa: SIM115 - lives with proc
+        cmd = [sys.executable, "-m", "topologies.delayline", "--if-a", ifs[0], "--if-b", ifs[1],
+               "--delay-ms", repr(d.delay_ms), "--jitter-ms", repr(d.jitter_ms),
+               "--loss-pct", repr(d.loss_pct), "--mtu", str(d.mtu),
+               "--ring-mb", repr(relay_ring_mb(d)), "--seed", str(self.seed + link.index),
+               "--stats", link.relay_stats_path]
+        proc = node.popen(cmd, stdout=subprocess.PIPE, stderr=errlog, text=True)
+        link.relay_proc = proc
+        ready, _, _ = select.select([proc.stdout], [], [], READY_TIMEOUT_S)
+        line = proc.stdout.readline() if ready else ""
+        if not line.startswith("READY "):
+            proc.kill()
+            errlog.flush()
+            err = (self.workdir / f"{link.relay}.log").read_text()[-2000:]
+            raise LinkError(f"delay line of WAN link {link.index} did not start "
+                            f"(got {line!r}): {err}")
+        got = json.loads(line[6:])
+        if abs(got["delay_ms"] - d.delay_ms) > 1e-9:
+            raise LinkError(f"delay line reports delay {got['delay_ms']} ms, asked {d.delay_ms}")
+        self.registry.update(pids=self.registry.data["pids"] + [proc.pid])
+        log.info("delay line %s: pid %d, %s", link.relay, proc.pid, got)
+
+    def _stop_relay(self, link: WanLinkState) -> None:
+        proc = link.relay_proc
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+        link.relay_proc = None
+        self.read_relay_stats(link)
+
+    def read_relay_stats(self, link: WanLinkState) -> dict | None:
+        if link.relay_stats_path and Path(link.relay_stats_path).exists():
+            try:
+                link.relay_stats = json.loads(Path(link.relay_stats_path).read_text())
+            except ValueError:
+                pass
+        return link.relay_stats
+
+    def _wait_stp(self) -> None:
+        deadline = time.monotonic() + STP_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if all(sw.connected() for sw in self.net.switches):
+                return
+            time.sleep(0.5)
+        raise LinkError(f"spanning tree did not converge within {STP_TIMEOUT_S:.0f} s")
+
+    # -- checks and access ------------------------------------------------------------------
+    def verify_shaping(self) -> None:
+        """The qdiscs asked for are the qdiscs the kernel has (OVS can reset them)."""
+        for link in self.links:
+            for dev in link.shaped_devs:
+                kinds = qdisc_kinds(dev)
+                want = {"htb"} if link.direction.bw_mbps is not None else set()
+                if link.backend == "netem":
+                    want.add("netem")
+                if not want <= set(kinds):
+                    raise LinkError(f"WAN link {link.index}: {dev} has qdiscs {kinds}, "
+                                    f"expected {sorted(want)}")
+            if link.relay_proc is not None and link.relay_proc.poll() is not None:
+                raise LinkError(f"delay line of WAN link {link.index} exited "
+                                f"({link.relay_proc.returncode})")
+
+    def host(self, name: str) -> Any:
+        return self.net.get(name)
+
+    def record(self) -> dict:
+        return {"topology": self.spec.name, "link_backend": self.choice.link_backend,
+                "ovs_datapath": self.choice.ovs_datapath, "stp": self.stp,
+                "tcp_buffer_max": tcp_buffer_bytes(self.spec),
+                "wan": [link.record() for link in self.links]}

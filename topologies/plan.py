@@ -1,0 +1,143 @@
+"""From a topology spec to a plan: every node and link with its name, address and role.
+
+Pure data, no Mininet: the Mininet adapter (topologies/network.py) only turns this into objects.
+
+Naming (all names fit Linux's 15-character interface names once suffixed with ``-ethN``):
+- hosts: as in the spec (``dc1h1`` hypervisors, ``dc1c1`` clients by default);
+- switches: ``<site>s1`` for an edge fabric; ``<site>l<i>`` leaves and ``<site>p<i>`` spines;
+- WAN relay node of the k-th WAN link: ``wl<k>`` (only with the delay-line backend).
+
+Addresses: one L2 segment, ``10.0.0.0/8``, stretched across sites (a migrated VM keeps its IP, as
+with vMotion); host ``n`` of role ``r`` at site ``s`` is ``10.s.r.n`` with MAC ``02:00:0a:ss:rr:nn``.
+Roles: 1 hypervisor, 2 client (3 is kept for VMs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from topologies.spec import SiteSpec, TopologySpec
+
+ROLE_HYPERVISOR, ROLE_CLIENT, ROLE_VM = 1, 2, 3
+PREFIX_LEN = 8
+
+
+@dataclass(frozen=True)
+class HostPlan:
+    name: str
+    site: str
+    role: str        # 'hypervisor' or 'client'
+    ip: str          # without prefix length
+    mac: str
+    switch: str      # the edge or leaf switch it is plugged into
+
+
+@dataclass(frozen=True)
+class SwitchPlan:
+    name: str
+    site: str
+    dpid: str        # 16 hex digits
+    tier: str        # 'edge', 'leaf' or 'spine'
+
+
+@dataclass(frozen=True)
+class WanPlan:
+    index: int       # 1-based, as in the relay's name
+    a_site: str
+    b_site: str
+    a_switch: str    # the border switch at each end
+    b_switch: str
+    relay: str       # relay node name, used by the delay-line backend
+
+
+@dataclass(frozen=True)
+class NetworkPlan:
+    hosts: tuple[HostPlan, ...]
+    switches: tuple[SwitchPlan, ...]
+    fabric_links: tuple[tuple[str, str], ...]   # (switch, switch) inside a site
+    wan: tuple[WanPlan, ...]
+    site_index: dict[str, int] = field(default_factory=dict)
+
+    def host(self, name: str) -> HostPlan:
+        return next(h for h in self.hosts if h.name == name)
+
+    def hosts_at(self, site: str, role: str | None = None) -> list[HostPlan]:
+        return [h for h in self.hosts if h.site == site and (role is None or h.role == role)]
+
+    def switch_graph_has_cycle(self) -> bool:
+        """True when the switches form a loop (leaf-spine with 2+ spines, or a ring of sites)."""
+        edges = list(self.fabric_links) + [(w.a_switch, w.b_switch) for w in self.wan]
+        parent = {s.name: s.name for s in self.switches}
+
+        def find(x: str) -> str:
+            while parent[x] != x:
+                parent[x] = parent[parent[x]]
+                x = parent[x]
+            return x
+
+        for u, v in edges:
+            ru, rv = find(u), find(v)
+            if ru == rv:
+                return True
+            parent[ru] = rv
+        return False
+
+
+def address(site_index: int, role: int, n: int) -> tuple[str, str]:
+    """IP and MAC of host ``n`` (1-based) of ``role`` at the site with 1-based ``site_index``."""
+    return (f"10.{site_index}.{role}.{n}",
+            f"02:00:0a:{site_index:02x}:{role:02x}:{n:02x}")
+
+
+def _site_switches(site: SiteSpec, index: int) -> list[SwitchPlan]:
+    base = index * 256
+    if site.fabric.kind == "edge":
+        return [SwitchPlan(f"{site.name}s1", site.name, f"{base + 1:016x}", "edge")]
+    leaves = [SwitchPlan(f"{site.name}l{i}", site.name, f"{base + i:016x}", "leaf")
+              for i in range(1, site.fabric.leaves + 1)]
+    spines = [SwitchPlan(f"{site.name}p{i}", site.name, f"{base + 128 + i:016x}", "spine")
+              for i in range(1, site.fabric.spines + 1)]
+    return leaves + spines
+
+
+def border_switch(switches: list[SwitchPlan]) -> str:
+    """Where a site's WAN links attach: its edge switch, or its first spine."""
+    for tier in ("edge", "spine"):
+        for sw in switches:
+            if sw.tier == tier:
+                return sw.name
+    raise ValueError("a site without switches")
+
+
+def plan_network(spec: TopologySpec) -> NetworkPlan:
+    hosts: list[HostPlan] = []
+    switches: list[SwitchPlan] = []
+    fabric: list[tuple[str, str]] = []
+    borders: dict[str, str] = {}
+    site_index: dict[str, int] = {}
+    for i, site in enumerate(spec.sites, start=1):
+        site_index[site.name] = i
+        sws = _site_switches(site, i)
+        switches += sws
+        borders[site.name] = border_switch(sws)
+        access = [s.name for s in sws if s.tier in ("edge", "leaf")]
+        fabric += [(leaf.name, spine.name) for leaf in sws if leaf.tier == "leaf"
+                   for spine in sws if spine.tier == "spine"]
+        placed = 0
+        for role, code, names in (("hypervisor", ROLE_HYPERVISOR, site.hypervisors),
+                                  ("client", ROLE_CLIENT, site.clients)):
+            for n, name in enumerate(names, start=1):
+                ip, mac = address(i, code, n)
+                hosts.append(HostPlan(name, site.name, role, ip, mac,
+                                      access[placed % len(access)]))
+                placed += 1
+    wan = tuple(WanPlan(k, w.a, w.b, borders[w.a], borders[w.b], f"wl{k}")
+                for k, w in enumerate(spec.wan, start=1))
+    return NetworkPlan(tuple(hosts), tuple(switches), tuple(fabric), wan, site_index)
+
+
+def node_names(spec: TopologySpec) -> list[str]:
+    """Every node name the plan will create (hosts, switches, relays), duplicates included."""
+    plan = plan_network(spec)
+    return ([h.name for h in plan.hosts] + [s.name for s in plan.switches]
+            + [w.relay for w in plan.wan])

@@ -1,0 +1,111 @@
+"""How a WAN link's round-trip figures become per-direction parameters and tc commands.
+
+Splitting (the same in both directions, so the link is symmetric):
+- delay: ``rtt_ms / 2`` each way;
+- jitter: ``jitter_ms`` is the standard deviation of the RTT; each direction gets an independent
+  normal jitter of ``jitter_ms / sqrt(2)``, so the RTT's standard deviation is ``jitter_ms``;
+- loss: ``loss_pct`` is the round-trip loss a ping sees; each direction drops independently with
+  ``p1 = 1 - sqrt(1 - p)``, so that ``1 - (1 - p1)^2 = p``.
+
+Commands are built as argv lists here and run elsewhere (as Mininet's ``bwCmds``/``delayCmds``
+do), so they are unit-tested without a kernel. Shaping always sits before the delay (HTB with the
+delay or a FIFO as its leaf), as on a real WAN the bottleneck queue is where the rate is set.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from topologies.spec import WanLinkSpec
+
+ETH_HEADER = 14
+# Unshaped netem still needs room for every frame in flight; sized for 10 Gbit/s.
+UNSHAPED_RATE_MBPS = 10_000.0
+
+
+@dataclass(frozen=True)
+class Direction:
+    """What one direction of a WAN link does to every frame."""
+
+    delay_ms: float
+    jitter_ms: float     # standard deviation of a normal distribution
+    loss_pct: float
+    bw_mbps: float | None
+    queue_pkts: int
+    mtu: int
+
+    @property
+    def frame_bytes(self) -> int:
+        return self.mtu + ETH_HEADER
+
+    def in_flight_pkts(self) -> int:
+        """Full-size frames inside the delay at the line rate."""
+        rate = self.bw_mbps if self.bw_mbps is not None else UNSHAPED_RATE_MBPS
+        delay_s = (self.delay_ms + 3 * self.jitter_ms) / 1e3
+        return math.ceil(rate * 1e6 / 8 * delay_s / self.frame_bytes)
+
+
+def split_link(link: WanLinkSpec) -> Direction:
+    """One direction of ``link`` (both directions are the same)."""
+    p = link.loss_pct / 100.0
+    one_way_loss = (1.0 - math.sqrt(1.0 - p)) * 100.0
+    return Direction(delay_ms=link.rtt_ms / 2.0, jitter_ms=link.jitter_ms / math.sqrt(2.0),
+                     loss_pct=one_way_loss, bw_mbps=link.bw_mbps,
+                     queue_pkts=link.queue_pkts, mtu=link.mtu)
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.6f}".rstrip("0").rstrip(".")
+
+
+def htb_burst_bytes(bw_mbps: float, mtu: int) -> int:
+    """Bucket of one millisecond at the rate, never below ten full frames."""
+    return max(10 * (mtu + ETH_HEADER), math.ceil(bw_mbps * 1e6 / 8 * 1e-3))
+
+
+def netem_args(d: Direction) -> list[str]:
+    """The netem options for one direction; its limit covers the queue and the frames in flight."""
+    args = ["netem", "limit", str(d.queue_pkts + d.in_flight_pkts())]
+    if d.delay_ms > 0 or d.jitter_ms > 0:
+        args += ["delay", f"{_fmt(d.delay_ms * 1000)}us"]
+        if d.jitter_ms > 0:
+            args += [f"{_fmt(d.jitter_ms * 1000)}us", "distribution", "normal"]
+    if d.loss_pct > 0:
+        args += ["loss", "random", f"{_fmt(d.loss_pct)}%"]
+    return args
+
+
+def shaping_cmds(dev: str, d: Direction, leaf: list[str]) -> list[list[str]]:
+    """Commands that give ``dev`` an HTB root at ``d.bw_mbps`` with ``leaf`` as its queue.
+
+    Without a rate, ``leaf`` becomes the root qdisc itself.
+    """
+    if d.bw_mbps is None:
+        return [["tc", "qdisc", "replace", "dev", dev, "root", "handle", "10:", *leaf]]
+    kbit = max(1, round(d.bw_mbps * 1000))
+    burst = htb_burst_bytes(d.bw_mbps, d.mtu)
+    return [
+        ["tc", "qdisc", "replace", "dev", dev, "root", "handle", "1:", "htb", "default", "1"],
+        ["tc", "class", "add", "dev", dev, "parent", "1:", "classid", "1:1", "htb",
+         "rate", f"{kbit}kbit", "ceil", f"{kbit}kbit", "burst", str(burst), "cburst", str(burst),
+         "quantum", str(10 * d.frame_bytes)],
+        ["tc", "qdisc", "add", "dev", dev, "parent", "1:1", "handle", "10:", *leaf],
+    ]
+
+
+def netem_cmds(dev: str, d: Direction) -> list[list[str]]:
+    """Kernel backend: rate by HTB, then delay, jitter and loss by netem, on one egress."""
+    return shaping_cmds(dev, d, netem_args(d))
+
+
+def delayline_shaping_cmds(dev: str, d: Direction) -> list[list[str]]:
+    """Delay-line backend: the kernel only shapes (HTB + a FIFO of ``queue_pkts``), before the
+    frames reach the relay; without a rate nothing is needed."""
+    if d.bw_mbps is None:
+        return []
+    return shaping_cmds(dev, d, ["pfifo", "limit", str(d.queue_pkts)])
+
+
+def clear_cmds(dev: str) -> list[list[str]]:
+    return [["tc", "qdisc", "del", "dev", dev, "root"]]

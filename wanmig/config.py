@@ -1,0 +1,135 @@
+"""One schema helper and one error type for every YAML file wanmig reads.
+
+A misspelt key, a wrong type or an impossible value is reported before anything starts, with the
+key path (``wan[0].rtt_ms``), the value that was given and what was expected.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+_MISSING = object()
+
+# Names end up in interface names, OVS bridge names and shell command lines.
+NAME_RE = re.compile(r"^[a-z][a-z0-9]*$")
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot be used; names the key path, the value, the expectation."""
+
+    def __init__(self, path: str, value: Any, expected: str) -> None:
+        self.path = path
+        self.value = value
+        self.expected = expected
+        super().__init__(f"{path}: got {value!r}, expected {expected}")
+
+
+def join(path: str, key: str | int) -> str:
+    """Key path of ``key`` inside ``path``: ``join('wan[0]', 'rtt_ms') == 'wan[0].rtt_ms'``."""
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if path else key
+
+
+class Section:
+    """A mapping read from YAML, checked key by key.
+
+    Every key must be in ``allowed``: unknown keys are errors (with a close match suggested), never
+    silently ignored.
+    """
+
+    def __init__(self, data: Any, path: str, allowed: Iterable[str]) -> None:
+        if data is None:
+            data = {}
+        if not isinstance(data, Mapping):
+            raise ConfigError(path or "<top level>", data, "a mapping of keys to values")
+        self.data = data
+        self.path = path
+        allowed = tuple(allowed)
+        for key in data:
+            if not isinstance(key, str) or key not in allowed:
+                close = difflib.get_close_matches(str(key), allowed, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ConfigError(join(path, str(key)), data[key],
+                                  f"one of the keys {', '.join(allowed)}{hint}")
+
+    def where(self, key: str) -> str:
+        return join(self.path, key)
+
+    def has(self, key: str) -> bool:
+        return key in self.data and self.data[key] is not None
+
+    def raw(self, key: str, default: Any = None) -> Any:
+        value = self.data.get(key, default)
+        return default if value is None else value
+
+    def number(self, key: str, default: Any = _MISSING, *, minimum: float | None = None,
+               maximum: float | None = None, above: float | None = None,
+               integer: bool = False, optional: bool = False) -> Any:
+        """A number in ``[minimum, maximum]`` (``above`` is an exclusive lower bound)."""
+        value = self.data.get(key)
+        if value is None:
+            if optional and default is _MISSING:
+                return None
+            if default is _MISSING:
+                raise ConfigError(self.where(key), value, "a number (this key is required)")
+            return default
+        kind = "an integer" if integer else "a number"
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(self.where(key), value, kind)
+        if integer and not float(value).is_integer():
+            raise ConfigError(self.where(key), value, kind)
+        if not math.isfinite(value):
+            raise ConfigError(self.where(key), value, f"{kind} that is finite")
+        if above is not None and not value > above:
+            raise ConfigError(self.where(key), value, f"{kind} greater than {above:g}")
+        if minimum is not None and value < minimum:
+            raise ConfigError(self.where(key), value, f"{kind} of at least {minimum:g}")
+        if maximum is not None and value > maximum:
+            raise ConfigError(self.where(key), value, f"{kind} of at most {maximum:g}")
+        return int(value) if integer else float(value)
+
+    def string(self, key: str, default: Any = _MISSING,
+               choices: Iterable[str] | None = None) -> Any:
+        value = self.data.get(key)
+        if value is None:
+            if default is _MISSING:
+                raise ConfigError(self.where(key), value, "a string (this key is required)")
+            return default
+        if not isinstance(value, str):
+            raise ConfigError(self.where(key), value, "a string")
+        if choices is not None:
+            choices = tuple(choices)
+            if value not in choices:
+                raise ConfigError(self.where(key), value, f"one of {', '.join(choices)}")
+        return value
+
+    def boolean(self, key: str, default: bool) -> bool:
+        value = self.data.get(key)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            raise ConfigError(self.where(key), value, "true or false")
+        return value
+
+    def sequence(self, key: str, default: Any = _MISSING) -> Any:
+        value = self.data.get(key)
+        if value is None:
+            if default is _MISSING:
+                raise ConfigError(self.where(key), value, "a list (this key is required)")
+            return default
+        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+            raise ConfigError(self.where(key), value, "a list")
+        return list(value)
+
+
+def check_name(path: str, value: Any, max_len: int) -> str:
+    """A name that is safe in a shell and fits in a Linux interface name once suffixed."""
+    if not isinstance(value, str) or not NAME_RE.match(value) or len(value) > max_len:
+        raise ConfigError(path, value, f"a name of 1 to {max_len} characters: a lowercase letter, "
+                                       "then lowercase letters or digits")
+    return value
