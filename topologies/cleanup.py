@@ -59,9 +59,10 @@ def netns_inode(pid: int) -> str | None:
 
 def _cmdline(pid: int) -> str:
     try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return ""
+    return raw.replace(b"\0", b" ").decode(errors="replace")
 
 
 def processes_in(namespaces: set[str]) -> list[int]:
@@ -130,8 +131,10 @@ def our_links(nodes: list[str]) -> list[str]:
     """Interfaces in the root namespace named after our nodes (``node-ethN`` or the bridge)."""
     res = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True, check=False)
     names = [m.group(1) for m in re.finditer(r"^\d+: ([^:@]+)", res.stdout, re.M)]
-    pattern = re.compile(r"^(%s)(-eth\d+)?$" % "|".join(map(re.escape, nodes))) if nodes else None
-    return [n for n in names if pattern and pattern.match(n)]
+    if not nodes:
+        return []
+    pattern = re.compile(r"^({})(-eth\d+)?$".format("|".join(map(re.escape, nodes))))
+    return [n for n in names if pattern.match(n)]
 
 
 def records() -> list[dict]:

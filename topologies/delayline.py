@@ -67,7 +67,7 @@ class Schedule:
     """Release times for one direction: the pure decision, unit-tested with a seeded RNG."""
 
     def __init__(self, delay_s: float, jitter_s: float, loss: float, rng: random.Random) -> None:
-        if delay_s < 0 or jitter_s < 0 or not 0 <= loss < 1:
+        if not (delay_s >= 0 and jitter_s >= 0 and 0 <= loss < 1):  # NaN fails too
             raise ValueError(f"bad schedule: delay {delay_s}, jitter {jitter_s}, loss {loss}")
         self.delay_s = delay_s
         self.jitter_s = jitter_s
@@ -106,7 +106,8 @@ class Ring:
 
     def __post_init__(self) -> None:
         if self.capacity < 2 * self.slot:
-            raise ValueError(f"ring of {self.capacity} bytes cannot hold two {self.slot}-byte frames")
+            raise ValueError(f"ring of {self.capacity} bytes cannot hold two "
+                             f"{self.slot}-byte frames")
         self.buf = bytearray(self.capacity)
         self.view = memoryview(self.buf)
         self.due = array("d", bytes(8 * self.max_frames))

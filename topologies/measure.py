@@ -15,7 +15,7 @@ from typing import Any
 
 PING_SUMMARY = re.compile(
     r"(\d+) packets transmitted, (\d+) received.*?"
-    r"(?:rtt min/avg/max/mdev = ([\d.]+)/([\d.]+)/([\d.]+)/([\d.]+) ms)?\s*$", re.S)
+    r"(?:rtt min/avg/max/mdev = ([\d.]+)/([\d.]+)/([\d.]+)/([\d.]+) ms)?", re.S)
 IPERF_PORT = 5201
 
 
@@ -78,8 +78,8 @@ def ping(src: Any, dst_ip: str, count: int, interval_s: float = 0.05,
     """``count`` pings after ``warmup`` unrecorded ones (ARP and MAC learning happen there)."""
     if warmup:
         src.cmd(f"ping -c {warmup} -i 0.2 -W 2 {shlex.quote(dst_ip)}")
-    wait_s = max(2, math.ceil(count * interval_s + 5))
-    out = src.cmd(f"ping -c {count} -i {interval_s} -w {wait_s} -q {shlex.quote(dst_ip)}")
+    # -c alone (no -w): exactly ``count`` requests, each reply awaited up to -W seconds.
+    out = src.cmd(f"ping -c {count} -i {interval_s} -W 5 -q {shlex.quote(dst_ip)}")
     return parse_ping(out)
 
 

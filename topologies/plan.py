@@ -8,7 +8,7 @@ Naming (all names fit Linux's 15-character interface names once suffixed with ``
 - WAN relay node of the k-th WAN link: ``wl<k>`` (only with the delay-line backend).
 
 Addresses: one L2 segment, ``10.0.0.0/8``, stretched across sites (a migrated VM keeps its IP, as
-with vMotion); host ``n`` of role ``r`` at site ``s`` is ``10.s.r.n`` with MAC ``02:00:0a:ss:rr:nn``.
+with vMotion); host ``n`` of role ``r`` at site ``s`` is ``10.s.r.n``, MAC ``02:00:0a:ss:rr:nn``.
 Roles: 1 hypervisor, 2 client (3 is kept for VMs).
 """
 

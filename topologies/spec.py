@@ -40,6 +40,7 @@ MAX_BW_MBPS = 100_000.0
 MAX_LOSS_PCT = 50.0
 MIN_MTU, MAX_MTU = 576, 9000
 MAX_HOSTS_PER_SITE = 20
+MAX_SITES = 16         # the site index is one octet of host addresses; 16 is plenty
 MAX_FABRIC_SWITCHES = 8
 MIN_QUEUE_PKTS = 100   # never starve a low-BDP link of buffering
 
@@ -111,7 +112,7 @@ def default_queue_pkts(rtt_ms: float, bw_mbps: float | None, mtu: int) -> int:
 
 
 def _host_names(sec: Section, key: str, site: str, letter: str) -> tuple[str, ...]:
-    value = sec.data.get(key, 1)
+    value = sec.raw(key, 1)
     path = sec.where(key)
     if isinstance(value, bool):
         raise ConfigError(path, value, "a count (integer) or a list of host names")
@@ -201,8 +202,8 @@ def parse_topology(data: Any, path: str = "") -> TopologySpec:
     if not name or any(c in name for c in "/\0\n"):
         raise ConfigError(top.where("name"), name, "a non-empty name without '/' or newlines")
     raw_sites = top.sequence("sites", [{"name": "dc1"}, {"name": "dc2"}])
-    if len(raw_sites) < 2:
-        raise ConfigError(top.where("sites"), raw_sites, "at least two sites")
+    if not 2 <= len(raw_sites) <= MAX_SITES:
+        raise ConfigError(top.where("sites"), raw_sites, f"from 2 to {MAX_SITES} sites")
     sites = tuple(_site(s, join(top.where("sites"), i), i) for i, s in enumerate(raw_sites))
     site_names = [s.name for s in sites]
     _check_unique(top.where("sites"), site_names, "site names")

@@ -40,7 +40,7 @@ def versions() -> dict:
 
 
 def run_metadata(argv: list[str] | None = None) -> dict:
-    return {"started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    return {"started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "argv": argv if argv is not None else sys.argv,
             "git": git_summary(), "versions": versions(),
             "host": {"kernel": platform.release(), "machine": platform.machine(),

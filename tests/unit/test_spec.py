@@ -216,7 +216,7 @@ BAD = [
      site_list({"name": "dc1"}, {"name": "dc2"}, {"name": "dc3"},
                wan=[{"between": ["dc1", "dc2"]}]),
      "wan", [["dc1", "dc2"]], "unreachable: dc3"),
-    ("one-site", site_list({"name": "dc1"}), "sites", [{"name": "dc1"}], "at least two sites"),
+    ("one-site", site_list({"name": "dc1"}), "sites", [{"name": "dc1"}], "from 2 to 16 sites"),
     ("controller-unknown-site", {"controller": {"site": "dc7"}}, "controller.site", "dc7",
      "'local' or a site name"),
     ("different-mtus",
