@@ -143,14 +143,17 @@ class Ring:
         self.count -= 1
 
 
-def open_socket(ifname: str) -> socket.socket:
+def open_socket(ifname: str, sndbuf: int = SOCKET_BUFFER) -> socket.socket:
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
     sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
-    for opt, force in ((socket.SO_RCVBUF, 33), (socket.SO_SNDBUF, 32)):  # SO_*BUFFORCE
+    # Frames waiting in the qdisc after us are charged to our send buffer: it must be larger
+    # than that queue (see shaping.relay_sndbuf_bytes). *BUFFORCE ignores rmem_max (root only).
+    for opt, force, size in ((socket.SO_RCVBUF, 33, SOCKET_BUFFER),
+                             (socket.SO_SNDBUF, 32, sndbuf)):
         try:
-            sock.setsockopt(socket.SOL_SOCKET, force, SOCKET_BUFFER)
+            sock.setsockopt(socket.SOL_SOCKET, force, size)
         except OSError:
-            sock.setsockopt(socket.SOL_SOCKET, opt, SOCKET_BUFFER)
+            sock.setsockopt(socket.SOL_SOCKET, opt, size)
     sock.bind((ifname, ETH_P_ALL))
     sock.setblocking(False)
     # Drop whatever arrived between socket() and bind() from any interface.
@@ -174,8 +177,8 @@ class Relay:
     """Two sockets, two rings, one loop."""
 
     def __init__(self, if_a: str, if_b: str, sched_ab: Schedule, sched_ba: Schedule,
-                 slot: int, ring_bytes: int) -> None:
-        self.socks = (open_socket(if_a), open_socket(if_b))
+                 slot: int, ring_bytes: int, sndbuf: int = SOCKET_BUFFER) -> None:
+        self.socks = (open_socket(if_a, sndbuf), open_socket(if_b, sndbuf))
         self.names = (if_a, if_b)
         self.scheds = (sched_ab, sched_ba)
         max_frames = max(1024, ring_bytes // 64)
@@ -296,6 +299,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--loss-pct", type=float, default=0.0, help="one-way random loss")
     p.add_argument("--mtu", type=int, default=1500)
     p.add_argument("--ring-mb", type=float, default=64.0, help="bytes queued per direction")
+    p.add_argument("--sndbuf", type=int, default=SOCKET_BUFFER, help="send buffer, bytes")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--stats", help="JSON counters file")
     return p.parse_args(argv)
@@ -309,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     delay, jitter, loss = args.delay_ms / 1e3, args.jitter_ms / 1e3, args.loss_pct / 100.0
     relay = Relay(args.if_a, args.if_b, Schedule(delay, jitter, loss, rng_ab),
                   Schedule(delay, jitter, loss, rng_ba), slot=args.mtu + 64,
-                  ring_bytes=int(args.ring_mb * (1 << 20)))
+                  ring_bytes=int(args.ring_mb * (1 << 20)), sndbuf=args.sndbuf)
 
     def stop(_sig: int, _frame: object) -> None:
         relay.running = False

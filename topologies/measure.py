@@ -13,9 +13,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-PING_SUMMARY = re.compile(
-    r"(\d+) packets transmitted, (\d+) received.*?"
-    r"(?:rtt min/avg/max/mdev = ([\d.]+)/([\d.]+)/([\d.]+)/([\d.]+) ms)?", re.S)
+PING_COUNTS = re.compile(r"(\d+) packets transmitted, (\d+) received")
+PING_RTT = re.compile(r"rtt min/avg/max/mdev = ([\d.]+)/([\d.]+)/([\d.]+)/([\d.]+) ms")
 IPERF_PORT = 5201
 
 
@@ -46,14 +45,15 @@ class IperfResult:
 
 
 def parse_ping(text: str) -> PingResult:
-    m = PING_SUMMARY.search(text.strip())
-    if not m:
+    counts = PING_COUNTS.search(text)
+    if not counts:
         raise MeasureError(f"cannot read ping's summary from: {text.strip()[-300:]!r}")
-    sent, received = int(m.group(1)), int(m.group(2))
-    if m.group(3) is None:
+    sent, received = int(counts.group(1)), int(counts.group(2))
+    rtt = PING_RTT.search(text)
+    if rtt is None:
         nan = math.nan
         return PingResult(sent, received, nan, nan, nan, nan)
-    return PingResult(sent, received, *(float(m.group(i)) for i in range(3, 7)))
+    return PingResult(sent, received, *(float(rtt.group(i)) for i in range(1, 5)))
 
 
 def parse_iperf(text: str) -> IperfResult:

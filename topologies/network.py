@@ -20,11 +20,13 @@ from typing import Any
 
 from topologies.cleanup import Registry, netns_inode
 from topologies.detect import Choice
-from topologies.plan import PREFIX_LEN, NetworkPlan, WanPlan, plan_network
+from topologies.plan import PREFIX_LEN, NetworkPlan, plan_network
 from topologies.shaping import (
     Direction,
     delayline_shaping_cmds,
     netem_cmds,
+    redirect_cmds,
+    relay_sndbuf_bytes,
     split_link,
 )
 from topologies.spec import TopologySpec, WanLinkSpec
@@ -47,8 +49,11 @@ class WanLinkState:
     index: int
     spec: WanLinkSpec
     direction: Direction
-    backend: str                     # 'netem', 'delayline' or 'none' (rtt 0, nothing to delay)
-    shaped_devs: list[str] = field(default_factory=list)
+    backend: str                     # 'netem' or 'delayline'
+    node: str                        # the WAN node (namespace) between the two border switches
+    forwarding: str = ""             # 'relay' (the delay line) or 'tc-mirred' (kernel)
+    node_pid: int = 0
+    shaped_devs: list[str] = field(default_factory=list)   # [a->b egress, b->a egress]
     relay: str | None = None
     relay_proc: Any = None
     relay_stats_path: str | None = None
@@ -59,8 +64,8 @@ class WanLinkState:
                 "rtt_ms": self.spec.rtt_ms, "bw_mbps": self.spec.bw_mbps,
                 "loss_pct": self.spec.loss_pct, "jitter_ms": self.spec.jitter_ms,
                 "queue_pkts": self.spec.queue_pkts, "mtu": self.spec.mtu,
-                "one_way": vars(self.direction), "backend": self.backend,
-                "shaped_devs": self.shaped_devs, "relay": self.relay,
+                "one_way": vars(self.direction), "backend": self.backend, "node": self.node,
+                "forwarding": self.forwarding, "shaped_devs": self.shaped_devs,
                 "relay_stats": self.relay_stats}
 
 
@@ -90,8 +95,14 @@ def run_checked(cmd: list[str], what: str) -> str:
     return res.stdout
 
 
-def qdisc_kinds(dev: str) -> list[str]:
-    out = run_checked(["tc", "-j", "qdisc", "show", "dev", dev], f"reading qdiscs of {dev}")
+def in_node(pid: int, cmd: list[str]) -> list[str]:
+    """``cmd`` run inside the network namespace of the Mininet node whose shell is ``pid``."""
+    return ["mnexec", "-a", str(pid), *cmd]
+
+
+def qdisc_kinds(pid: int, dev: str) -> list[str]:
+    out = run_checked(in_node(pid, ["tc", "-j", "qdisc", "show", "dev", dev]),
+                      f"reading qdiscs of {dev}")
     return [q.get("kind", "") for q in json.loads(out or "[]")]
 
 
@@ -178,12 +189,7 @@ class WanNetwork:
         for h in self.plan.hosts:
             self.net.addHost(h.name, ip=f"{h.ip}/{PREFIX_LEN}", mac=h.mac)
         for w in self.plan.wan:
-            if self._uses_relay(w):
-                self.net.addHost(w.relay, ip=None)
-
-    def _uses_relay(self, w: WanPlan) -> bool:
-        d = split_link(self.spec.wan[w.index - 1])
-        return self.choice.link_backend == "delayline" and needs_delay(d)
+            self.net.addHost(w.relay, ip=None)
 
     def _add_links(self) -> None:
         for h in self.plan.hosts:
@@ -193,28 +199,22 @@ class WanNetwork:
         for w in self.plan.wan:
             spec = self.spec.wan[w.index - 1]
             d = split_link(spec)
-            state = WanLinkState(w.index, spec, d, self._link_backend(d))
-            if self._uses_relay(w):
-                la = self.net.addLink(w.a_switch, w.relay)
-                lb = self.net.addLink(w.relay, w.b_switch)
-                state.relay = w.relay
-                state.shaped_devs = [la.intf1.name, lb.intf2.name]
-            else:
-                link = self.net.addLink(w.a_switch, w.b_switch)
-                state.shaped_devs = [link.intf1.name, link.intf2.name]
+            state = WanLinkState(w.index, spec, d, self.choice.link_backend, node=w.relay)
+            la = self.net.addLink(w.a_switch, w.relay)    # relay side: wl<k>-eth0, faces a
+            lb = self.net.addLink(w.relay, w.b_switch)    # relay side: wl<k>-eth1, faces b
+            # Egress of the b-facing interface carries a->b, and the other way round.
+            state.shaped_devs = [lb.intf1.name, la.intf2.name]
+            use_relay = state.backend == "delayline" and needs_delay(d)
+            state.forwarding = "relay" if use_relay else "tc-mirred"
+            state.relay = w.relay if use_relay else None
             self.links.append(state)
-
-    def _link_backend(self, d: Direction) -> str:
-        if self.choice.link_backend == "netem":
-            return "netem"
-        return "delayline" if needs_delay(d) else "none"
 
     def _configure_interfaces(self) -> None:
         """Offloads off (the userspace datapath stalls TCP otherwise), MTU, TCP buffers."""
         mtu = self.spec.mtu
         offload = self.choice.ovs_datapath == "user"
         buf = tcp_buffer_bytes(self.spec)
-        relays = {link.relay for link in self.links if link.relay}
+        wan_nodes = {link.node for link in self.links}
         for host in self.net.hosts:
             host.cmd("sysctl -qw net.ipv6.conf.all.disable_ipv6=1 "
                      "net.ipv6.conf.default.disable_ipv6=1")
@@ -223,7 +223,7 @@ class WanNetwork:
                     continue
                 if mtu != 1500:
                     self._node_checked(host, f"ip link set dev {intf.name} mtu {mtu}")
-                if offload or host.name in relays:
+                if offload or host.name in wan_nodes:
                     self._node_checked(host, f"ethtool -K {intf.name} tx off tso off gso off")
             self._node_checked(host, f"sysctl -qw net.ipv4.tcp_rmem='4096 131072 {buf}' "
                                      f"net.ipv4.tcp_wmem='4096 65536 {buf}'")
@@ -249,19 +249,24 @@ class WanNetwork:
     def _configure_wan(self) -> None:
         for link in self.links:
             d = link.direction
+            node = self.net.get(link.node)
+            link.node_pid = node.pid
+            a_to_b, b_to_a = link.shaped_devs
+            cmds = []
             for dev in link.shaped_devs:
-                cmds = netem_cmds(dev, d) if link.backend == "netem" \
+                cmds += netem_cmds(dev, d) if link.backend == "netem" \
                     else delayline_shaping_cmds(dev, d)
-                for cmd in cmds:
-                    run_checked(cmd, f"shaping WAN link {link.index} on {dev}")
+            if link.forwarding == "tc-mirred":
+                cmds += redirect_cmds(b_to_a, a_to_b) + redirect_cmds(a_to_b, b_to_a)
+            for cmd in cmds:
+                run_checked(in_node(node.pid, cmd), f"WAN link {link.index} on {link.node}")
             if link.relay:
                 self._start_relay(link)
 
     def _start_relay(self, link: WanLinkState) -> None:
         node = self.net.get(link.relay)
-        ifs = [i.name for i in node.intfList() if i.name != "lo"]
-        if len(ifs) != 2:
-            raise LinkError(f"relay {link.relay} has interfaces {ifs}, expected two")
+        a_to_b, b_to_a = link.shaped_devs
+        ifs = [b_to_a, a_to_b]     # the relay's side a faces site a
         for name in ifs:
             self._node_checked(node, f"ip link set dev {name} promisc on")
         d = link.direction
@@ -270,7 +275,8 @@ class WanNetwork:
         cmd = [sys.executable, "-m", "topologies.delayline", "--if-a", ifs[0], "--if-b", ifs[1],
                "--delay-ms", repr(d.delay_ms), "--jitter-ms", repr(d.jitter_ms),
                "--loss-pct", repr(d.loss_pct), "--mtu", str(d.mtu),
-               "--ring-mb", repr(relay_ring_mb(d)), "--seed", str(self.seed + link.index),
+               "--ring-mb", repr(relay_ring_mb(d)), "--sndbuf", str(relay_sndbuf_bytes(d)),
+               "--seed", str(self.seed + link.index),
                "--stats", link.relay_stats_path]
         proc = node.popen(cmd, stdout=subprocess.PIPE, stderr=errlog, text=True)
         link.relay_proc = proc
@@ -323,7 +329,7 @@ class WanNetwork:
         """The qdiscs asked for are the qdiscs the kernel has (OVS can reset them)."""
         for link in self.links:
             for dev in link.shaped_devs:
-                kinds = qdisc_kinds(dev)
+                kinds = qdisc_kinds(link.node_pid, dev)
                 want = {"htb"} if link.direction.bw_mbps is not None else set()
                 if link.backend == "netem":
                     want.add("netem")

@@ -172,8 +172,9 @@ def test_more_sites_than_addresses_allow_are_rejected():
 
 def test_largest_site_count_is_addressable():
     names = [f"s{i}" for i in range(1, MAX_SITES + 1)]
+    links = [{"between": [a, b]} for a, b in zip(names, names[1:], strict=False)]
     spec = parse_topology({"sites": [{"name": n, "hypervisors": 20} for n in names],
-                           "wan": [{"between": [a, b]} for a, b in zip(names, names[1:])]})
+                           "wan": links})
     for h in plan_network(spec).hosts:
         ipaddress.IPv4Address(h.ip)
         assert re.fullmatch(r"02(:[0-9a-f]{2}){5}", h.mac), h.mac
