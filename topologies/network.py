@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import select
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from topologies.shaping import (
     delayline_shaping_cmds,
     netem_cmds,
     redirect_cmds,
+    relay_ring_frames,
     relay_sndbuf_bytes,
     split_link,
 )
@@ -73,17 +73,11 @@ def needs_delay(d: Direction) -> bool:
     return d.delay_ms > 0 or d.jitter_ms > 0 or d.loss_pct > 0
 
 
-def relay_ring_mb(d: Direction) -> float:
-    """Bytes the relay may hold per direction: three times what is in flight, at least 16 MiB."""
-    if d.bw_mbps is None:
-        return 64.0
-    in_flight = d.bw_mbps * 1e6 / 8 * (d.delay_ms + 4 * d.jitter_ms) / 1e3
-    return max(16.0, math.ceil(3 * in_flight / (1 << 20)))
-
-
 def tcp_buffer_bytes(spec: TopologySpec) -> int:
-    """Per-host TCP buffer ceiling: four bandwidth-delay products of the fattest WAN link."""
-    bdp = max((w.bdp_bytes for w in spec.wan), default=0.0)
+    """Per-host TCP buffer ceiling: four bandwidth-delay products of the fattest WAN link (an
+    unshaped link counts as 1 Gbit/s)."""
+    bdp = max((w.bdp_bytes if w.bw_mbps is not None else 1e9 / 8 * w.rtt_ms / 1e3
+               for w in spec.wan), default=0.0)
     return int(max(MIN_TCP_BUFFER, 4 * bdp))
 
 
@@ -253,11 +247,12 @@ class WanNetwork:
             link.node_pid = node.pid
             a_to_b, b_to_a = link.shaped_devs
             cmds = []
-            for dev in link.shaped_devs:
-                cmds += netem_cmds(dev, d) if link.backend == "netem" \
-                    else delayline_shaping_cmds(dev, d)
             if link.forwarding == "tc-mirred":
+                for dev in link.shaped_devs:
+                    cmds += netem_cmds(dev, d) if link.backend == "netem" \
+                        else delayline_shaping_cmds(dev, d)
                 cmds += redirect_cmds(b_to_a, a_to_b) + redirect_cmds(a_to_b, b_to_a)
+            # else: the relay does rate, queue, loss, delay and jitter (topologies/linkmodel.py)
             for cmd in cmds:
                 run_checked(in_node(node.pid, cmd), f"WAN link {link.index} on {link.node}")
             if link.relay:
@@ -275,7 +270,10 @@ class WanNetwork:
         cmd = [sys.executable, "-m", "topologies.delayline", "--if-a", ifs[0], "--if-b", ifs[1],
                "--delay-ms", repr(d.delay_ms), "--jitter-ms", repr(d.jitter_ms),
                "--loss-pct", repr(d.loss_pct), "--mtu", str(d.mtu),
-               "--ring-mb", repr(relay_ring_mb(d)), "--sndbuf", str(relay_sndbuf_bytes(d)),
+               "--queue-pkts", str(d.queue_pkts),
+               *(["--rate-mbps", repr(d.bw_mbps)] if d.bw_mbps is not None else []),
+               "--ring-frames", str(relay_ring_frames(d)),
+               "--sndbuf", str(relay_sndbuf_bytes(d)),
                "--seed", str(self.seed + link.index),
                "--stats", link.relay_stats_path]
         proc = node.popen(cmd, stdout=subprocess.PIPE, stderr=errlog, text=True)
@@ -289,8 +287,10 @@ class WanNetwork:
             raise LinkError(f"delay line of WAN link {link.index} did not start "
                             f"(got {line!r}): {err}")
         got = json.loads(line[6:])
-        if abs(got["delay_ms"] - d.delay_ms) > 1e-9:
-            raise LinkError(f"delay line reports delay {got['delay_ms']} ms, asked {d.delay_ms}")
+        asked = {"delay_ms": d.delay_ms, "jitter_ms": d.jitter_ms, "loss_pct": d.loss_pct,
+                 "rate_mbps": d.bw_mbps, "queue_pkts": d.queue_pkts}
+        if any(got.get(k) != v for k, v in asked.items()):
+            raise LinkError(f"delay line of WAN link {link.index} reports {got}, asked {asked}")
         self.registry.update(pids=self.registry.data["pids"] + [proc.pid])
         log.info("delay line %s: pid %d, %s", link.relay, proc.pid, got)
 
@@ -330,9 +330,12 @@ class WanNetwork:
         for link in self.links:
             for dev in link.shaped_devs:
                 kinds = qdisc_kinds(link.node_pid, dev)
-                want = {"htb"} if link.direction.bw_mbps is not None else set()
-                if link.backend == "netem":
-                    want.add("netem")
+                want = set()
+                if link.forwarding == "tc-mirred":
+                    if link.direction.bw_mbps is not None:
+                        want.add("htb")
+                    if link.backend == "netem":
+                        want.add("netem")
                 if not want <= set(kinds):
                     raise LinkError(f"WAN link {link.index}: {dev} has qdiscs {kinds}, "
                                     f"expected {sorted(want)}")

@@ -106,9 +106,9 @@ def netem_cmds(dev: str, d: Direction) -> list[list[str]]:
 
 
 def delayline_shaping_cmds(dev: str, d: Direction) -> list[list[str]]:
-    """Delay-line backend: the kernel only shapes (HTB + a FIFO of ``queue_pkts``) the frames the
-    relay releases; without a rate nothing is needed. (A constant delay and a FIFO queue commute,
-    so delaying first and queueing after gives the same per-frame latency.)"""
+    """Delay-line backend on a link with nothing to delay (no RTT, loss or jitter): the kernel
+    forwards and shapes (HTB + a FIFO of ``queue_pkts``); without a rate nothing is needed.
+    Where there is a delay, the relay does the rate itself (topologies/linkmodel.py says why)."""
     if d.bw_mbps is None:
         return []
     return shaping_cmds(dev, d, ["pfifo", "limit", str(d.queue_pkts)])
@@ -122,11 +122,21 @@ def redirect_cmds(dev_in: str, dev_out: str) -> list[list[str]]:
              "match", "u32", "0", "0", "action", "mirred", "egress", "redirect", "dev", dev_out]]
 
 
+def relay_ring_frames(d: Direction) -> int:
+    """RX slots per direction: twice the full-size frames the relay can hold (its queue, and those
+    inside the delay; an unshaped link is sized for 1 Gbit/s, about what the relay carries), at
+    least 4096. A slot holds a frame of any size, so a flood of tiny frames fills them sooner:
+    those are counted drops."""
+    rate = d.bw_mbps if d.bw_mbps is not None else 1000.0
+    delay_s = (d.delay_ms + 4 * d.jitter_ms) / 1e3
+    in_flight = math.ceil(rate * 1e6 / 8 * delay_s / d.frame_bytes)
+    return max(4096, 2 * (d.queue_pkts + in_flight))
+
+
 def relay_sndbuf_bytes(d: Direction) -> int:
-    """The relay's send buffer must outlast the HTB queue it feeds, so that the queue's own limit
-    (counted by tc) is what drops, not the socket (4 KiB covers one frame's kernel footprint)."""
-    frame = max(4096, 2 * d.frame_bytes)
-    return max(16 << 20, (d.queue_pkts + 64) * frame)
+    """The relay's send buffer: room for a burst of released frames (4 KiB covers one frame's
+    kernel footprint); its output has no qdisc, so frames do not wait there."""
+    return max(16 << 20, 1024 * max(4096, 2 * d.frame_bytes))
 
 
 def clear_cmds(dev: str) -> list[list[str]]:
