@@ -114,6 +114,7 @@ class WanNetwork:
         self.links: list[WanLinkState] = []
         self.registry: Registry | None = None
         self.stp = self.plan.switch_graph_has_cycle()
+        self.wan_nodes: dict[str, Any] = {}   # name => Mininet node of each WAN link
 
     # -- life cycle ---------------------------------------------------------------------------
     def __enter__(self) -> WanNetwork:
@@ -142,10 +143,13 @@ class WanNetwork:
         self._add_nodes()
         self._add_links()
         self.net.build()
-        nodes = list(self.net.hosts) + list(self.net.switches)
-        self.registry.update(pids=[n.pid for n in nodes if n.pid],
-                             netns=sorted({i for n in self.net.hosts
-                                           if (i := netns_inode(n.pid))}))
+        # WAN nodes are namespaces like hosts, but not hosts: keep them out of net.hosts so that
+        # Mininet's pingall and CLI see only hosts with addresses; stop() ends them.
+        self.wan_nodes = {n.name: n for n in self.net.hosts if n.name in set(relays)}
+        self.net.hosts = [h for h in self.net.hosts if h.name not in self.wan_nodes]
+        namespaced = list(self.net.hosts) + list(self.wan_nodes.values())
+        self.registry.update(pids=[n.pid for n in namespaced + list(self.net.switches) if n.pid],
+                             netns=sorted({i for n in namespaced if (i := netns_inode(n.pid))}))
         self.net.start()
         self._configure_interfaces()
         self._configure_wan()
@@ -164,6 +168,9 @@ class WanNetwork:
                 self.net.stop()
             except Exception:  # noqa: BLE001 - teardown goes on; wanmig clean is the backstop
                 log.exception("Mininet teardown failed; run `wanmig clean`")
+            for node in self.wan_nodes.values():
+                node.terminate()
+            self.wan_nodes = {}
             self.net = None
         if self.registry is not None:
             from topologies.cleanup import clean_record
@@ -209,7 +216,7 @@ class WanNetwork:
         offload = self.choice.ovs_datapath == "user"
         buf = tcp_buffer_bytes(self.spec)
         wan_nodes = {link.node for link in self.links}
-        for host in self.net.hosts:
+        for host in [*self.net.hosts, *self.wan_nodes.values()]:
             host.cmd("sysctl -qw net.ipv6.conf.all.disable_ipv6=1 "
                      "net.ipv6.conf.default.disable_ipv6=1")
             for intf in host.intfList():
@@ -243,7 +250,7 @@ class WanNetwork:
     def _configure_wan(self) -> None:
         for link in self.links:
             d = link.direction
-            node = self.net.get(link.node)
+            node = self.wan_nodes[link.node]
             link.node_pid = node.pid
             a_to_b, b_to_a = link.shaped_devs
             cmds = []
@@ -259,7 +266,7 @@ class WanNetwork:
                 self._start_relay(link)
 
     def _start_relay(self, link: WanLinkState) -> None:
-        node = self.net.get(link.relay)
+        node = self.wan_nodes[link.relay]
         a_to_b, b_to_a = link.shaped_devs
         ifs = [b_to_a, a_to_b]     # the relay's side a faces site a
         for name in ifs:

@@ -99,15 +99,16 @@ def cmd_net(args: argparse.Namespace) -> int:
     _facts, choice = _ready_choice()
     with WanNetwork(spec, choice, new_run_dir(f"net-{spec.name}")) as net:
         for h in net.plan.hosts:
-            print(f"{h.name:10s} {h.role:10s} site {h.site:6s} {h.ip:12s} {h.mac} on {h.switch}")
+            print(f"{h.name:10s} {h.role:10s} site {h.site:6s} {h.ip:12s} {h.mac} on {h.switch}",
+                  flush=True)
         for link in net.links:
             print(f"WAN {link.index}: {link.spec.a}-{link.spec.b} rtt {link.spec.rtt_ms:g} ms "
-                  f"bw {link.spec.bw_mbps} Mbit/s backend {link.backend}")
+                  f"bw {link.spec.bw_mbps} Mbit/s backend {link.backend}", flush=True)
         if args.cli:
             from mininet.cli import CLI
             CLI(net.net)
         else:
-            print("network up; Ctrl-C tears it down")
+            print("network up; Ctrl-C tears it down", flush=True)
             signal.pause()
     return EXIT_OK
 

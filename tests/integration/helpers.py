@@ -1,0 +1,28 @@
+"""What a test network may have left on this machine."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+from topologies.cleanup import node_shells, our_bridges, our_links, stray_delaylines
+from topologies.plan import node_names
+
+
+def leftovers(spec) -> dict[str, list]:
+    """What of ``spec``'s network still exists on this machine."""
+    names = sorted(set(node_names(spec)))
+    switches = [n for n in names if re.fullmatch(r"[a-z][a-z0-9]*(s1|l\d+|p\d+)", n)]
+    return {"bridges": our_bridges(switches), "links": our_links(names),
+            "shells": node_shells(names), "delaylines": stray_delaylines()}
+
+
+def assert_nothing_left(spec) -> None:
+    left = leftovers(spec)
+    assert not any(left.values()), (
+        f"left behind by {spec.name}: {left}\n"
+        f"ovs-vsctl list-br: {_bridges()!r}")
+
+
+def _bridges() -> str:
+    return subprocess.run(["ovs-vsctl", "list-br"], capture_output=True, text=True).stdout
