@@ -61,6 +61,8 @@ def parse_iperf(text: str) -> IperfResult:
         data = json.loads(text)
     except ValueError as exc:
         raise MeasureError(f"iperf3 did not print JSON: {text.strip()[-300:]!r}") from exc
+    if not isinstance(data, dict):
+        raise MeasureError(f"iperf3 printed JSON that is not an object: {text.strip()[-300:]!r}")
     if "error" in data:
         raise MeasureError(f"iperf3: {data['error']}")
     end = data.get("end", {})

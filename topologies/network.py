@@ -104,12 +104,15 @@ class WanNetwork:
     """Sites, switches, hosts and WAN links, live; ``with WanNetwork(spec, choice) as net:``."""
 
     def __init__(self, spec: TopologySpec, choice: Choice, workdir: str | Path,
-                 seed: int = 1) -> None:
+                 seed: int = 1, relay_always: bool = False) -> None:
+        """``relay_always``: use the delay line even where nothing needs delaying (benchmarks
+        of the relay itself at 0 ms)."""
         self.spec = spec
         self.choice = choice
         self.plan: NetworkPlan = plan_network(spec)
         self.workdir = Path(workdir)
         self.seed = seed
+        self.relay_always = relay_always
         self.net: Any = None
         self.links: list[WanLinkState] = []
         self.registry: Registry | None = None
@@ -205,7 +208,7 @@ class WanNetwork:
             lb = self.net.addLink(w.relay, w.b_switch)    # relay side: wl<k>-eth1, faces b
             # Egress of the b-facing interface carries a->b, and the other way round.
             state.shaped_devs = [lb.intf1.name, la.intf2.name]
-            use_relay = state.backend == "delayline" and needs_delay(d)
+            use_relay = state.backend == "delayline" and (needs_delay(d) or self.relay_always)
             state.forwarding = "relay" if use_relay else "tc-mirred"
             state.relay = w.relay if use_relay else None
             self.links.append(state)

@@ -15,7 +15,7 @@ from typing import Any
 _MISSING = object()
 
 # Names end up in interface names, OVS bridge names and shell command lines.
-NAME_RE = re.compile(r"^[a-z][a-z0-9]*$")
+NAME_RE = re.compile(r"[a-z][a-z0-9]*")   # used with fullmatch: no trailing newline
 
 
 class ConfigError(ValueError):
@@ -129,7 +129,7 @@ class Section:
 
 def check_name(path: str, value: Any, max_len: int) -> str:
     """A name that is safe in a shell and fits in a Linux interface name once suffixed."""
-    if not isinstance(value, str) or not NAME_RE.match(value) or len(value) > max_len:
+    if not isinstance(value, str) or not NAME_RE.fullmatch(value) or len(value) > max_len:
         raise ConfigError(path, value, f"a name of 1 to {max_len} characters: a lowercase letter, "
                                        "then lowercase letters or digits")
     return value

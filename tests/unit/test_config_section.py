@@ -180,10 +180,6 @@ def test_check_name_rejects(name):
     assert "1 to 6 characters" in str(info.value)
 
 
-@pytest.mark.xfail(strict=True,
-                   reason="NAME_RE ends in '$', which also matches before a trailing newline, "
-                          "so check_name accepts 'dc1\\n' (a newline in a shell/interface name); "
-                          "needs \\Z or re.fullmatch")
 def test_check_name_rejects_trailing_newline():
     with pytest.raises(ConfigError):
         check_name("sites[0].name", "dc1\n", 6)
@@ -200,3 +196,11 @@ def test_check_name_rejects_trailing_newline():
 ])
 def test_join(path, key, out):
     assert join(path, key) == out
+
+
+def test_topology_rejects_site_name_with_trailing_newline():
+    from topologies.spec import parse_topology
+
+    with pytest.raises(ConfigError) as info:
+        parse_topology({"sites": [{"name": "dc1\n"}, {"name": "dc2"}]})
+    assert info.value.path == "sites[0].name"

@@ -144,10 +144,6 @@ def test_parse_iperf_without_sum_received_is_measure_error():
         parse_iperf(json.dumps({"start": {}}))
 
 
-@pytest.mark.xfail(strict=True, raises=(TypeError, AttributeError),
-                   reason="parse_iperf assumes a JSON object: valid JSON that is not one "
-                          "(null, a list, a number) raises TypeError/AttributeError, not "
-                          "MeasureError")
 @pytest.mark.parametrize("text", ["null", "[]", "5"])
 def test_parse_iperf_json_that_is_not_an_object_is_measure_error(text):
     with pytest.raises(MeasureError):
