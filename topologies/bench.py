@@ -120,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="0 and 150 ms only")
     p.add_argument("--seconds", type=float, default=15.0, help="iperf3 seconds counted")
+    p.add_argument("--only", help="run only the cases whose label contains this text")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if os.geteuid() != 0:
@@ -134,8 +135,10 @@ def main(argv: list[str] | None = None) -> int:
     (out / "meta.json").write_text(json.dumps(meta, indent=2))
     rows = []
     for case in cases(args.quick):
+        if args.only and args.only not in case.label:
+            continue
         log.info("bench case %s", case.label)
-        rows.append(run_case(case, choice, out / "runs", args.seconds))
+        rows.append(run_case(case, choice, out / "runs" / f"case{len(rows) + 1}", args.seconds))
         (out / "bench.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     text = table(rows)
     (out / "table.md").write_text(f"# WAN link benchmark\n\n```\n{text}\n```\n\n"

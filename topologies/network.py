@@ -276,6 +276,7 @@ class WanNetwork:
             self._node_checked(node, f"ip link set dev {name} promisc on")
         d = link.direction
         link.relay_stats_path = str(self.workdir / f"{link.relay}-stats.json")
+        Path(link.relay_stats_path).unlink(missing_ok=True)    # never read a previous run's
         errlog = open(self.workdir / f"{link.relay}.log", "w")  # noqa: SIM115 - lives with proc
         cmd = [sys.executable, "-m", "topologies.delayline", "--if-a", ifs[0], "--if-b", ifs[1],
                "--delay-ms", repr(d.delay_ms), "--jitter-ms", repr(d.jitter_ms),
