@@ -8,13 +8,18 @@ VMware vMotion's stun-during-page-send.
 
 Modules, one concept each:
 
-* ``pages``      page size, synthetic guest memory contents and realistic page mutations
-* ``workload``   dirty-rate presets and the pure planner of which pages a guest dirties
-* ``codecs``     zero-page elision and chunk codecs (none, lz4, zstd-N, xbzrle)
+* ``pages``       page size, synthetic guest memory contents and realistic page mutations
+* ``workload``    dirty-rate presets and the pure planner of which pages a guest writes
+* ``codecs``      zero-page elision, chunk codecs (none, lz4, zstd-N) and the registry
+* ``xbzrle``      delta encoding against the previously sent page, mirrored LRU caches
 * ``codec_bench`` measured codec speed and ratio on this CPU (also ``python -m``)
-* ``adaptive``   per-round codec choice from measured link goodput and CPU speed
-* ``wire``       framing, message layouts and the HMAC handshake of the migration stream
-* ``model``      the analytic geometric pre-copy model (Clark'05, Akoush'10)
-* ``policy``     the migration policy and its validation
-* ``engine``     the pre-copy engine: rounds, stop decision, throttling, abort/force
+* ``adaptive``    per-round codec choice from measured link goodput and CPU speed
+* ``wire``        frame header, CRC, incremental reader (``auth`` holds the HMAC handshake)
+* ``messages``    payload layouts of HELLO .. ABORT, PAGES included
+* ``pagestream``  engine sends -> PAGES frames -> destination memory
+* ``model``       the analytic geometric pre-copy model (Clark'05, Akoush'10)
+* ``policy``      the migration policy and its validation
+* ``interfaces``  what the engine expects of the clock, the guest and the transport
+* ``records``     per-round records and the migration result
+* ``engine``      the pre-copy engine: rounds, stop decision, throttling, abort/force
 """

@@ -21,6 +21,9 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 DELAYLINE_MARK = "topologies.delayline"
+# Processes of ours in the root namespace: recorded by PID, killed only if the PID still runs one
+# of these (a PID can be reused by an unrelated process after a crash).
+OUR_MARKS = (DELAYLINE_MARK, "controller.run", "controller.ctlproxy", "mininet:")
 
 
 def state_dir() -> Path:
@@ -153,8 +156,10 @@ def leftovers(record: dict) -> dict[str, list]:
     """What of a record still exists on this machine."""
     nodes = list(record.get("nodes", []))
     switches = list(record.get("switches", []))
+    recorded = [p for p in record.get("pids", [])
+                if p != os.getpid() and any(m in _cmdline(p) for m in OUR_MARKS)]
     return {"processes": sorted(set(processes_in(set(record.get("netns", []))))
-                                | set(node_shells(nodes + switches))),
+                                | set(node_shells(nodes + switches)) | set(recorded)),
             "bridges": our_bridges(switches),
             "links": our_links(nodes + switches)}
 

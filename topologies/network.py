@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from topologies.cleanup import Registry, netns_inode
+from topologies.controlplane import ControlPlane, switch_class
 from topologies.detect import Choice
 from topologies.plan import PREFIX_LEN, NetworkPlan, plan_network
 from topologies.shaping import (
@@ -104,9 +105,11 @@ class WanNetwork:
     """Sites, switches, hosts and WAN links, live; ``with WanNetwork(spec, choice) as net:``."""
 
     def __init__(self, spec: TopologySpec, choice: Choice, workdir: str | Path,
-                 seed: int = 1, relay_always: bool = False) -> None:
+                 seed: int = 1, relay_always: bool = False, controller: bool = False,
+                 hold_s: float = 1.0) -> None:
         """``relay_always``: use the delay line even where nothing needs delaying (benchmarks
-        of the relay itself at 0 ms)."""
+        of the relay itself at 0 ms). ``controller``: switches under wanmig's controller (placed
+        as the spec says), else standalone learning bridges."""
         self.spec = spec
         self.choice = choice
         self.plan: NetworkPlan = plan_network(spec)
@@ -118,6 +121,10 @@ class WanNetwork:
         self.registry: Registry | None = None
         self.stp = self.plan.switch_graph_has_cycle()
         self.wan_nodes: dict[str, Any] = {}   # name => Mininet node of each WAN link
+        self.control: ControlPlane | None = None
+        if controller:
+            self.control = ControlPlane(spec, self.plan, self.workdir, hold_s=hold_s)
+            self.stp = False          # the controller floods on its own spanning tree
 
     # -- life cycle ---------------------------------------------------------------------------
     def __enter__(self) -> WanNetwork:
@@ -141,6 +148,9 @@ class WanNetwork:
         relays = [w.relay for w in p.wan]
         self.registry = Registry(self.spec.name, [s.name for s in p.switches],
                                  [h.name for h in p.hosts] + relays)
+        if self.control is not None:
+            self.control.start()
+            self.registry.update(pids=self.control.pids())
         self.net = Mininet(topo=None, build=False, controller=None, autoSetMacs=False,
                            autoStaticArp=False)
         self._add_nodes()
@@ -151,13 +161,16 @@ class WanNetwork:
         self.wan_nodes = {n.name: n for n in self.net.hosts if n.name in set(relays)}
         self.net.hosts = [h for h in self.net.hosts if h.name not in self.wan_nodes]
         namespaced = list(self.net.hosts) + list(self.wan_nodes.values())
-        self.registry.update(pids=[n.pid for n in namespaced + list(self.net.switches) if n.pid],
+        self.registry.update(pids=self.registry.data["pids"]
+                             + [n.pid for n in namespaced + list(self.net.switches) if n.pid],
                              netns=sorted({i for n in namespaced if (i := netns_inode(n.pid))}))
         self.net.start()
         self._configure_interfaces()
         self._configure_wan()
         if self.stp:
             self._wait_stp()
+        if self.control is not None:
+            self.control.wait_converged()
         self.verify_shaping()
         log.info("network %s up: %d hosts, %d switches, %d WAN link(s), backend %s, datapath %s",
                  self.spec.name, len(p.hosts), len(p.switches), len(p.wan),
@@ -166,6 +179,8 @@ class WanNetwork:
     def stop(self) -> None:
         for link in self.links:
             self._stop_relay(link)
+        if self.control is not None:
+            self.control.stop()
         if self.net is not None:
             try:
                 self.net.stop()
@@ -189,7 +204,12 @@ class WanNetwork:
 
         dp = "user" if self.choice.ovs_datapath == "user" else "kernel"
         for sw in self.plan.switches:
-            self.net.addSwitch(sw.name, cls=OVSBridge, datapath=dp, dpid=sw.dpid, stp=self.stp)
+            if self.control is not None:
+                self.net.addSwitch(sw.name, cls=switch_class(), datapath=dp, dpid=sw.dpid,
+                                   ctl_port=self.control.port_for(sw.site))
+            else:
+                self.net.addSwitch(sw.name, cls=OVSBridge, datapath=dp, dpid=sw.dpid,
+                                   stp=self.stp)
         for h in self.plan.hosts:
             self.net.addHost(h.name, ip=f"{h.ip}/{PREFIX_LEN}", mac=h.mac)
         for w in self.plan.wan:
@@ -215,32 +235,39 @@ class WanNetwork:
 
     def _configure_interfaces(self) -> None:
         """Offloads off (the userspace datapath stalls TCP otherwise), MTU, TCP buffers."""
-        mtu = self.spec.mtu
-        offload = self.choice.ovs_datapath == "user"
         buf = tcp_buffer_bytes(self.spec)
         wan_nodes = {link.node for link in self.links}
         for host in [*self.net.hosts, *self.wan_nodes.values()]:
             host.cmd("sysctl -qw net.ipv6.conf.all.disable_ipv6=1 "
                      "net.ipv6.conf.default.disable_ipv6=1")
             for intf in host.intfList():
-                if intf.name == "lo":
-                    continue
-                if mtu != 1500:
-                    self._node_checked(host, f"ip link set dev {intf.name} mtu {mtu}")
-                if offload or host.name in wan_nodes:
-                    self._node_checked(host, f"ethtool -K {intf.name} tx off tso off gso off")
+                if intf.name != "lo":
+                    self._configure_intf(host, intf.name, always_offload=host.name in wan_nodes)
             self._node_checked(host, f"sysctl -qw net.ipv4.tcp_rmem='4096 131072 {buf}' "
                                      f"net.ipv4.tcp_wmem='4096 65536 {buf}'")
         for sw in self.net.switches:
             for intf in sw.intfList():
-                if intf.name == "lo":
-                    continue
-                if mtu != 1500:
-                    run_checked(["ip", "link", "set", "dev", intf.name, "mtu", str(mtu)],
-                                f"MTU of {intf.name}")
-                if offload:
-                    run_checked(["ethtool", "-K", intf.name, "tx", "off", "tso", "off",
-                                 "gso", "off"], f"offloads of {intf.name}")
+                if intf.name != "lo":
+                    self._configure_intf(None, intf.name)
+
+    def _configure_intf(self, node: Any, name: str, always_offload: bool = False) -> None:
+        """One interface: the network's MTU, and transmit offloads off where needed. ``node``
+        None: the interface is in the root namespace (a switch port)."""
+        cmds = []
+        if self.spec.mtu != 1500:
+            cmds.append(f"ip link set dev {name} mtu {self.spec.mtu}")
+        if self.choice.ovs_datapath == "user" or always_offload:
+            cmds.append(f"ethtool -K {name} tx off tso off gso off")
+        for cmd in cmds:
+            if node is None:
+                run_checked(cmd.split(), f"configuring {name}")
+            else:
+                self._node_checked(node, cmd)
+
+    def configure_new_link(self, host: Any, host_intf: Any, sw_intf: Any) -> None:
+        """A link made after start (a host re-plugged): configured like the others."""
+        self._configure_intf(host, host_intf.name)
+        self._configure_intf(None, sw_intf.name)
 
     @staticmethod
     def _node_checked(node: Any, cmd: str) -> str:
@@ -361,4 +388,5 @@ class WanNetwork:
         return {"topology": self.spec.name, "link_backend": self.choice.link_backend,
                 "ovs_datapath": self.choice.ovs_datapath, "stp": self.stp,
                 "tcp_buffer_max": tcp_buffer_bytes(self.spec),
+                "control": self.control.record() if self.control else None,
                 "wan": [link.record() for link in self.links]}

@@ -141,3 +141,35 @@ def node_names(spec: TopologySpec) -> list[str]:
     plan = plan_network(spec)
     return ([h.name for h in plan.hosts] + [s.name for s in plan.switches]
             + [w.relay for w in plan.wan])
+
+
+def wan_rtt_between(spec: TopologySpec, a: str, b: str) -> float:
+    """The smallest sum of WAN RTTs on a path of WAN links from site ``a`` to site ``b``."""
+    best = {a: 0.0}
+    frontier = [a]
+    while frontier:
+        site = min(frontier, key=best.__getitem__)
+        frontier.remove(site)
+        for w in spec.wan:
+            if site in (w.a, w.b):
+                other = w.b if site == w.a else w.a
+                cost = best[site] + w.rtt_ms
+                if cost < best.get(other, float("inf")):
+                    best[other] = cost
+                    frontier.append(other)
+    return best[b]
+
+
+def control_rtts(spec: TopologySpec) -> dict[str, float]:
+    """Control-channel RTT of each site's switches: none at the controller's own site (or with
+    the controller 'local'), else ``control_rtt_ms`` or the WAN RTT to the controller's site."""
+    ctl = spec.controller
+    out = {}
+    for site in spec.sites:
+        if ctl.site in ("local", site.name):
+            out[site.name] = 0.0
+        elif ctl.control_rtt_ms is not None:
+            out[site.name] = ctl.control_rtt_ms
+        else:
+            out[site.name] = wan_rtt_between(spec, site.name, ctl.site)
+    return out

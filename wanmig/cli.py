@@ -163,6 +163,28 @@ def cmd_linkcheck(args: argparse.Namespace) -> int:
     return EXIT_OK if check.ok else EXIT_FAIL
 
 
+def cmd_controller(args: argparse.Namespace) -> int:
+    """The controller on its own, for a user's own Mininet (``mn --controller remote,port=P``).
+    Links are discovered with its own probes, so no topology is needed; one given is validated
+    and its expected switches and links are printed to compare with the status file."""
+    from controller import run
+    from topologies.plan import plan_network
+    from topologies.spec import parse_topology
+
+    if args.topology:
+        spec = parse_topology(_topology_data(args.topology, {}))
+        plan = plan_network(spec)
+        print(f"topology {spec.name}: expecting {len(plan.switches)} switches and "
+              f"{len(plan.fabric_links) + len(plan.wan)} links", flush=True)
+    argv = ["--port", str(args.port), "--host", args.host, "--hold-s", str(args.hold_s)]
+    argv += ["--events", args.events] if args.events else []
+    argv += ["--status", args.status] if args.status else []
+    print(f"controller listening on {args.host}:{args.port} (OpenFlow 1.3); Ctrl-C stops it",
+          flush=True)
+    run.main(argv)
+    return EXIT_OK
+
+
 def cmd_clean(args: argparse.Namespace) -> int:
     from topologies.cleanup import clean
 
@@ -202,6 +224,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="goodput below this fraction of bw_mbps fails the check")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_linkcheck)
+
+    s = sub.add_parser("controller", help="run the SDN controller on its own")
+    s.add_argument("--port", type=int, default=6653)
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--events", help="JSON-lines event log (learns, moves, convergence)")
+    s.add_argument("--status", help="JSON status file (switches, links, hosts)")
+    s.add_argument("--topology", help="topology YAML to check against")
+    s.add_argument("--hold-s", type=float, default=1.0, help="flapping guard hold time")
+    s.set_defaults(func=cmd_controller)
 
     s = sub.add_parser("clean", help="remove what crashed runs left behind")
     s.add_argument("--all", action="store_true", help="also networks whose owner still runs")

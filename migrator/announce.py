@@ -1,0 +1,64 @@
+"""A resumed VM announces itself as hypervisors do: a burst of RARP frames from its MAC.
+
+QEMU's announce_self defaults: 5 rounds, the first 50 ms after resume, each gap 100 ms longer
+than the last (50, 150, 250, 350 ms). The frame is a RARP request (ethertype 0x8035, opcode 3)
+with source and target hardware address the VM's MAC and zero protocol addresses, to broadcast.
+``python -m migrator.announce --iface vm-eth0 --mac 02:00:...`` prints the wall-clock time of
+each frame sent (one JSON line each).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+RARP_TYPE = 0x8035
+RARP_REQUEST = 3
+
+
+def rarp_frame(mac: str) -> bytes:
+    from scapy.layers.l2 import ARP, Ether
+
+    frame = Ether(src=mac, dst="ff:ff:ff:ff:ff:ff", type=RARP_TYPE) / ARP(
+        op=RARP_REQUEST, hwsrc=mac, hwdst=mac, psrc="0.0.0.0", pdst="0.0.0.0")
+    return bytes(frame)
+
+
+def gaps_ms(rounds: int = 5, initial_ms: float = 50, step_ms: float = 100) -> list[float]:
+    """Time before each frame: the first ``initial_ms`` after resume, then growing by ``step``."""
+    return [initial_ms + step_ms * i for i in range(rounds)]
+
+
+def announce(iface: str, mac: str, rounds: int = 5, initial_ms: float = 50,
+             step_ms: float = 100, first_now: bool = False) -> list[float]:
+    """Send the burst; returns the wall-clock time of every frame."""
+    from scapy.sendrecv import sendp
+
+    frame = rarp_frame(mac)
+    times = []
+    for i, gap in enumerate(gaps_ms(rounds, initial_ms, step_ms)):
+        if not (first_now and i == 0):
+            time.sleep(gap / 1e3)
+        sendp(frame, iface=iface, verbose=False)
+        times.append(time.time())
+        print(json.dumps({"event": "rarp", "t": times[-1], "mac": mac, "iface": iface}),
+              flush=True)
+    return times
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m migrator.announce", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--iface", required=True)
+    p.add_argument("--mac", required=True)
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--first-now", action="store_true", help="send the first frame at once")
+    args = p.parse_args(argv)
+    announce(args.iface, args.mac, args.rounds, first_now=args.first_now)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

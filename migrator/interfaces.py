@@ -1,0 +1,86 @@
+"""What the engine expects from the clock, the guest and the transport (structural types).
+
+Why protocols: the engine only *decides*; everything with side effects is injected, so unit
+tests drive it with a fake clock, a numpy "guest" and a fake link, and the real transport and
+guest agent implement exactly these methods.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+
+class Clock(Protocol):
+    def now(self) -> float:
+        """Monotonic seconds (time.monotonic for real runs)."""
+        ...
+
+
+class VM(Protocol):
+    """The source guest.
+
+    Optional extra method, used when present: ``save_state() -> bytes``, the paused guest's
+    CPU/device state sent in STATE (b"" when absent).
+    """
+
+    npages: int
+
+    def read_and_clear_dirty(self) -> np.ndarray:
+        """Indices (int) of pages written since the previous call; the log is then empty.
+        The first call starts tracking (its result is discarded by the engine)."""
+        ...
+
+    def nonzero_pages(self) -> np.ndarray:
+        """Indices of pages that are not all zero right now (round 0 sends only these)."""
+        ...
+
+    def pause(self) -> None: ...
+
+    def resume(self) -> None: ...
+
+    def set_throttle(self, frac: float) -> None:
+        """Slow the vCPUs to ``1 - frac`` of their speed (0 = unthrottled)."""
+        ...
+
+    def page_bytes(self, indices: np.ndarray) -> bytes:
+        """Current contents of the pages, concatenated in the order given."""
+        ...
+
+
+@dataclass(frozen=True)
+class SendReport:
+    bytes_raw: int          # guest bytes of the non-zero pages passed in ``data``
+    bytes_on_wire: int      # everything the send put on the wire: headers, zero lists, blobs
+    seconds: float          # wall time of the send
+
+
+@dataclass(frozen=True)
+class FinishReport:
+    ok: bool                # the destination ACKed and will run the guest
+    digest_ok: bool         # the destination's memory digest matched ours
+    verify_s: float         # time the destination spent verifying (informational)
+    error: str | None = None
+
+
+class Sender(Protocol):
+    """The source side of the transport."""
+
+    def send_pages(self, round_no: int, indices: np.ndarray, data: bytes, codec_name: str,
+                   zero_indices: np.ndarray | None = None) -> SendReport:
+        """Encode ``data`` (the non-zero pages ``indices``, concatenated) with the codec and send
+        it, plus the all-zero pages ``zero_indices`` as a bare list.  Blocks until the data is
+        handed to the kernel (pipelined: no per-call round trip).  Enforces any bandwidth cap."""
+        ...
+
+    def measured_goodput_Bps(self) -> float:  # noqa: N802
+        """Wire bytes/s recently achieved; 0 if nothing measured yet."""
+        ...
+
+    def rtt_s(self) -> float: ...
+
+    def finish(self, state: bytes) -> FinishReport:
+        """Send STATE and DIGEST, wait for the destination's ACK.  May raise on a broken link."""
+        ...

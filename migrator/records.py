@@ -1,0 +1,50 @@
+"""What a migration reports: one record per round and one result per migration."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RoundRecord:
+    round: int
+    phase: str                  # 'live', 'stop-copy' (guest paused) or 'cold'
+    pages: int                  # non-zero pages sent (with data)
+    zero_pages: int             # pages sent as a bare zero-page index
+    bytes_raw: int
+    bytes_on_wire: int
+    codec: str
+    duration_s: float
+    goodput_Bps: float          # noqa: N815 - bytes_on_wire / duration_s
+    dirty_rate_Bps: float       # noqa: N815 - distinct pages dirtied during the round, bytes/s
+    throttle: float             # throttle in force during the round
+    expected_downtime_s: float  # stop-and-copy estimate made after the round
+
+
+@dataclass(frozen=True)
+class MigrationResult:
+    outcome: str                # 'completed', 'aborted' or 'aborted: budget'
+    stop_reason: str            # 'converged', 'max_rounds', 'time_budget', 'cold', or the error
+    rounds: tuple[RoundRecord, ...]
+    total_time_s: float
+    downtime_s: float           # final_copy_s + verify_s + resume_s (0 when aborted)
+    final_copy_s: float
+    verify_s: float
+    resume_s: float             # filled in by the caller, who resumes at the destination
+    bytes_on_wire: int
+    bytes_raw: int
+    vm_memory_bytes: int
+    compression_ratio: float
+    mean_goodput_Bps: float     # noqa: N815
+    integrity_ok: bool | None   # None when the migration never got to the digest check
+    throttle_max: float
+    downtime_target_s: float
+    error: str | None = None
+
+    @property
+    def live_rounds(self) -> int:
+        return sum(1 for r in self.rounds if r.phase == "live")
+
+    @property
+    def downtime_exceeded(self) -> bool:
+        return self.outcome == "completed" and self.downtime_s > self.downtime_target_s

@@ -1,0 +1,120 @@
+"""The controller on a live two-site network: forwarding, a host move, a restart."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from controller.eventlog import read_events
+from tests.integration.helpers import assert_nothing_left
+from topologies.mobility import move_host
+from topologies.network import WanNetwork
+from topologies.spec import parse_topology
+
+pytestmark = pytest.mark.root
+
+RTT_MS = 50.0
+REPLY = re.compile(r"^\[(\d+\.\d+)\] \d+ bytes from")
+
+
+def spec_with_controller_at(site: str):
+    return parse_topology({"name": "ctl", "wan": [{"rtt_ms": RTT_MS, "bw_mbps": 100}],
+                           "controller": {"site": site}})
+
+
+def flows(switch: str) -> list[str]:
+    out = subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "dump-flows", switch],
+                         capture_output=True, text=True, check=True).stdout
+    return [line.strip() for line in out.splitlines() if "priority=" in line]
+
+
+def reply_times(path: Path) -> list[float]:
+    return [float(m.group(1)) for line in path.read_text().splitlines()
+            if (m := REPLY.match(line))]
+
+
+def wait_replies(path: Path, n: int, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if len(reply_times(path)) >= n:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"fewer than {n} ping replies in {timeout_s} s:\n{path.read_text()}")
+
+
+def test_pingall_under_the_controller_with_a_remote_site(choice, tmp_path):
+    spec = spec_with_controller_at("dc1")
+    with WanNetwork(spec, choice, tmp_path, controller=True) as net:
+        loss = net.net.pingAll(timeout="2")
+        status = net.control.controller.status()
+        assert loss == 0, f"pingall lost {loss} %; controller status {status}"
+        assert len(status["hosts"]) == 4, status
+        assert net.control.rtts == {"dc1": 0.0, "dc2": RTT_MS}
+    assert_nothing_left(spec)
+
+
+@pytest.mark.parametrize("controller_site", ["dc2", "dc1"])
+def test_moved_host_is_reached_again_within_rtt_plus_100ms(choice, tmp_path, controller_site):
+    """dc1h1 is pinged from dc2c1 every 10 ms, re-plugged into dc2's switch, announces itself
+    with RARP: replies resume within WAN RTT + 100 ms of the first RARP, and no flow anywhere
+    still points at its old port."""
+    spec = spec_with_controller_at(controller_site)
+    with WanNetwork(spec, choice, tmp_path, controller=True) as net:
+        vm, client = net.host("dc1h1"), net.host("dc2c1")
+        mac = vm.defaultIntf().MAC()
+        log = tmp_path / "ping.txt"
+        with open(log, "w") as fh:
+            pinger = client.popen(["ping", "-D", "-i", "0.01", "10.1.1.1"], stdout=fh,
+                                  stderr=subprocess.STDOUT)
+        try:
+            wait_replies(log, 20)
+            src_rule = [line for line in flows("dc1s1") if f"dl_src={mac}" in line]
+            assert src_rule, f"{mac} not learnt at dc1s1: {flows('dc1s1')}"
+            old_in_port = re.search(r"in_port=(\d+)", src_rule[0]).group(1)
+            new_if = move_host(net, "dc1h1", "dc2s1")
+            out = vm.cmd(f"{sys.executable} -m migrator.announce --iface {new_if} --mac {mac}")
+            rarps = [json.loads(line)["t"] for line in out.splitlines() if '"rarp"' in line]
+            assert rarps, f"no RARP sent: {out}"
+            deadline = time.time() + 2.0
+            while time.time() < deadline and not [t for t in reply_times(log) if t > rarps[0]]:
+                time.sleep(0.05)
+        finally:
+            pinger.terminate()
+            pinger.wait(timeout=5)
+        after = [t for t in reply_times(log) if t > rarps[0]]
+        events = read_events(net.control.controller.events)
+        moves = [e for e in events if e.get("event") == "move" and e.get("mac") == mac]
+        context = (f"controller at {controller_site}; RARP at {rarps}; first replies after "
+                   f"{after[:3]}; move events {moves}")
+        assert after, f"pings never resumed\n{context}"
+        assert after[0] - rarps[0] <= (RTT_MS + 100) / 1e3, context
+        assert moves and moves[0]["ethertype"] == 0x8035, context
+        assert moves[0]["flow_convergence_ms"] > 0, context
+        stale = [f for sw in ("dc1s1", "dc2s1") for f in flows(sw)
+                 if mac in f and (f"in_port={old_in_port}," in f and sw == "dc1s1"
+                                  or sw == "dc1s1" and f"output:{old_in_port}" in f)]
+        assert not stale, f"flows still pointing at dc1s1 port {old_in_port}: {stale}\n{context}"
+    assert_nothing_left(spec)
+
+
+def test_controller_restart_switches_reconnect_and_hosts_are_relearnt(choice, tmp_path):
+    spec = spec_with_controller_at("dc1")
+    with WanNetwork(spec, choice, tmp_path, controller=True) as net:
+        assert net.net.pingAll(timeout="2") == 0
+        ctl = net.control.controller
+        ctl.restart()
+        status = net.control.wait_converged(timeout_s=60)
+        assert status["hosts"] == {}, f"a fresh controller knows hosts already: {status}"
+        loss = net.net.pingAll(timeout="2")
+        status = ctl.status()
+        assert loss == 0, f"pingall after restart lost {loss} %; status {status}"
+        assert len(status["hosts"]) == 4, status
+        starts = [e for e in read_events(ctl.events) if e["event"] == "controller_start"]
+        assert len(starts) == 2, starts
+    assert_nothing_left(spec)

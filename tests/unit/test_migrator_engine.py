@@ -1,0 +1,312 @@
+"""migrator.engine: the pre-copy engine driven by a fake clock, a numpy guest and a fake link.
+
+The fake link really encodes and decodes every chunk into a destination memory image, so
+"completed" is checked against the bytes, not just the engine's bookkeeping.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from migrator.adaptive import CodecChooser
+from migrator.codecs import get_codec
+from migrator.engine import PreCopyEngine, with_resume
+from migrator.interfaces import FinishReport, SendReport
+from migrator.pages import PAGE_SIZE, PageMix, fill_pages
+from migrator.policy import MigrationPolicy
+from migrator.workload import MIB, DirtyPlan, WorkloadParams
+
+NPAGES = 2048                     # 8 MiB guest
+MIX = PageMix(zero=0.3, text=0.5, random=0.2)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = 0.0
+        self.listeners: list = []
+
+    def now(self) -> float:
+        return self.t
+
+    def advance(self, dt: float) -> None:
+        self.t += dt
+        for listener in self.listeners:
+            listener(dt)
+
+
+class FakeVM:
+    """Guest memory in numpy; writes pages per its DirtyPlan whenever the clock advances."""
+
+    def __init__(self, clock: FakeClock, params: WorkloadParams, seed: int = 1) -> None:
+        self.npages = NPAGES
+        self.memory = np.empty((NPAGES, PAGE_SIZE), np.uint8)
+        fill_pages(self.memory, MIX, seed)
+        self.plan = DirtyPlan(params, NPAGES, seed=seed)
+        self.dirty = np.zeros(NPAGES, bool)
+        self.paused = False
+        self.events: list[str] = []
+        self.throttles: list[float] = []
+        self.rng = np.random.default_rng(seed)
+        clock.listeners.append(self.tick)
+
+    def tick(self, dt: float) -> None:
+        if self.paused:
+            return
+        idx = self.plan.pages_for(dt)
+        if len(idx):
+            off = int(self.rng.integers(0, PAGE_SIZE - 8))
+            self.memory[idx, off:off + 8] = self.rng.integers(1, 256, size=(len(idx), 8),
+                                                              dtype=np.uint8)
+            self.dirty[idx] = True
+
+    def read_and_clear_dirty(self) -> np.ndarray:
+        out = np.flatnonzero(self.dirty)
+        self.dirty[:] = False
+        return out
+
+    def nonzero_pages(self) -> np.ndarray:
+        return np.flatnonzero(self.memory.any(axis=1))
+
+    def pause(self) -> None:
+        self.paused = True
+        self.events.append("pause")
+
+    def resume(self) -> None:
+        self.paused = False
+        self.events.append("resume")
+
+    def set_throttle(self, frac: float) -> None:
+        self.plan.throttle = frac
+        self.throttles.append(frac)
+
+    def page_bytes(self, indices: np.ndarray) -> bytes:
+        return self.memory[indices].tobytes()
+
+    def save_state(self) -> bytes:
+        return b"cpu-state"
+
+
+class FakeSender:
+    """Encodes, 'transmits' (advancing the clock by wire/bandwidth + rtt) and decodes."""
+
+    def __init__(self, clock: FakeClock, vm: FakeVM, bw_Bps: float, rtt: float,  # noqa: N803
+                 overhead: int = 0, fail: str | None = None) -> None:
+        self.clock, self.vm, self.bw, self.rtt = clock, vm, bw_Bps, rtt
+        self.overhead = overhead
+        self.fail = fail
+        self.dest = np.zeros_like(vm.memory)
+        self.enc: dict = {}
+        self.dec: dict = {}
+        self.wire_total = 0
+        self.send_time = 0.0
+        self.sent_by_round: dict[int, list[np.ndarray]] = {}
+        self.paused_at_send: list[bool] = []
+        self.codecs: list[str] = []
+
+    def send_pages(self, round_no, indices, data, codec_name, zero_indices=None):
+        if self.fail == "send":
+            raise ConnectionError("link down during send")
+        zero = np.asarray(zero_indices if zero_indices is not None else [], np.int64)
+        if codec_name not in self.enc:
+            self.enc[codec_name] = get_codec(codec_name, role="encode")
+            self.dec[codec_name] = get_codec(codec_name, role="decode")
+        blob = self.enc[codec_name].encode(data, indices) if len(indices) else b""
+        if len(indices):
+            out = self.dec[codec_name].decode(blob, len(indices), indices)
+            self.dest[indices] = np.frombuffer(out, np.uint8).reshape(-1, PAGE_SIZE)
+        self.dest[zero] = 0
+        self.sent_by_round.setdefault(round_no, []).append(np.concatenate([indices, zero]))
+        self.paused_at_send.append(self.vm.paused)
+        self.codecs.append(codec_name)
+        wire = len(blob) + self.overhead * (len(indices) + len(zero))
+        seconds = wire / self.bw + self.rtt
+        self.wire_total += wire
+        self.send_time += seconds
+        self.clock.advance(seconds)
+        return SendReport(bytes_raw=len(data), bytes_on_wire=wire, seconds=seconds)
+
+    def measured_goodput_Bps(self) -> float:  # noqa: N802
+        return self.wire_total / self.send_time if self.send_time else 0.0
+
+    def rtt_s(self) -> float:
+        return self.rtt
+
+    def finish(self, state: bytes) -> FinishReport:
+        assert state == b"cpu-state"
+        self.clock.advance(self.rtt)
+        if self.fail == "finish":
+            raise ConnectionError("link down before ACK")
+        if self.fail == "corrupt":
+            self.dest[5, 5] ^= 0xFF
+        same = bool(np.array_equal(self.dest, self.vm.memory))
+        return FinishReport(ok=same, digest_ok=same, verify_s=0.0,
+                            error=None if same else "memory digest mismatch")
+
+    def assert_no_page_twice_per_round(self) -> None:
+        for rnd, parts in self.sent_by_round.items():
+            allp = np.concatenate(parts)
+            assert len(np.unique(allp)) == len(allp), f"round {rnd} sent a page twice"
+
+
+def setup(rate_mibps=0.5, ws=0.25, bw=4 * MIB, rtt=0.05, fail=None, overhead=0, **policy):
+    clock = FakeClock()
+    vm = FakeVM(clock, WorkloadParams(dirty_rate_mibps=rate_mibps, working_set_frac=ws))
+    sender = FakeSender(clock, vm, bw, rtt, overhead=overhead, fail=fail)
+    pol = MigrationPolicy(**{"codec": "none", **policy})
+    return clock, vm, sender, pol
+
+
+def engine(clock, vm, sender, pol, **kw):
+    return PreCopyEngine(clock, vm, sender, pol, chunk_pages=NPAGES, **kw)
+
+
+def test_low_dirty_rate_converges():
+    clock, vm, sender, pol = setup(rate_mibps=0.5)
+    res = engine(clock, vm, sender, pol).run()
+    assert res.outcome == "completed" and res.stop_reason == "converged"
+    assert res.integrity_ok is True and np.array_equal(sender.dest, vm.memory)
+    assert 1 <= res.live_rounds <= 3
+    # Downtime: estimate <= target, plus the ACK round trip of finish.
+    assert res.downtime_s <= pol.downtime_target_s + 0.05 + 1e-9
+    assert res.downtime_s == pytest.approx(res.final_copy_s + res.verify_s)
+    assert res.rounds[0].zero_pages > 0.2 * NPAGES           # 30 % zero pages, sd ~1 %
+    assert vm.events == ["pause"] and not vm.throttles
+    assert res.vm_memory_bytes == NPAGES * PAGE_SIZE
+    sender.assert_no_page_twice_per_round()
+
+
+def test_stop_decision_formula():
+    """expected = dirty_bytes / (ratio * goodput) + rtt, with ratio exactly 1 for 'none'."""
+    clock, vm, sender, pol = setup(rate_mibps=2.0, ws=0.5, bw=4 * MIB)
+    seen = []
+    res = engine(clock, vm, sender, pol,
+                 progress=lambda rec, eta: seen.append((rec, sender.measured_goodput_Bps(),
+                                                        eta))).run()
+    assert res.outcome == "completed" and res.live_rounds >= 2
+    live = [r for r in res.rounds if r.phase == "live"]
+    for (rec, goodput, _), nxt in zip(seen, res.rounds[1:], strict=False):
+        if rec.phase != "live":
+            continue
+        dirty_bytes = (nxt.pages + nxt.zero_pages) * PAGE_SIZE
+        assert rec.expected_downtime_s == pytest.approx(dirty_bytes / goodput + 0.05)
+    assert all(r.expected_downtime_s > pol.downtime_target_s for r in live[:-1])
+    assert live[-1].expected_downtime_s <= pol.downtime_target_s
+    assert seen[-1][0].phase == "stop-copy" and seen[-1][2] is None
+    assert seen[0][2] is not None and seen[0][2] > 0
+
+
+def test_non_convergence_throttles_stepwise():
+    # 40 MiB/s uniform on 80 % of memory against a 4 MiB/s link: every round re-dirties the
+    # whole working set until the throttle brings the rate down.
+    clock, vm, sender, pol = setup(rate_mibps=40.0, ws=0.8, bw=4 * MIB, max_rounds=30)
+    res = engine(clock, vm, sender, pol).run()
+    assert vm.throttles[:3] == pytest.approx([0.2, 0.3, 0.4])
+    steps = np.diff(vm.throttles)
+    assert np.allclose(steps, 0.1) or (vm.throttles[-1] == pytest.approx(0.99))
+    assert res.throttle_max == pytest.approx(max(vm.throttles))
+    throttles = [r.throttle for r in res.rounds]
+    assert throttles == sorted(throttles)                       # never lowered mid-migration
+    assert res.outcome == "completed" and np.array_equal(sender.dest, vm.memory)
+    sender.assert_no_page_twice_per_round()
+
+
+def test_forced_stop_after_max_rounds():
+    clock, vm, sender, pol = setup(rate_mibps=40.0, ws=0.8, auto_converge=False, max_rounds=4)
+    res = engine(clock, vm, sender, pol).run()
+    assert res.outcome == "completed" and res.stop_reason == "max_rounds"
+    assert res.live_rounds == 4 and not vm.throttles
+    assert res.downtime_s > pol.downtime_target_s and res.downtime_exceeded
+    assert np.array_equal(sender.dest, vm.memory)
+
+
+def test_time_budget_forces_stop():
+    clock, vm, sender, pol = setup(rate_mibps=40.0, ws=0.8, auto_converge=False,
+                                   time_budget_s=3.0)
+    res = engine(clock, vm, sender, pol).run()
+    assert res.stop_reason == "time_budget" and res.outcome == "completed"
+    # Checked between rounds: one round of ~1.6 MiB dirty at 4 MiB/s overshoots by < 1 s.
+    live_end = sum(r.duration_s for r in res.rounds if r.phase == "live")
+    assert 3.0 <= live_end < 4.5
+
+
+def test_abort_policy_leaves_guest_at_source_unthrottled():
+    clock, vm, sender, pol = setup(rate_mibps=40.0, ws=0.8, max_rounds=5, on_budget="abort")
+    res = engine(clock, vm, sender, pol).run()
+    assert res.outcome == "aborted: budget" and res.stop_reason == "max_rounds"
+    assert "pause" not in vm.events and not vm.paused
+    assert vm.throttles and vm.throttles[-1] == 0.0 and vm.plan.throttle == 0.0
+    assert res.downtime_s == 0.0 and res.integrity_ok is None
+
+
+def test_cold_mode_one_round_guest_paused_throughout():
+    clock, vm, sender, pol = setup(rate_mibps=40.0, ws=0.8, mode="cold")
+    before = vm.memory.copy()
+    res = engine(clock, vm, sender, pol).run()
+    assert res.outcome == "completed" and res.stop_reason == "cold"
+    assert [r.phase for r in res.rounds] == ["cold"]
+    assert all(sender.paused_at_send) and vm.events == ["pause"]
+    assert np.array_equal(vm.memory, before)                    # no writes after the pause
+    assert np.array_equal(sender.dest, vm.memory)
+    assert res.downtime_s == pytest.approx(res.total_time_s)
+
+
+@pytest.mark.parametrize(("fail", "message"), [("corrupt", "digest mismatch"),
+                                                ("finish", "link down before ACK")])
+def test_finish_failure_resumes_at_source(fail, message):
+    clock, vm, sender, pol = setup(rate_mibps=0.5, fail=fail)
+    res = engine(clock, vm, sender, pol).run()
+    assert res.outcome == "aborted" and message in res.error
+    assert vm.events == ["pause", "resume"] and not vm.paused
+    assert res.integrity_ok is (False if fail == "corrupt" else None)
+    assert res.downtime_s > 0                                   # the guest was stunned
+
+
+def test_send_failure_in_live_round_aborts_without_pause():
+    clock, vm, sender, pol = setup(fail="send")
+    res = engine(clock, vm, sender, pol).run()
+    assert res.outcome == "aborted" and "link down during send" in res.error
+    assert vm.events == [] and res.rounds == ()
+
+
+def test_xbzrle_end_to_end():
+    clock, vm, sender, pol = setup(rate_mibps=2.0, ws=0.5, codec="xbzrle")
+    res = engine(clock, vm, sender, pol).run()
+    assert res.outcome == "completed" and np.array_equal(sender.dest, vm.memory)
+    later = [r for r in res.rounds[1:] if r.pages]
+    # Re-sent pages differ in 8 bytes: the deltas are tiny compared with the pages.
+    assert later and all(r.bytes_on_wire < 0.1 * r.bytes_raw for r in later)
+
+
+def test_adaptive_codec_per_round():
+    table = {"none": (1e10, 1.0), "lz4": (8e8, 2.0), "zstd-3": (1.5e8, 3.2)}
+    clock, vm, sender, pol = setup(rate_mibps=0.5, codec="adaptive", bw=1 * MIB)
+    chooser = CodecChooser(table, cores=2)
+    res = engine(clock, vm, sender, pol, chooser=chooser).run()
+    assert res.outcome == "completed"
+    assert res.rounds[0].codec == "zstd-3"                      # slow link: compress hard
+    assert res.compression_ratio > 1.3                          # text + random pages
+    assert chooser.estimates["zstd-3"].ratio != 3.2             # updated from what was sent
+
+
+def test_adaptive_without_chooser_rejected():
+    clock, vm, sender, pol = setup(codec="adaptive")
+    with pytest.raises(ValueError, match="CodecChooser"):
+        PreCopyEngine(clock, vm, sender, pol)
+
+
+def test_with_resume_adds_to_downtime():
+    clock, vm, sender, pol = setup(rate_mibps=0.5)
+    res = engine(clock, vm, sender, pol).run()
+    later = with_resume(res, 0.02)
+    assert later.downtime_s == pytest.approx(res.downtime_s + 0.02) and later.resume_s == 0.02
+
+
+def test_idle_guest_one_round_and_empty_stop_copy():
+    clock, vm, sender, pol = setup(rate_mibps=0.0)
+    res = engine(clock, vm, sender, pol).run()
+    assert res.outcome == "completed" and res.live_rounds == 1
+    assert res.rounds[0].expected_downtime_s == pytest.approx(0.05)   # nothing dirty: rtt
+    assert res.rounds[-1].phase == "stop-copy" and res.rounds[-1].pages == 0
+    assert res.downtime_s == pytest.approx(0.05)                      # only the ACK's rtt
+    assert len(sender.sent_by_round) == 1                             # no empty sends
