@@ -95,6 +95,7 @@ class PendingConfirm:
 
     record: dict
     waiting: set[int]
+    last_reply: float = 0.0     # time of the latest barrier reply (the flow-mods' send time first)
 
 
 @dataclass
@@ -125,7 +126,11 @@ class Fabric:
             FlowMod(dpid, T_SRC, P_MISS, (), to_controller=True),
             FlowMod(dpid, T_DST, P_MISS, (), goto=T_FLOOD),
         ]
+        # A reconnecting switch keeps its links in the graph (probes will confirm or re-cable
+        # them): its link rules and the flows towards hosts elsewhere are put back at once.
+        msgs += [self._link_rule(dpid, p) for p in sorted(self.graph.links.get(dpid, {}))]
         msgs += self._flood_flows()
+        msgs += self._all_host_flows()
         msgs += self.probes(dpid)
         self.emit({"event": "switch_up", "t": now, "dpid": dpid, "ports": sorted(ports)})
         return msgs
@@ -134,7 +139,11 @@ class Fabric:
         self.graph.remove_switch(dpid)
         self.hosts.forget_switch(dpid)
         for tag in [t for t, p in self.pending.items() if dpid in p.waiting]:
-            self.pending[tag].waiting.discard(dpid)
+            pending = self.pending[tag]
+            pending.waiting.discard(dpid)
+            pending.record.setdefault("switches_lost", []).append(dpid)
+            if not pending.waiting:
+                self._finish(tag, pending.last_reply)
         self.emit({"event": "switch_down", "t": now, "dpid": dpid})
         return self._flood_flows() + self._all_host_flows()
 
@@ -148,13 +157,17 @@ class Fabric:
             ports.add(port)
         else:
             ports.discard(port)
-            link = self.graph.links.get(dpid, {}).pop(port, None)
-            if link is not None:
-                self.graph.links.get(link[0], {}).pop(link[1], None)
+            peer = self.graph.remove_link(dpid, port)
+            # Both ends stop being link ports: their table-0 admit rules go, so a host plugged
+            # into either is seen by the controller (and learnt) again.
+            link_rules = [FlowMod(d, T_SRC, P_LINK, (("in_port", p),), command="delete")
+                          for d, p in ((dpid, port), *((peer,) if peer else ()))]
         self.emit({"event": "port_up" if up else "port_down", "t": now, "dpid": dpid,
                    "port": port})
         msgs = self._flood_flows()
-        return msgs + (self.probes(dpid) if up else self._all_host_flows())
+        if up:
+            return msgs + self.probes(dpid)
+        return link_rules + msgs + self._all_host_flows()
 
     def probes(self, dpid: int | None = None) -> list[Message]:
         """Discovery frames out of every port of ``dpid`` (or of every switch)."""
@@ -169,9 +182,13 @@ class Fabric:
             log.info("forgot %s: learnt on a port that joins two switches", mac)
         self.emit({"event": "link", "t": now, "a": [a, a_port], "b": [b, b_port],
                    "links": self.graph.link_count()})
-        msgs: list[Message] = [FlowMod(d, T_SRC, P_LINK, (("in_port", p),), goto=T_DST)
-                               for d, p in ((a, a_port), (b, b_port))]
+        msgs: list[Message] = [self._link_rule(d, p) for d, p in ((a, a_port), (b, b_port))]
         return msgs + self._flood_flows() + self._all_host_flows()
+
+    @staticmethod
+    def _link_rule(dpid: int, port: int) -> FlowMod:
+        """Table 0: frames from another switch are admitted without learning."""
+        return FlowMod(dpid, T_SRC, P_LINK, (("in_port", port),), goto=T_DST)
 
     def _flood_flows(self) -> list[Message]:
         """Table 2 on every switch, rebuilt whole (topology changes are rare)."""
@@ -214,7 +231,7 @@ class Fabric:
         self._tag += 1
         record.update(t_flowmods_sent=now, n_flowmods=sum(isinstance(m, FlowMod) for m in msgs),
                       switches=dpids)
-        self.pending[self._tag] = PendingConfirm(record, set(dpids))
+        self.pending[self._tag] = PendingConfirm(record, set(dpids), now)
         return msgs + [Barrier(d, self._tag) for d in dpids]
 
     def barrier_reply(self, now: float, dpid: int, tag: int) -> dict | None:
@@ -225,16 +242,22 @@ class Fabric:
         if dpid not in pending.waiting:
             return None
         pending.waiting.discard(dpid)
+        pending.last_reply = now
         rec = pending.record
         rec.setdefault("barrier_ms", {})[str(dpid)] = (now - rec["t_packet_in"]) * 1e3
         if pending.waiting:
             return None
-        del self.pending[tag]
+        return self._finish(tag, now)
+
+    def _finish(self, tag: int, now: float) -> dict:
+        """Emit a decision whose every live switch confirmed (``switches_lost`` lists those that
+        disconnected before answering; the times then stop at the last reply received)."""
+        rec = self.pending.pop(tag).record
         rec["t_barrier_done"] = now
         rec["flow_convergence_ms"] = (now - rec["t_packet_in"]) * 1e3
         # The switch the host is now plugged into: once it confirmed, the host is admitted and
         # reachable from its own site; the others (maybe across the WAN) follow.
-        rec["dest_convergence_ms"] = rec["barrier_ms"].get(str(rec["to"][0]))
+        rec["dest_convergence_ms"] = rec.get("barrier_ms", {}).get(str(rec["to"][0]))
         self.emit(rec)
         return rec
 

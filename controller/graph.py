@@ -27,12 +27,25 @@ class SwitchGraph:
             self.links.get(peer, {}).pop(peer_port, None)
 
     def add_link(self, a: int, a_port: int, b: int, b_port: int) -> bool:
-        """Record a link seen from ``a`` to ``b``; True if it is new."""
-        known = self.links.setdefault(a, {}).get(a_port) == (b, b_port) and \
-            self.links.setdefault(b, {}).get(b_port) == (a, a_port)
+        """Record a link seen from ``a`` to ``b``; True if it is new.
+
+        A port re-cabled to another peer loses its old link on both ends, so the two halves of
+        every link always agree and the old peer's port becomes an edge port again."""
+        ends = self.links.setdefault(a, {}), self.links.setdefault(b, {})
+        if ends[0].get(a_port) == (b, b_port) and ends[1].get(b_port) == (a, a_port):
+            return False
+        self.remove_link(a, a_port)
+        self.remove_link(b, b_port)
         self.links[a][a_port] = (b, b_port)
         self.links[b][b_port] = (a, a_port)
-        return not known
+        return True
+
+    def remove_link(self, dpid: int, port: int) -> tuple[int, int] | None:
+        """Forget the link on ``dpid:port`` (both halves); its peer end, if there was one."""
+        peer = self.links.get(dpid, {}).pop(port, None)
+        if peer is not None:
+            self.links.get(peer[0], {}).pop(peer[1], None)
+        return peer
 
     def is_link_port(self, dpid: int, port: int) -> bool:
         return port in self.links.get(dpid, {})

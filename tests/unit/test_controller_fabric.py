@@ -665,10 +665,6 @@ def test_link_port_removed_removes_link():
     assert net.fabric.port_changed(3.0, 42, 1, False) == []          # unknown switch
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "fabric.py port_changed (lines 150-157) drops the link from the graph but never deletes "
-    "the table-0 P_LINK rules for its ports: a host on the now-edge port 2:3 is admitted "
-    "without reaching the controller, so it is never learnt"))
 def test_link_port_removed_removes_link_rules():
     net = two()
     net.send(3.0, net.fabric.port_changed(3.0, 1, 3, False))
@@ -706,10 +702,6 @@ def reconnect(net: Net, now: float) -> None:
     net.send(now + 0.5, net.fabric.probes())              # the periodic probes, both ways
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "fabric.py switch_up (lines 116-131) clears a reconnecting switch's tables but the graph "
-    "keeps its links, so the returning probes are 'known' (graph.add_link -> False, "
-    "fabric.py:166-167) and the table-0 P_LINK rules are never reinstalled"))
 def test_reconnect_reinstalls_link_rules():
     net = two()
     reconnect(net, 5.0)
@@ -718,9 +710,6 @@ def test_reconnect_reinstalls_link_rules():
     assert not ctl, net.sw.dump([1])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "fabric.py switch_up (lines 116-131) clears table 1 of a reconnecting switch but does "
-    "not reinstall the destination flows towards hosts learnt on other switches"))
 def test_reconnect_reinstalls_flows_to_hosts_elsewhere():
     net = two()
     net.learn(1.0, H, (2, 1))
@@ -742,10 +731,6 @@ def test_switch_down_forgets_switch():
     assert rule.output == (2, 3), net.sw.dump([1])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "fabric.py switch_down (lines 136-137) discards the dead switch from pending confirms "
-    "but never completes one whose last awaited switch it was: the record is never emitted "
-    "and stays in pending forever"))
 def test_switch_down_completes_confirms_waiting_for_it():
     net = two()
     msgs = net.packet_in(1.0, 1, 1, arp(M))
