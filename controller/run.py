@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 
@@ -35,14 +36,18 @@ def main(argv: list[str] | None = None) -> int:
     cfg.CONF(args=["--ofp-tcp-listen-port", str(args.port), "--ofp-listen-host", args.host],
              project="os_ken")
 
-    def stop(_sig: int, _frame: object) -> None:
-        raise KeyboardInterrupt
+    def stop(sig: int, _frame: object) -> None:
+        # Not an exception: run_apps' cleanup joins os-ken's native server threads, which never
+        # end, so the process would stay up and listening. Leave directly; the event log is
+        # flushed line by line, so nothing is lost.
+        logging.getLogger(__name__).info("stopping on signal %d", sig)
+        sys.stdout.flush()
+        logging.shutdown()
+        os._exit(0)
 
     signal.signal(signal.SIGTERM, stop)
-    try:
-        AppManager.run_apps(["controller.app"])
-    except KeyboardInterrupt:
-        pass
+    signal.signal(signal.SIGINT, stop)
+    AppManager.run_apps(["controller.app"])
     return 0
 
 

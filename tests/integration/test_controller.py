@@ -118,3 +118,50 @@ def test_controller_restart_switches_reconnect_and_hosts_are_relearnt(choice, tm
         starts = [e for e in read_events(ctl.events) if e["event"] == "controller_start"]
         assert len(starts) == 2, starts
     assert_nothing_left(spec)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_standalone_controller_takes_a_switch_and_stops_on_sigterm(tmp_path):
+    """`wanmig controller` serves a bridge it did not build, and a SIGTERM ends it (os-ken's
+    server threads would otherwise keep it listening)."""
+    port, status = _free_port(), tmp_path / "status.json"
+    bridge = "wmstandal0"
+    proc = subprocess.Popen([sys.executable, "-m", "wanmig.cli", "controller", "--port",
+                             str(port), "--status", str(status)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        subprocess.run(["ovs-vsctl", "--may-exist", "add-br", bridge, "--", "set", "bridge",
+                        bridge, "datapath_type=netdev", "protocols=OpenFlow13",
+                        "other-config:datapath-id=00000000000000a1"], check=True)
+        subprocess.run(["ovs-vsctl", "set-controller", bridge, f"tcp:127.0.0.1:{port}"],
+                       check=True)
+        deadline, seen = time.monotonic() + 20, None
+        while time.monotonic() < deadline:
+            if status.exists():
+                try:
+                    seen = json.loads(status.read_text())
+                except ValueError:
+                    seen = None
+                if seen and seen.get("switches") == [0xA1]:
+                    break
+            time.sleep(0.1)
+        assert seen and seen.get("switches") == [0xA1], f"switch never connected: {seen}"
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise AssertionError("controller still running 5 s after SIGTERM") from None
+        assert proc.returncode == 0, proc.stdout.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        subprocess.run(["ovs-vsctl", "--if-exists", "del-br", bridge], check=False)
