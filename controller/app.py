@@ -25,9 +25,10 @@ from os_ken.controller.handler import (
 from os_ken.lib import hub
 from os_ken.ofproto import ofproto_v1_3
 
+from controller import ofmsg
 from controller.eventlog import EventLog
 from controller.fabric import Fabric
-from controller.messages import Barrier, FlowMod, Message, PacketOut
+from controller.messages import Message
 
 log = logging.getLogger("wanmig.controller")
 
@@ -108,44 +109,7 @@ class WanmigController(app_manager.OSKenApp):
 
     # -- decisions out ----------------------------------------------------------------------------
     def _send(self, msgs: list[Message]) -> None:
-        for m in msgs:
-            dp = self.datapaths.get(m.dpid)
-            if dp is None:
-                continue
-            if isinstance(m, FlowMod):
-                dp.send_msg(self._flow_mod(dp, m))
-            elif isinstance(m, PacketOut):
-                dp.send_msg(self._packet_out(dp, m))
-            elif isinstance(m, Barrier):
-                req = dp.ofproto_parser.OFPBarrierRequest(dp)
-                dp.set_xid(req)
-                self.barriers[(m.dpid, req.xid)] = m.tag
-                dp.send_msg(req)
-
-    @staticmethod
-    def _flow_mod(dp: Any, m: FlowMod) -> Any:
-        ofp, parser = dp.ofproto, dp.ofproto_parser
-        match = parser.OFPMatch(**dict(m.match))
-        if m.command == "delete":
-            return parser.OFPFlowMod(dp, table_id=m.table, command=ofp.OFPFC_DELETE,
-                                     out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY, match=match)
-        actions = [parser.OFPActionOutput(p) for p in m.output]
-        if m.to_controller:
-            actions.append(parser.OFPActionOutput(ofp.OFPP_CONTROLLER, ofp.OFPCML_NO_BUFFER))
-        inst = [parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, actions)] if actions \
-            else []
-        if m.goto is not None:
-            inst.append(parser.OFPInstructionGotoTable(m.goto))
-        return parser.OFPFlowMod(dp, table_id=m.table, command=ofp.OFPFC_ADD,
-                                 priority=m.priority, match=match, instructions=inst)
-
-    @staticmethod
-    def _packet_out(dp: Any, m: PacketOut) -> Any:
-        ofp, parser = dp.ofproto, dp.ofproto_parser
-        return parser.OFPPacketOut(
-            dp, buffer_id=ofp.OFP_NO_BUFFER,
-            in_port=m.in_port if m.in_port is not None else ofp.OFPP_CONTROLLER,
-            actions=[parser.OFPActionOutput(p) for p in m.output], data=m.data)
+        ofmsg.send(self.datapaths, self.barriers, msgs)
 
     # -- housekeeping ---------------------------------------------------------------------------
     def _periodic(self) -> None:

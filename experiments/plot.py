@@ -1,0 +1,340 @@
+"""Figures and a report from stored results only: ``wanmig plot DIR``.
+
+Why only stored files: a figure must be reproducible from the folder alone, months later and
+on another machine, and a plotting bug must never need the experiment to be run again. Inputs:
+config.yaml, metrics.json, rounds.csv and probes.csv of a run; config.yaml and summary.csv of a
+sweep. One style (``STYLE``), fixed output names, PNG and SVG side by side:
+
+* run: ``timeline.png/.svg``: the pre-copy rounds (bytes on the wire, goodput), the dirty rate
+  and throttle, and the client's view (probe RTT by answering site, lost probes, the longest
+  gap), with the migration phases shaded and the controller's flow move marked; time 0 is the
+  migration start;
+* sweep: ``sweep_total_time``, ``sweep_downtime``, ``sweep_client_outage`` (``.png/.svg``): the
+  metric against the first numeric grid key, one line per combination of the other keys (e.g.
+  one per codec), mean with the standard deviation over repetitions as error bars, the
+  analytic model's prediction dashed in the same colour. Runs without the metric are left out
+  with a warning.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import statistics
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402 - after choosing the backend
+import yaml  # noqa: E402
+
+from experiments.summary import cell, read_csv, read_summary, run_rows  # noqa: E402
+
+log = logging.getLogger("wanmig.plot")
+
+STYLE = {
+    "figure.dpi": 110, "savefig.dpi": 150, "font.size": 9, "axes.titlesize": 10,
+    "axes.labelsize": 9, "legend.fontsize": 8, "axes.grid": True, "grid.alpha": 0.3,
+    "axes.spines.top": False, "axes.spines.right": False, "lines.linewidth": 1.4,
+    "axes.prop_cycle": matplotlib.cycler(color=["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e",
+                                                "#9467bd", "#8c564b", "#17becf", "#7f7f7f"]),
+    "svg.hashsalt": "wanmig",     # stable ids: the same data gives the same SVG
+}
+FORMATS = ("png", "svg")
+PHASE_COLORS = {"pre-copy": "#c6dbef", "stop-and-copy": "#fdae6b", "back": "#d9d9d9"}
+SITE_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b")
+SWEEP_FIGURES = (("sweep_total_time", "total_time_s", "predicted_total_time_s",
+                  "total migration time (s)"),
+                 ("sweep_downtime", "downtime_ms", "predicted_downtime_ms", "downtime (ms)"),
+                 ("sweep_client_outage", "client_outage_ms", None, "client outage (ms)"))
+
+
+def _save(fig: Any, base: Path) -> list[Path]:
+    out = []
+    for fmt in FORMATS:
+        path = base.with_suffix(f".{fmt}")
+        meta = {"Date": None} if fmt == "svg" else {"Software": None}
+        fig.savefig(path, format=fmt, bbox_inches="tight", metadata=meta)
+        out.append(path)
+    plt.close(fig)
+    return out
+
+
+def _json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _typed(rows: list[dict]) -> list[dict]:
+    return [{k: cell(v) for k, v in r.items()} for r in rows]
+
+
+def _title(run_dir: Path, metrics: Mapping[str, Any]) -> str:
+    config = yaml.safe_load((run_dir / "config.yaml").read_text()) \
+        if (run_dir / "config.yaml").is_file() else {}
+    config = config or {}
+    name = config.get("name", run_dir.name)
+    policy = config.get("policy") or {}
+    parts = [str(name)]
+    if metrics.get("link_rtt_ms_configured") is not None:
+        parts.append(f"RTT {metrics['link_rtt_ms_configured']:g} ms")
+    if metrics.get("link_bw_mbps") is not None:
+        parts.append(f"{metrics['link_bw_mbps']:g} Mbit/s")
+    if policy.get("codec"):
+        parts.append(f"codec {policy['codec']}")
+    if metrics.get("outcome"):
+        parts.append(str(metrics["outcome"]))
+    return ", ".join(parts)
+
+
+def _shade_phases(axes: Sequence[Any], metrics: Mapping[str, Any]) -> None:
+    total = metrics.get("total_time_s")
+    if total is None:
+        return
+    down = (metrics.get("downtime_ms") or 0.0) / 1e3
+    spans = [(0.0, total - down, "pre-copy"), (total - down, total, "stop-and-copy")]
+    start = metrics.get("migration_start_t")
+    if metrics.get("back_start_t") is not None and start is not None \
+            and metrics.get("back_total_time_s") is not None:
+        b0 = metrics["back_start_t"] - start
+        spans.append((b0, b0 + metrics["back_total_time_s"], "back"))
+    for i, ax in enumerate(axes):
+        for t0, t1, label in spans:
+            if t1 > t0:
+                ax.axvspan(t0, t1, color=PHASE_COLORS[label], alpha=0.5, lw=0,
+                           label=label if i == 0 else None, zorder=0)
+        if metrics.get("move_t") is not None and start is not None:
+            ax.axvline(metrics["move_t"] - start, color="k", ls=":", lw=1,
+                       label="flows moved" if i == 0 else None)
+
+
+def plot_run(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Path]:
+    """timeline.png and timeline.svg of a run folder (written to ``out_dir`` or the folder)."""
+    run_dir = Path(run_dir)
+    out = Path(out_dir) if out_dir is not None else run_dir
+    metrics = _json(run_dir / "metrics.json")
+    if not metrics:
+        raise FileNotFoundError(f"{run_dir / 'metrics.json'}: missing or empty; not a run folder")
+    rounds = _typed(read_csv(run_dir / "rounds.csv")) if (run_dir / "rounds.csv").is_file() \
+        else []
+    probes = _typed(read_csv(run_dir / "probes.csv")) if (run_dir / "probes.csv").is_file() \
+        else []
+    start = metrics.get("migration_start_t") or 0.0
+    with plt.rc_context(STYLE):
+        fig, (ax_r, ax_d, ax_c) = plt.subplots(3, 1, figsize=(8, 7.5), sharex=True,
+                                               gridspec_kw={"height_ratios": [1.2, 0.8, 1.4]})
+        _rounds_panel(ax_r, ax_d, rounds)
+        _client_panel(ax_c, probes, metrics, start)
+        _shade_phases((ax_r, ax_d, ax_c), metrics)
+        ax_r.set_title(_title(run_dir, metrics))
+        ax_r.legend(loc="upper right", ncol=3)
+        ax_c.set_xlabel("time since the migration started (s)")
+        fig.align_ylabels()
+        return _save(fig, out / "timeline")
+
+
+def _rounds_panel(ax: Any, ax_d: Any, rounds: list[dict]) -> None:
+    ax.set_ylabel("round: MiB on wire")
+    ax_d.set_ylabel("dirty rate (MiB/s)")
+    if not rounds:
+        ax.text(0.5, 0.5, "no rounds recorded", ha="center", transform=ax.transAxes)
+        return
+    t0 = [r["t_start_s"] for r in rounds]
+    width = [max(r["duration_s"], 1e-3) for r in rounds]
+    colors = ["#fd8d3c" if r.get("phase") == "stop-copy" else "#6baed6" for r in rounds]
+    mib = [r["bytes_on_wire"] / 2 ** 20 for r in rounds]
+    ax.bar(t0, mib, width=width, align="edge", color=colors, edgecolor="#08519c", lw=0.5,
+           zorder=2)
+    ax.set_ylim(0, max(mib) * 1.35 or 1.0)   # room for the legend
+    gp = ax.twinx()
+    gp.spines["right"].set_visible(True)
+    xs, ys = _steps(rounds, "goodput_mbps")
+    gp.plot(xs, ys, color="#31a354", label="goodput", zorder=3)
+    gp.set_ylabel("goodput (Mbit/s)", color="#31a354")
+    gp.set_ylim(0, max(ys) * 1.35 or 1.0)
+    gp.grid(False)
+    xs, ys = _steps(rounds, "dirty_rate_mibps")
+    ax_d.plot(xs, ys, color="#d62728", label="dirty rate")
+    ax_d.set_ylim(bottom=0)
+    if any((r.get("throttle") or 0) > 0 for r in rounds):
+        th = ax_d.twinx()
+        th.spines["right"].set_visible(True)
+        xs, ys = _steps(rounds, "throttle")
+        th.plot(xs, [y * 100 for y in ys], color="#756bb1", ls="--", label="throttle")
+        th.set_ylabel("throttle (%)", color="#756bb1")
+        th.set_ylim(0, 100)
+        th.grid(False)
+
+
+def _steps(rounds: list[dict], key: str) -> tuple[list[float], list[float]]:
+    xs: list[float] = []
+    ys: list[float] = []
+    for r in rounds:
+        value = r.get(key) or 0.0
+        xs += [r["t_start_s"], r["t_start_s"] + r["duration_s"]]
+        ys += [value, value]
+    return xs, ys
+
+
+def _client_panel(ax: Any, probes: list[dict], metrics: Mapping[str, Any],
+                  start: float) -> None:
+    ax.set_ylabel("probe RTT (ms)")
+    if not probes:
+        ax.text(0.5, 0.5, "no probes recorded", ha="center", transform=ax.transAxes)
+        return
+    answered = [p for p in probes if p.get("t_reply") is not None]
+    sites = sorted({str(p["site"]) for p in answered})
+    for i, site in enumerate(sites):
+        pts = [p for p in answered if str(p["site"]) == site]
+        ax.scatter([p["t_send"] - start for p in pts], [p["rtt_ms"] for p in pts], s=4,
+                   color=SITE_COLORS[i % len(SITE_COLORS)], label=f"answered by {site}",
+                   zorder=3)
+    lost = [p["t_send"] - start for p in probes if p.get("t_reply") is None]
+    if lost:
+        ax.plot(lost, [0] * len(lost), "|", color="k", ms=8, label=f"lost ({len(lost)})",
+                zorder=3)
+    outage, end = metrics.get("client_outage_ms"), metrics.get("client_outage_end_t")
+    if outage and end is not None:
+        ax.axvspan(end - outage / 1e3 - start, end - start, color="#e31a1c", alpha=0.25, lw=0,
+                   label=f"longest gap {outage:.0f} ms", zorder=1)
+    top = max((p["rtt_ms"] for p in answered), default=1.0)
+    ax.set_ylim(0, max(top, 1.0) * 1.45)    # room for the legend above the points
+    ax.legend(loc="upper right", ncol=2)
+
+
+# --- sweeps ------------------------------------------------------------------------------------
+
+def _x_key(keys: list[str], rows: list[dict]) -> str:
+    for key in keys:
+        values = [r.get(key) for r in rows]
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            return key
+    return keys[0]
+
+
+def _label(key: str, value: Any) -> str:
+    return f"{key.split('.')[-1]}={value}"
+
+
+def sweep_series(keys: list[str], rows: list[dict], metric: str
+                 ) -> tuple[str, dict[str, list[tuple[Any, float, float, int]]]]:
+    """(x key, {line label: [(x, mean, standard deviation, n), ...]}) of one metric; rows
+    without the metric are left out with a warning."""
+    x_key = _x_key(keys, rows)
+    others = [k for k in keys if k != x_key]
+    groups: dict[str, dict[Any, list[float]]] = {}
+    for row in rows:
+        value = row.get(metric)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) \
+                or not math.isfinite(value):
+            log.warning("%s: no %s, left out of the plot", row.get("run"), metric)
+            continue
+        label = ", ".join(_label(k, row.get(k)) for k in others) or "runs"
+        groups.setdefault(label, {}).setdefault(row.get(x_key), []).append(float(value))
+    series = {}
+    for label, by_x in groups.items():
+        points = []
+        for x in sorted(by_x, key=lambda v: (not isinstance(v, (int, float)), v)):
+            vals = by_x[x]
+            sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
+            points.append((x, statistics.fmean(vals), sd, len(vals)))
+        series[label] = points
+    return x_key, series
+
+
+def plot_sweep(sweep_dir: str | Path, out_dir: str | Path | None = None) -> list[Path]:
+    """sweep_total_time, sweep_downtime, sweep_client_outage (.png and .svg)."""
+    sweep_dir = Path(sweep_dir)
+    out = Path(out_dir) if out_dir is not None else sweep_dir
+    keys, rows = read_summary(sweep_dir / "summary.csv")
+    if not keys:
+        raise ValueError(f"{sweep_dir / 'summary.csv'}: no grid key columns")
+    written: list[Path] = []
+    with plt.rc_context(STYLE):
+        for name, metric, predicted, ylabel in SWEEP_FIGURES:
+            x_key, series = sweep_series(keys, rows, metric)
+            _, pred = sweep_series(keys, rows, predicted) if predicted else ("", {})
+            fig, ax = plt.subplots(figsize=(6.4, 4.2))
+            numeric = all(isinstance(p[0], (int, float)) for pts in series.values()
+                          for p in pts)
+            ticks: list[Any] = sorted({p[0] for pts in series.values() for p in pts},
+                                      key=str) if not numeric else []
+            pos = (lambda v: v) if numeric else ticks.index
+            for i, (label, pts) in enumerate(series.items()):
+                color = f"C{i}"
+                ax.errorbar([pos(p[0]) for p in pts], [p[1] for p in pts],
+                            yerr=[p[2] for p in pts], marker="o", ms=4, capsize=3,
+                            color=color, label=label)
+                if label in pred:
+                    ppts = [p for p in pred[label] if numeric or p[0] in ticks]
+                    ax.plot([pos(p[0]) for p in ppts], [p[1] for p in ppts], ls="--",
+                            marker="x", ms=4, color=color, alpha=0.7,
+                            label=f"{label} (model)")
+            if not numeric:
+                ax.set_xticks(range(len(ticks)), [str(t) for t in ticks])
+            if not series:
+                ax.text(0.5, 0.5, f"no run has {metric}", ha="center", transform=ax.transAxes)
+            ax.set_xlabel(x_key)
+            ax.set_ylabel(ylabel)
+            ax.set_ylim(bottom=0)
+            n = max((p[3] for pts in series.values() for p in pts), default=0)
+            ax.set_title(f"{sweep_dir.name}: {ylabel} (mean, sd over {n} repetitions)")
+            if series:
+                ax.legend()
+            written += _save(fig, out / name)
+    return written
+
+
+# --- report ------------------------------------------------------------------------------------
+
+def _md_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _mean_sd(values: list[Any]) -> str:
+    nums = [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    if not nums:
+        return "-"
+    if len(nums) == 1:
+        return f"{nums[0]:.3g}"
+    return f"{statistics.fmean(nums):.3g} ± {statistics.stdev(nums):.2g}"
+
+
+def write_report(directory: str | Path) -> Path:
+    """report.md of a run folder (summary table, timeline) or a sweep folder (a table of every
+    combination, mean ± sd over repetitions, and the sweep figures)."""
+    directory = Path(directory)
+    path = directory / "report.md"
+    if (directory / "summary.csv").is_file():
+        keys, rows = read_summary(directory / "summary.csv")
+        combos: dict[tuple, list[dict]] = {}
+        for r in rows:
+            combos.setdefault(tuple(r.get(k) for k in keys), []).append(r)
+        metric_cols = ("total_time_s", "downtime_ms", "client_outage_ms",
+                       "flow_convergence_ms", "predicted_total_time_s", "predicted_downtime_ms")
+        table = [[*combo, len(rs), *(_mean_sd([r.get(m) for r in rs]) for m in metric_cols),
+                  "yes" if all(r.get("integrity_ok") is True for r in rs) else "NO",
+                  ", ".join(sorted({str(r.get("outcome")) for r in rs}))]
+                 for combo, rs in combos.items()]
+        headers = [*keys, "runs", *metric_cols, "integrity", "outcome"]
+        figures = [name for name, *_ in SWEEP_FIGURES if (directory / f"{name}.png").is_file()]
+        text = [f"# Sweep {directory.name}", "",
+                f"{len(rows)} runs, {len(combos)} combinations; values are mean ± standard "
+                "deviation over repetitions.", "", _md_table(headers, table), ""]
+        text += [f"![{name}]({name}.png)\n" for name in figures]
+    else:
+        metrics = _json(directory / "metrics.json")
+        if not metrics:
+            raise FileNotFoundError(f"{directory}: neither summary.csv nor metrics.json")
+        text = [f"# Run {directory.name}", "", _title(directory, metrics), "",
+                _md_table(("metric", "value"), run_rows(metrics)), ""]
+        if (directory / "timeline.png").is_file():
+            text.append("![timeline](timeline.png)\n")
+    path.write_text("\n".join(text))
+    return path

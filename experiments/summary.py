@@ -1,0 +1,163 @@
+"""Summaries: a sweep's summary.csv from its run folders, and a run's table for the terminal.
+
+Why from folders: summary.csv is rebuilt from what every run stored (its ``metrics.json`` and
+``swept.json``, the grid values it ran with), so a sweep interrupted and resumed, or a metric
+recomputed, gives the same table; nothing is carried over in memory from the runs.
+
+Sweep folder layout::
+
+    <sweep>/config.yaml           the sweep (experiments.sweep.sweep_dict)
+    <sweep>/<run>/metrics.json    one folder per run
+    <sweep>/<run>/swept.json      {"<grid key>": value, ..., "repetition": r}
+    <sweep>/summary.csv           run, repetition, <grid keys...>, <metrics...>
+
+Grid keys always contain a dot (they are key paths into a section), metric names never do: that
+tells them apart in summary.csv.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from experiments.metrics import METRIC_KEYS
+from wanmig.table import render
+
+log = logging.getLogger("wanmig.summary")
+
+SUMMARY_METRICS = (*METRIC_KEYS, "probes_lost", "dest_convergence_ms", "stop_reason",
+                   "kv_integrity_ok", "memory_integrity_ok", "predicted_rounds")
+SWEPT_FILE = "swept.json"
+
+
+def write_csv(path: Path, columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> None:
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(columns), extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: "" if row.get(k) is None else row.get(k) for k in columns})
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def cell(value: str) -> Any:
+    """A CSV cell back to a number, bool or None where it looks like one."""
+    if value == "":
+        return None
+    if value in ("True", "False"):
+        return value == "True"
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return int(number) if number.is_integer() and "." not in value and "e" not in value \
+        else number
+
+
+def write_swept(run_dir: Path, values: Mapping[str, Any]) -> None:
+    """The grid values a sweep's run ran with (the third item of ``expand``'s tuples)."""
+    (Path(run_dir) / SWEPT_FILE).write_text(json.dumps(dict(values), indent=2))
+
+
+def _grid_keys(sweep_dir: Path, swept: list[Mapping[str, Any]]) -> list[str]:
+    config = sweep_dir / "config.yaml"
+    if config.is_file():
+        data = yaml.safe_load(config.read_text()) or {}
+        if isinstance(data.get("grid"), dict):
+            return [str(k) for k in data["grid"]]
+    keys: list[str] = []
+    for values in swept:
+        keys += [k for k in values if k != "repetition" and k not in keys]
+    return keys
+
+
+def summary_rows(sweep_dir: Path) -> tuple[list[str], list[dict]]:
+    """(grid keys, one row per run folder holding metrics.json and swept.json)."""
+    sweep_dir = Path(sweep_dir)
+    runs = []
+    for run in sorted(p for p in sweep_dir.iterdir() if p.is_dir()):
+        metrics_file, swept_file = run / "metrics.json", run / SWEPT_FILE
+        if not metrics_file.is_file() or not swept_file.is_file():
+            log.warning("%s: no metrics.json or swept.json, left out of the summary", run)
+            continue
+        runs.append((run.name, json.loads(swept_file.read_text()),
+                     json.loads(metrics_file.read_text())))
+    keys = _grid_keys(sweep_dir, [s for _, s, _ in runs])
+    rows = []
+    for name, swept, metrics in runs:
+        row = {"run": name, "repetition": swept.get("repetition", 0)}
+        row.update({k: swept.get(k) for k in keys})
+        row.update({k: metrics.get(k) for k in SUMMARY_METRICS})
+        rows.append(row)
+    return keys, rows
+
+
+def write_summary(sweep_dir: Path) -> Path:
+    keys, rows = summary_rows(sweep_dir)
+    path = Path(sweep_dir) / "summary.csv"
+    write_csv(path, ["run", "repetition", *keys, *SUMMARY_METRICS], rows)
+    return path
+
+
+def read_summary(path: Path) -> tuple[list[str], list[dict]]:
+    """(grid keys, typed rows) of a summary.csv."""
+    rows = [{k: cell(v) for k, v in r.items()} for r in read_csv(Path(path))]
+    with open(path, newline="") as fh:
+        header = next(csv.reader(fh), [])
+    return [c for c in header if "." in c], rows
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "NO"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return str(value)
+        return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
+    return str(value)
+
+
+RUN_TABLE = (("outcome", "outcome", ""), ("stop reason", "stop_reason", ""),
+             ("total time", "total_time_s", "s"), ("downtime", "downtime_ms", "ms"),
+             ("client outage", "client_outage_ms", "ms"),
+             ("flow convergence", "flow_convergence_ms", "ms"),
+             ("rounds", "rounds", ""), ("bytes on wire", "bytes_on_wire", "B"),
+             ("VM memory", "vm_memory_bytes", "B"), ("compression ratio", "compression_ratio", ""),
+             ("mean goodput", "mean_goodput_mbps", "Mbit/s"),
+             ("probes lost", "probes_lost", ""), ("site before / after", None, ""),
+             ("link RTT configured", "link_rtt_ms_configured", "ms"),
+             ("link RTT measured", "link_rtt_ms_measured", "ms"),
+             ("link bandwidth", "link_bw_mbps", "Mbit/s"), ("link backend", "link_backend", ""),
+             ("integrity", "integrity_ok", ""),
+             ("predicted total time", "predicted_total_time_s", "s"),
+             ("predicted downtime", "predicted_downtime_ms", "ms"))
+
+
+def run_rows(metrics: Mapping[str, Any]) -> list[tuple[str, str]]:
+    rows = []
+    for label, key, unit in RUN_TABLE:
+        if key is None:
+            text = f"{_fmt(metrics.get('site_before'))} / {_fmt(metrics.get('site_after'))}"
+        else:
+            text = _fmt(metrics.get(key))
+            if unit and metrics.get(key) is not None:
+                text += f" {unit}"
+        rows.append((label, text))
+    return rows
+
+
+def run_table(metrics: Mapping[str, Any]) -> str:
+    """The run's main figures as a plain-text table."""
+    return render(("metric", "value"), run_rows(metrics))

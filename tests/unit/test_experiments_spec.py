@@ -1,0 +1,115 @@
+"""experiments.spec: defaults are the quickstart, good files parse, bad input names its key."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from experiments.spec import load_experiment, parse_experiment, parse_memory, resolved_dict
+from migrator.workload import PRESETS
+from wanmig.config import ConfigError
+
+EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
+
+
+def test_default_is_the_quickstart():
+    spec = parse_experiment({})
+    assert spec.name == "quickstart"
+    assert spec.topology.wan[0].rtt_ms == 150.0 and spec.topology.wan[0].bw_mbps == 250.0
+    assert spec.vm.memory_bytes == 256 * 2 ** 20 and spec.vm.workload == PRESETS["web"]
+    assert spec.policy.codec == "adaptive"
+    assert (spec.placement.source, spec.placement.destination) == ("dc1h1", "dc2h1")
+    assert (spec.clients.host, spec.clients.site, spec.clients.probe_ms) == ("dc2c1", "dc2", 10.0)
+    assert spec.repetitions == 1 and spec.vm.seed == spec.seed == 1
+
+
+def test_shipped_quickstart_equals_the_default():
+    shipped = load_experiment(EXPERIMENTS / "quickstart.yaml")
+    default = parse_experiment({})
+    assert dataclasses.replace(shipped, description="") == default
+
+
+def test_resolved_dict_parses_back_to_the_same_spec(tmp_path):
+    topo = tmp_path / "topo.yaml"
+    topo.write_text("sites: [{name: east, hypervisors: 2, clients: [alice, bob]}, {name: west}]\n"
+                    "wan: [{rtt_ms: 40, bw_mbps: 100, jitter_ms: 2}]\n")
+    exp = tmp_path / "exp.yaml"
+    exp.write_text("topology: topo.yaml\nvm: {memory: 64MiB, workload: {preset: database, "
+                   "dirty_rate_mibps: 7}, seed: 9}\nplacement: {source: easth2}\n"
+                   "policy: {codec: zstd-3, streams: 2}\nschedule: {migrate_back: true}\n")
+    spec = load_experiment(exp)
+    assert spec.name == "exp" and spec.topology_source == str(topo)
+    assert spec.placement.source == "easth2" and spec.placement.destination == "westh1"
+    assert spec.clients.host == "westc1"          # first client at the destination site
+    assert spec.vm.workload.dirty_rate_mibps == 7.0 and spec.vm.workload.zipf_s == 1.2
+    again = parse_experiment(resolved_dict(spec))
+    assert again == spec
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("256MiB", 256 * 2 ** 20), ("1GiB", 2 ** 30), ("4096KiB", 4 * 2 ** 20),
+    (8 * 2 ** 20, 8 * 2 ** 20), ("1.5MiB", 1536 * 1024), (" 2 MiB ", 2 * 2 ** 20),
+])
+def test_memory_sizes(value, expected):
+    assert parse_memory(value, "vm.memory") == expected
+
+
+@pytest.mark.parametrize(("data", "path", "word"), [
+    ({"nmae": "x"}, "nmae", "did you mean 'name'"),
+    ({"name": "a b"}, "name", "letters, digits"),
+    ({"vm": {"memory": "256MB"}}, "vm.memory", "MiB"),
+    ({"vm": {"memory": 2 ** 20 + 1}}, "vm.memory", "multiple of 4096"),
+    ({"vm": {"memory": "64GiB"}}, "vm.memory", "16 GiB"),
+    ({"vm": {"memory": True}}, "vm.memory", "size in bytes"),
+    ({"vm": {"workload": "webserver"}}, "vm.workload", "web"),
+    ({"vm": {"workload": {"dirty_rate_mibps": -1}}}, "vm.workload.dirty_rate_mibps", "at least 0"),
+    ({"vm": {"workload": {"preset": "nope"}}}, "vm.workload.preset", "one of"),
+    ({"vm": {"seed": -1}}, "vm.seed", "at least 0"),
+    ({"placement": {"source": "dc3h1"}}, "placement.source", "dc1h1, dc2h1"),
+    ({"placement": {"destination": "dc1h1"}}, "placement.destination", "other than"),
+    ({"policy": {"codec": "zstd"}}, "policy.codec", "zstd-1"),
+    ({"policy": {"streams": 0}}, "policy.streams", "at least 1"),
+    ({"clients": {"host": "dc1h1"}}, "clients.host", "client host"),
+    ({"clients": {"probe_ms": 0.5}}, "clients.probe_ms", "at least 1"),
+    ({"clients": {"kv_value_bytes": 5000}}, "clients.kv_value_bytes", "at most 1024"),
+    ({"schedule": {"warmup_s": -1}}, "schedule.warmup_s", "at least 0"),
+    ({"schedule": {"migrate_back": "yes"}}, "schedule.migrate_back", "true or false"),
+    ({"repetitions": 0}, "repetitions", "at least 1"),
+    ({"seed": 1.5}, "seed", "integer"),
+    ({"topology": {"wan": [{"rtt_ms": -3}]}}, "topology.wan[0].rtt_ms", "at least 0"),
+    ({"topology": 5}, "topology", "topology file name"),
+    ({"topology": "missing.yaml"}, "topology", "existing topology file"),
+    ({"topology": {"sites": [{"name": "dc1"}, {"name": "dc2", "clients": 0}]}}, "clients.host",
+     "no clients"),
+])
+def test_bad_input_names_the_key(tmp_path, data, path, word):
+    with pytest.raises(ConfigError) as info:
+        parse_experiment(data, tmp_path)
+    assert info.value.path == path, str(info.value)
+    assert word in str(info.value), str(info.value)
+
+
+def test_error_in_a_topology_file_names_the_file(tmp_path):
+    (tmp_path / "t.yaml").write_text("wan: [{rtt_ms: 10, jitter_ms: 6}]\n")
+    with pytest.raises(ConfigError) as info:
+        parse_experiment({"topology": "t.yaml"}, tmp_path)
+    assert info.value.path.startswith("topology.wan[0].jitter_ms (in ")
+    assert "t.yaml" in info.value.path
+
+
+def test_every_shipped_experiment_validates():
+    from experiments.sweep import expand, is_sweep, load_sweep
+    from topologies.spec import read_yaml
+
+    files = sorted(EXPERIMENTS.glob("*.yaml"))
+    assert {f.name for f in files} >= {"quickstart.yaml", "rtt_sweep.yaml", "codec_sweep.yaml",
+                                       "bandwidth_sweep.yaml", "dirty_rate_sweep.yaml"}
+    for f in files:
+        if is_sweep(read_yaml(f)):
+            runs = expand(load_sweep(f))
+            assert runs, f
+            assert all(r.spec.vm.memory_bytes <= 256 * 2 ** 20 for r in runs), f
+        else:
+            load_experiment(f)
