@@ -22,4 +22,15 @@ Modules, one concept each:
 * ``interfaces``  what the engine expects of the clock, the guest and the transport
 * ``records``     per-round records and the migration result
 * ``engine``      the pre-copy engine: rounds, stop decision, throttling, abort/force
+
+The real guest and the transport (I/O adapters around the core):
+
+* ``guestmem``    VM memory images as files in /dev/shm (RAM, dirty log, control block)
+* ``dirtylog``    the dirty log the guest marks and the migrator reads and clears under flock
+* ``control``     pause / resume / throttle / switch-memory handshake with the guest process
+* ``kvstore``     the guest service's key-value state, kept in guest pages
+* ``service``     the guest's UDP echo and TCP key-value service
+* ``guest``       the guest process (``python -m migrator.guest``)
+* ``vm``          ``SharedVM`` (the engine's VM over the above) and the guest launcher
+* ``announce``    the RARP burst a resumed VM sends (QEMU's announce_self spacing)
 """
