@@ -32,5 +32,14 @@ The real guest and the transport (I/O adapters around the core):
 * ``service``     the guest's UDP echo and TCP key-value service
 * ``guest``       the guest process (``python -m migrator.guest``)
 * ``vm``          ``SharedVM`` (the engine's VM over the above) and the guest launcher
+* ``flowctl``     rate cap, goodput meter, stream-count adaptation, socket buffer plan (pure)
+* ``channel``     framed, authenticated TCP channels
+* ``transport``   ``TcpSender``: the engine's Sender over a control stream and N data streams
+* ``receiver``    the destination: streams -> memory, digest check, ACK, switchover
+* ``endpoints``   ``run_source``, ``run_dest``, ``migrate_loopback``
+* ``summary``     summary JSON and per-round CSV of a migration
+* ``simlink``     the in-process delayed, rate-limited relay behind ``--rtt-sim``
+* ``localvm``     an in-process guest (tests, ``--in-process``)
+* ``cli``         ``wanmig migrate``, ``migrate-source``, ``migrate-dest``
 * ``announce``    the RARP burst a resumed VM sends (QEMU's announce_self spacing)
 """

@@ -234,6 +234,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--hold-s", type=float, default=1.0, help="flapping guard hold time")
     s.set_defaults(func=cmd_controller)
 
+    from experiments.cli import add_subcommands as add_experiment_commands
+    from migrator.cli import add_subcommands as add_migration_commands
+
+    add_migration_commands(sub)
+    add_experiment_commands(sub)
+
     s = sub.add_parser("clean", help="remove what crashed runs left behind")
     s.add_argument("--all", action="store_true", help="also networks whose owner still runs")
     s.set_defaults(func=cmd_clean)

@@ -1,0 +1,275 @@
+"""The two ends of a migration as functions, and both of them on this machine (loopback).
+
+Why functions over the transport and the engine: ``wanmig migrate-source``/``migrate-dest`` in
+the two hypervisors of a two-site network, the loopback command and the tests all run exactly
+this code, so what is measured on loopback is what runs across the emulated WAN.
+
+Guarantees: ``run_source`` returns a ``MigrationResult`` for every failure before the ACK (the
+engine resumes the guest at the source; a failure to even connect leaves it untouched) and
+closes every socket and thread it opened, on Ctrl-C too (the guest is resumed and unthrottled
+before the interrupt propagates).  ``run_dest`` returns a ``DestResult``; the guest is resumed
+there (``on_switchover``) only after the digests matched and the ACK was sent.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from migrator.adaptive import CodecChooser
+from migrator.channel import TransportError
+from migrator.codec_bench import default_sample, for_chooser, measure_codec_speeds
+from migrator.engine import PreCopyEngine, ProgressHook, with_resume
+from migrator.interfaces import VM
+from migrator.pages import PAGE_SIZE
+from migrator.policy import MigrationPolicy
+from migrator.receiver import DestResult, MemoryFactory, Receiver, listen
+from migrator.records import MigrationResult
+from migrator.summary import summary
+from migrator.transport import TcpSender, TransportOptions
+from migrator.workload import WorkloadParams
+
+log = logging.getLogger(__name__)
+
+ADAPTIVE_CODECS = ("none", "lz4", "zstd-1", "zstd-3")
+DEFAULT_BW_Bps = 250e6 / 8        # noqa: N816 - the classic WAN of the testbed
+
+
+class MonotonicClock:
+    def now(self) -> float:
+        return time.monotonic()
+
+
+def build_chooser(vm: VM, streams: int, seconds_each: float = 0.1,
+                  sample_pages: int = 2048) -> CodecChooser:
+    """Codec speeds measured on (a spread of) the guest's own non-zero pages."""
+    nonzero = np.asarray(vm.nonzero_pages(), dtype=np.int64)
+    if len(nonzero):
+        pick = nonzero[np.linspace(0, len(nonzero) - 1, min(sample_pages, len(nonzero)))
+                       .astype(np.int64)]
+        sample = vm.page_bytes(pick)
+    else:
+        sample = default_sample(8)
+    measured = measure_codec_speeds(sample, ADAPTIVE_CODECS, seconds_each)
+    return CodecChooser(for_chooser(measured), cores=max(1, min(streams, os.cpu_count() or 1)))
+
+
+def not_started(vm: VM, policy: MigrationPolicy, error: str, elapsed_s: float
+                ) -> MigrationResult:
+    """The result of a migration that failed before the first page (guest untouched)."""
+    return MigrationResult(outcome="aborted", stop_reason="error", rounds=(),
+                           total_time_s=elapsed_s, downtime_s=0.0, final_copy_s=0.0,
+                           verify_s=0.0, resume_s=0.0, bytes_on_wire=0, bytes_raw=0,
+                           vm_memory_bytes=vm.npages * PAGE_SIZE, compression_ratio=1.0,
+                           mean_goodput_Bps=0.0, integrity_ok=None, throttle_max=0.0,
+                           downtime_target_s=policy.downtime_target_s, error=error)
+
+
+def run_source(vm: VM, dest: tuple[str, int], policy: MigrationPolicy, key: bytes, *,
+               rtt_hint_s: float, progress: ProgressHook | None = None,
+               bw_hint_Bps: float | None = None, timeout_s: float = 30.0,  # noqa: N803
+               max_streams: int | None = None, stats: dict | None = None) -> MigrationResult:
+    """Migrate ``vm`` to the destination listening at ``dest``; see the module docstring.
+
+    ``stats``, when given, receives the transport's record (streams used, socket buffers
+    granted, handshake RTT, final RTT estimate).
+    """
+    start = time.monotonic()
+    bw = bw_hint_Bps or (policy.max_bandwidth_mbps * 1e6 / 8 if policy.max_bandwidth_mbps
+                         else DEFAULT_BW_Bps)
+    opts = TransportOptions(streams=policy.streams,
+                            max_streams=max(policy.streams,
+                                            max_streams or min(16, 2 * policy.streams)),
+                            max_bandwidth_mbps=policy.max_bandwidth_mbps, bw_hint_Bps=bw,
+                            rtt_hint_s=rtt_hint_s, timeout_s=timeout_s,
+                            xbzrle_cache_mib=policy.xbzrle_cache_mib)
+    chooser = build_chooser(vm, policy.streams) if policy.codec == "adaptive" else None
+    sender = TcpSender(dest, key, vm, opts)
+    try:
+        try:
+            sender.connect()
+        except (OSError, ValueError, TransportError) as exc:   # AuthError, FrameError: ValueError
+            log.error("cannot start the migration: %s", exc)
+            return not_started(vm, policy, str(exc), time.monotonic() - start)
+        engine = PreCopyEngine(MonotonicClock(), vm, sender, policy, chooser=chooser,
+                               progress=progress, initial_goodput_Bps=bw)
+        try:
+            result = engine.run()
+        except BaseException:
+            _resume_at_source(vm)
+            sender.abort("source interrupted")
+            raise
+        if result.outcome != "completed":
+            sender.abort(result.error or result.outcome)
+        return result
+    finally:
+        if stats is not None:
+            stats.update(streams_used=list(sender.stats.streams_used),
+                         buffers=list(sender.stats.buffers),
+                         handshake_rtt_s=sender.stats.handshake_rtt_s,
+                         rtt_s=sender.base_rtt_s())
+        sender.close()
+
+
+def _resume_at_source(vm: VM) -> None:
+    try:
+        vm.set_throttle(0.0)
+        vm.resume()
+    except Exception as exc:  # noqa: BLE001 - never hide the interrupt
+        log.error("could not resume the guest at the source: %s", exc)
+
+
+def run_dest(listen_at: tuple[str, int], key: bytes, memory_factory: MemoryFactory,
+             on_switchover: Callable[[], None], *, timeout_s: float,
+             bdp_hint_bytes: float = 0.0,
+             on_listening: Callable[[tuple[str, int]], None] | None = None) -> DestResult:
+    """Receive one migration on ``listen_at`` (port 0: any; ``on_listening`` gets the address)."""
+    sock, granted = listen(listen_at, bdp_hint_bytes)
+    try:
+        if on_listening is not None:
+            on_listening(sock.getsockname()[:2])
+        rx = Receiver(sock, key, memory_factory, on_switchover, timeout_s=timeout_s)
+        result = rx.run()
+        result.buffers.append({"stream": "listener", **granted})
+        return result
+    finally:
+        sock.close()
+
+
+# --- loopback ------------------------------------------------------------------------------------
+
+
+@dataclass
+class LoopbackRun:
+    result: MigrationResult            # with the destination's resume time folded in
+    dest: DestResult
+    summary: dict
+    transport: dict
+
+
+def migrate_loopback(npages: int, workload: WorkloadParams, policy: MigrationPolicy, *,
+                     seed: int = 0, rtt_sim_s: float = 0.0, bw_sim_mbps: float | None = None,
+                     timeout_s: float = 30.0, progress: ProgressHook | None = None,
+                     vm: VM | None = None, memory_factory: MemoryFactory | None = None,
+                     on_switchover: Callable[[], None] | None = None) -> LoopbackRun:
+    """Both ends on this machine: the destination in a thread, the source here.
+
+    Without ``vm``, an ``InProcessVM`` of ``npages`` pages running ``workload`` is made (and
+    stopped).  ``rtt_sim_s``/``bw_sim_mbps`` put a ``SimLink`` relay between the two ends.
+    """
+    from migrator.localvm import InProcessVM
+    from migrator.simlink import SimLink
+
+    key = secrets.token_bytes(32)
+    own_vm = vm is None
+    guest: VM = InProcessVM(npages, workload, seed) if vm is None else vm
+    holder: dict = {}
+    listening = threading.Event()
+
+    def factory(n: int) -> np.ndarray:
+        mem = memory_factory(n) if memory_factory else np.zeros((n, PAGE_SIZE), np.uint8)
+        holder["memory"] = mem
+        return mem
+
+    def on_listen(addr: tuple[str, int]) -> None:
+        holder["addr"] = addr
+        listening.set()
+
+    def dest_main() -> None:
+        try:
+            holder["dest"] = run_dest(("127.0.0.1", 0), key, factory,
+                                      on_switchover or (lambda: None), timeout_s=timeout_s,
+                                      bdp_hint_bytes=_bdp(rtt_sim_s, bw_sim_mbps),
+                                      on_listening=on_listen)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            holder["dest_error"] = exc
+            listening.set()
+
+    dest_thread = threading.Thread(target=dest_main, name="wanmig-dest", daemon=True)
+    link: SimLink | None = None
+    transport: dict = {}
+    try:
+        dest_thread.start()
+        if not listening.wait(timeout_s) or "addr" not in holder:
+            raise TransportError(f"destination did not start: {holder.get('dest_error')}")
+        addr = holder["addr"]
+        if rtt_sim_s > 0 or bw_sim_mbps is not None:
+            link = SimLink(addr, rtt_sim_s, bw_sim_mbps * 1e6 / 8 if bw_sim_mbps else None)
+            addr = link.start()
+        bw_hint = bw_sim_mbps * 1e6 / 8 if bw_sim_mbps else None
+        result = run_source(guest, addr, policy, key, rtt_hint_s=rtt_sim_s, progress=progress,
+                            bw_hint_Bps=bw_hint or 10e9 / 8, timeout_s=timeout_s,
+                            stats=transport)
+        dest_thread.join(timeout_s + 5.0)
+        if dest_thread.is_alive():
+            raise TransportError("destination did not finish in time")
+    finally:
+        if link is not None:
+            link.stop()
+        if own_vm:
+            guest.stop()  # type: ignore[attr-defined]
+    dest: DestResult = holder.get("dest") or DestResult(
+        ok=False, digest_ok=False, error=str(holder.get("dest_error")))
+    if result.outcome == "completed":
+        result = with_resume(result, dest.resume_s)
+    rtt = transport.get("rtt_s", 0.0) or rtt_sim_s
+    extra = {"streams_used": transport.get("streams_used"),
+             "dest_hash_ms": dest.hash_s * 1e3, "dest_wait_ms": dest.wait_s * 1e3,
+             "dest_pages_received": dest.pages_received, "dest_error": dest.error,
+             "rtt_sim_ms": rtt_sim_s * 1e3, "bw_sim_mbps": bw_sim_mbps,
+             "codec": policy.codec, "mode": policy.mode,
+             "guest": "in-process" if own_vm else type(guest).__name__}
+    return LoopbackRun(result, dest, summary(result, rtt_s=rtt, max_rounds=policy.max_rounds,
+                                             extra=extra), transport)
+
+
+def _bdp(rtt_s: float, bw_mbps: float | None) -> float:
+    return (bw_mbps * 1e6 / 8 if bw_mbps else DEFAULT_BW_Bps) * rtt_s
+
+
+def real_vm_available() -> bool:
+    """Whether the shared-memory guest (``migrator.vm``) can be used on this machine."""
+    try:
+        import migrator.vm  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def migrate_loopback_real(npages: int, workload: WorkloadParams, policy: MigrationPolicy, *,
+                          seed: int = 0, vm_name: str | None = None, **kw: object
+                          ) -> LoopbackRun:
+    """``migrate_loopback`` with the real guest: a process writing a shared-memory image,
+    migrated into a second image and switched onto it; every segment is removed at the end."""
+    from migrator.vm import create_dest_memory, start_guest
+
+    name = vm_name or f"lb{os.getpid() % 100000}"
+    handle = start_guest(name, npages, workload, seed, "src", service=False)
+    dest_mem = None
+
+    def factory(n: int) -> np.ndarray:
+        nonlocal dest_mem
+        dest_mem = create_dest_memory(name, "dst", n)
+        return dest_mem.pages
+
+    try:
+        run = migrate_loopback(npages, workload, policy, seed=seed, vm=handle.vm,
+                               memory_factory=factory,
+                               on_switchover=lambda: handle.vm.switch_to("dst", "dst"),
+                               **kw)  # type: ignore[arg-type]
+        run.summary["guest"] = "shared-memory process (SharedVM)"
+        return run
+    finally:
+        switched = "dst" in handle.vm.switched_tags
+        handle.stop()
+        if dest_mem is not None:
+            dest_mem.close()
+            if not switched:
+                dest_mem.unlink()

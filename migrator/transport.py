@@ -1,0 +1,567 @@
+"""The source side of the migration over TCP: one control stream and N parallel data streams.
+
+Why several streams (as QEMU's multifd): on a long fat pipe one TCP flow recovers from a loss
+at one segment per RTT and is bounded by its window; N flows share the pipe and lose less per
+drop, and N encoders use N cores.  How pages are spread: page ``p`` goes on data stream
+``p mod N``, each stream with its own encoder (``PageStreamEncoder``) and, at the destination,
+its own decoder, so XBZRLE caches stay in step per stream.  Across rounds a page may change
+stream (when N grows); the destination therefore applies a page only if its round is not older
+than the one it already holds (round numbers strictly increase), so arrival order across streams
+does not matter.
+
+Stream lifecycle and messages (``migrator.messages``):
+
+* control stream (TCP_NODELAY): HELLO (role ``control``, session id, npages, ...) and the HMAC
+  handshake; ROUND when a round starts (``total_pages`` 0: the engine streams a round in chunks
+  and its size is only known at the end), ROUND_END with the round's real counts, STATE, DIGEST;
+  the destination answers ACK, or ABORT at any time (a reader thread watches for it);
+* data streams: HELLO (role ``data``, session id, stream index), the same handshake, then PAGES
+  frames; at the end one ROUND_END carrying the stream's totals and a half-close.  Streams are
+  added while the migration runs (``flowctl.StreamAdapter``); a new one is opened in the
+  background and used from the next send on.
+
+Keeping the pipe full across a long RTT: ``send_pages`` encodes (in a thread pool, one task per
+stream, when there are several streams and cores) and puts the frames on each stream's bounded
+queue; a writer thread per stream drains its queue into the socket.  There is no per-chunk round
+trip: the only waits are the queues' back-pressure and the bandwidth cap.
+
+Bounded backlog: what is handed to the transport but not yet on the wire would be sent during
+the guest's downtime if the engine stopped now, so it is kept small: one frame waiting per stream
+and ``TCP_NOTSENT_LOWAT`` in each socket (the socket still holds a window of bytes in flight).
+``rtt_s`` adds the time to drain that backlog to the round-trip time, since the final copy
+will wait for it.
+
+Socket buffers: sized for the bandwidth-delay product (``flowctl.buffer_plan``): left to the
+kernel's autotuning when ``net.ipv4.tcp_wmem[2]`` suffices, else set with SO_SNDBUF, which the
+kernel caps by ``net.core.wmem_max`` (and doubles); what was granted is read back and recorded
+in ``stats()``.
+
+What ``measured_goodput_Bps`` measures: wire bytes (frame headers included) acknowledged by the
+destination's TCP (``tcpi_bytes_acked`` summed over the data streams; bytes written to the
+socket where TCP_INFO is missing), per second of busy time, over a sliding window
+(``flowctl.GoodputMeter``), sampled every ``sample_interval_s``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import secrets
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from migrator.channel import Channel, PeerAbortError, TransportError, client_handshake, tcp_info
+from migrator.codecs import codec_id
+from migrator.flowctl import GoodputMeter, StreamAdapter, TokenBucket, buffer_plan
+from migrator.interfaces import VM, FinishReport, SendReport
+from migrator.messages import Ack, Digest, Round, RoundEnd, State, to_frame
+from migrator.pages import PAGE_SIZE
+from migrator.pagestream import PageStreamEncoder
+from migrator.wire import MAX_FRAME, WIRE_VERSION
+
+log = logging.getLogger(__name__)
+
+_EOF = b""                      # queue sentinel: send nothing more, half-close the stream
+_SLICE = 64 * 1024              # bytes per token-bucket debit when a rate cap is set
+_EMPTY = np.empty(0, dtype=np.int64)
+_TCP_NOTSENT_LOWAT = getattr(socket, "TCP_NOTSENT_LOWAT", 25)   # Linux's number
+
+
+@dataclass(frozen=True)
+class TransportOptions:
+    streams: int = 4                       # data streams at the start
+    max_streams: int = 8                   # adaptation adds streams up to this
+    max_bandwidth_mbps: float | None = None
+    bw_hint_Bps: float = 250e6 / 8         # noqa: N815 - link rate guess for the BDP
+    rtt_hint_s: float = 0.0
+    timeout_s: float = 30.0                # longest wait for the peer on any stream
+    max_frame: int = MAX_FRAME
+    xbzrle_cache_mib: int = 64
+    queue_bytes: int = 512 * 1024          # per data stream: about one frame waits for the writer
+    notsent_lowat: int = 512 * 1024        # TCP_NOTSENT_LOWAT: unsent bytes kept in the socket
+    adapt_interval_s: float = 1.0          # busy seconds between stream-count decisions
+    min_gain: float = 0.10
+    sample_interval_s: float = 0.02
+    goodput_window_s: float = 2.0
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.streams <= self.max_streams:
+            raise ValueError(f"need 1 <= streams ({self.streams}) <= max_streams "
+                             f"({self.max_streams})")
+        if self.max_bandwidth_mbps is not None and not self.max_bandwidth_mbps > 0:
+            raise ValueError(f"max_bandwidth_mbps must be > 0, got {self.max_bandwidth_mbps}")
+        if not self.timeout_s > 0:
+            raise ValueError(f"timeout_s must be > 0, got {self.timeout_s}")
+
+
+def _read_sysctl(path: str, index: int = 0) -> int | None:
+    try:
+        with open(path) as f:
+            return int(f.read().split()[index])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def size_buffer(sock: socket.socket, option: int, bdp_bytes: float, streams: int) -> dict:
+    """Apply ``flowctl.buffer_plan`` to one socket; returns what was asked and granted."""
+    send = option == socket.SO_SNDBUF
+    kind = "wmem" if send else "rmem"
+    plan = buffer_plan(bdp_bytes, streams,
+                       _read_sysctl(f"/proc/sys/net/ipv4/tcp_{kind}", 2),
+                       _read_sysctl(f"/proc/sys/net/core/{kind}_max"))
+    if plan.setsockopt_bytes is not None:
+        sock.setsockopt(socket.SOL_SOCKET, option, plan.setsockopt_bytes)
+    granted = sock.getsockopt(socket.SOL_SOCKET, option)
+    if plan.setsockopt_bytes is not None and granted < plan.setsockopt_bytes:
+        log.warning("%s: asked %d B, kernel granted %d B (raise net.core.%s_max)",
+                    "SO_SNDBUF" if send else "SO_RCVBUF", plan.setsockopt_bytes, granted, kind)
+    return {"asked": plan.setsockopt_bytes, "granted": granted, "plan": plan.reason}
+
+
+class _DataStream:
+    """One data connection: its encoder, a bounded frame queue and a writer thread."""
+
+    def __init__(self, index: int, ch: Channel, encoder: PageStreamEncoder, limit: int,
+                 pace: Callable[[int], None] | None) -> None:
+        self.index, self.ch, self.encoder, self.limit, self.pace = index, ch, encoder, limit, pace
+        info = tcp_info(ch.sock)
+        self.acked0 = info[1] if info else 0          # handshake bytes, not migration data
+        self.handed = 0                               # wire bytes queued so far
+        self.pages = self.zero_pages = self.bytes_raw = 0
+        self.error: Exception | None = None
+        self._q: deque[bytes] = deque()
+        self._q_bytes = 0
+        self._cv = threading.Condition()
+        self.thread = threading.Thread(target=self._run, name=f"wanmig-tx{index}", daemon=True)
+        self.thread.start()
+
+    def put(self, frame: bytes, deadline: float, failed: Callable[[], Exception | None]) -> None:
+        with self._cv:
+            while self._q_bytes >= self.limit and self.error is None:
+                err = failed()
+                if err is not None:
+                    raise err
+                if time.monotonic() > deadline:
+                    raise TransportError(f"{self.ch.name}: send queue full for too long "
+                                         "(peer not reading)")
+                self._cv.wait(0.05)
+            if self.error is not None:
+                raise TransportError(f"{self.ch.name}: {self.error}")
+            self._q.append(frame)
+            self._q_bytes += len(frame)
+            self.handed += len(frame)
+            self._cv.notify_all()
+
+    def acked(self) -> int:
+        info = tcp_info(self.ch.sock) if not self.ch.closed else None
+        return info[1] - self.acked0 if info else self.ch.bytes_sent
+
+    def unsent(self) -> int:
+        """Bytes queued here or in the socket that have not been transmitted yet."""
+        info = tcp_info(self.ch.sock) if not self.ch.closed else None
+        return self._q_bytes + (info[2] if info else 0)
+
+    def _run(self) -> None:
+        try:
+            while True:
+                with self._cv:
+                    while not self._q:
+                        self._cv.wait()
+                    frame = self._q[0]
+                if not frame:
+                    self.ch.sock.shutdown(socket.SHUT_WR)
+                    with self._cv:
+                        self._q.popleft()
+                        self._cv.notify_all()
+                    return
+                if self.pace is None:
+                    self.ch.send_frame(frame)
+                else:
+                    view = memoryview(frame)
+                    for i in range(0, len(frame), _SLICE):
+                        self.pace(len(view[i:i + _SLICE]))
+                        self.ch.send_frame(view[i:i + _SLICE])
+                with self._cv:
+                    self._q.popleft()
+                    self._q_bytes -= len(frame)
+                    self._cv.notify_all()
+        except Exception as exc:  # noqa: BLE001 - reported to the sending thread
+            log.warning("%s: writer stopped: %s", self.ch.name, exc)
+            with self._cv:
+                self.error = exc
+                self._cv.notify_all()
+
+    def stop(self) -> None:
+        with self._cv:
+            self._q.clear()
+            self._q.append(_EOF)
+            self._cv.notify_all()
+
+
+@dataclass
+class _RoundCount:
+    round: int = -1
+    pages: int = 0
+    zero_pages: int = 0
+    bytes_raw: int = 0
+
+
+@dataclass
+class SenderStats:
+    streams_used: list[int] = field(default_factory=list)   # stream count after each change
+    buffers: list[dict] = field(default_factory=list)       # per socket, what was granted
+    handshake_rtt_s: float = 0.0
+
+
+class TcpSender:
+    """``interfaces.Sender`` over TCP; ``connect()`` first, ``close()`` always (or ``with``)."""
+
+    def __init__(self, dest: tuple[str, int], key: bytes, vm: VM, options: TransportOptions,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.dest, self.key, self.vm, self.opt, self.clock = dest, key, vm, options, clock
+        self.session = secrets.token_hex(8)
+        self.control: Channel | None = None
+        self.streams: list[_DataStream] = []
+        self.stats = SenderStats()
+        self.meter = GoodputMeter(options.goodput_window_s)
+        self.adapter = StreamAdapter(options.streams, options.max_streams, options.min_gain)
+        self._bucket: TokenBucket | None = None
+        self._bucket_lock = threading.Lock()
+        if options.max_bandwidth_mbps is not None:
+            rate = options.max_bandwidth_mbps * 1e6 / 8
+            self._bucket = TokenBucket(rate, max(2 * _SLICE, rate * 0.02), clock())
+        self._pool = ThreadPoolExecutor(max_workers=max(1, min(options.max_streams,
+                                                               os.cpu_count() or 1)),
+                                        thread_name_prefix="wanmig-enc")
+        self._round = _RoundCount()
+        self._error: Exception | None = None
+        self._ack: Ack | None = None
+        self._ack_cv = threading.Condition()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._opening: threading.Thread | None = None
+        self._opened: list[_DataStream] = []
+        self._open_lock = threading.Lock()
+        self._last_adapt = 0.0
+        self._next_index = 0
+
+    # --- setup ---------------------------------------------------------------------------------
+
+    def _bdp(self) -> float:
+        bw = self.opt.bw_hint_Bps if self.opt.max_bandwidth_mbps is None \
+            else min(self.opt.bw_hint_Bps, self.opt.max_bandwidth_mbps * 1e6 / 8)
+        return bw * self.opt.rtt_hint_s
+
+    def _dial(self, name: str, nodelay: bool) -> Channel:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            if nodelay:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            else:
+                sock.setsockopt(socket.IPPROTO_TCP, _TCP_NOTSENT_LOWAT, self.opt.notsent_lowat)
+                self.stats.buffers.append({"stream": name, **size_buffer(
+                    sock, socket.SO_SNDBUF, self._bdp(), self.opt.streams)})
+            sock.settimeout(self.opt.timeout_s)
+            sock.connect(self.dest)
+        except OSError as exc:
+            sock.close()
+            raise TransportError(f"{name}: cannot connect to {self.dest[0]}:{self.dest[1]}: "
+                                 f"{exc}") from exc
+        return Channel(sock, name, timeout_s=self.opt.timeout_s, max_frame=self.opt.max_frame)
+
+    def _hello(self, role: str, index: int | None = None) -> dict:
+        info = {"role": role, "session": self.session, "wire_version": WIRE_VERSION}
+        if role == "control":
+            info.update(npages=int(self.vm.npages), page_size=PAGE_SIZE,
+                        streams=self.opt.streams, max_streams=self.opt.max_streams,
+                        xbzrle_cache_mib=self.opt.xbzrle_cache_mib)
+        else:
+            info["stream"] = index
+        return info
+
+    def connect(self) -> None:
+        """Control stream, handshake, then the initial data streams (in parallel)."""
+        ch = self._dial("control stream", nodelay=True)
+        self.control = ch
+        self.stats.handshake_rtt_s = client_handshake(ch, self.key, self._hello("control"))
+        futures = [self._pool.submit(self._open_stream, i) for i in range(self.opt.streams)]
+        self._next_index = self.opt.streams
+        for fut in futures:
+            self.streams.append(fut.result())
+        self.streams.sort(key=lambda s: s.index)
+        self.stats.streams_used.append(len(self.streams))
+        for target, name in ((self._control_reader, "wanmig-ctl"), (self._sampler, "wanmig-gp")):
+            t = threading.Thread(target=target, name=name, daemon=True)
+            t.start()
+            self._threads.append(t)
+        self._last_adapt = self.clock()
+        log.info("connected to %s:%d: %d data streams, handshake RTT %.1f ms", *self.dest,
+                 len(self.streams), self.stats.handshake_rtt_s * 1e3)
+
+    def _open_stream(self, index: int) -> _DataStream:
+        ch = self._dial(f"data stream {index}", nodelay=False)
+        try:
+            client_handshake(ch, self.key, self._hello("data", index))
+        except BaseException:
+            ch.close()
+            raise
+        enc = PageStreamEncoder(self.opt.xbzrle_cache_mib, self.opt.max_frame)
+        return _DataStream(index, ch, enc, self.opt.queue_bytes,
+                           self._pace if self._bucket is not None else None)
+
+    # --- background threads --------------------------------------------------------------------
+
+    def _pace(self, nbytes: int) -> None:
+        assert self._bucket is not None
+        with self._bucket_lock:
+            wait = self._bucket.reserve(nbytes, self.clock())
+        if wait > 0:
+            time.sleep(wait)
+
+    def _control_reader(self) -> None:
+        assert self.control is not None
+        self.control.sock.settimeout(None)   # quiet for whole rounds; finish() bounds the wait
+        try:
+            while not self._stop.is_set():
+                msg = self.control.recv(eof_ok=True)
+                if msg is None:
+                    raise TransportError("control stream: destination closed the connection")
+                if isinstance(msg, Ack):
+                    with self._ack_cv:
+                        self._ack = msg
+                        self._ack_cv.notify_all()
+                    return
+                log.warning("control stream: unexpected %s ignored", type(msg).__name__)
+        except Exception as exc:  # noqa: BLE001 - handed to the engine's thread
+            if not self._stop.is_set():
+                self._fail(exc)
+
+    def _fail(self, exc: Exception) -> None:
+        with self._ack_cv:
+            if self._error is None:
+                self._error = exc
+            self._ack_cv.notify_all()
+
+    def _sampler(self) -> None:
+        while not self._stop.wait(self.opt.sample_interval_s):
+            self._sample()
+
+    def _sample(self) -> None:
+        streams = list(self.streams)
+        acked = sum(s.acked() for s in streams)
+        handed = sum(s.handed for s in streams)
+        self.meter.add(self.clock(), acked, handed)
+
+    def _check(self) -> None:
+        if self._error is not None:
+            err = self._error
+            raise err if isinstance(err, TransportError) else TransportError(str(err))
+        for s in self.streams:
+            if s.error is not None:
+                raise TransportError(f"{s.ch.name}: {s.error}")
+
+    def _failed(self) -> Exception | None:
+        try:
+            self._check()
+        except TransportError as exc:
+            return exc
+        return None
+
+    # --- stream adaptation -----------------------------------------------------------------------
+
+    def _adapt(self) -> None:
+        with self._open_lock:
+            if self._opened:
+                self.streams.extend(self._opened)
+                self._opened.clear()
+                self.meter.reset()
+                self.stats.streams_used.append(len(self.streams))
+                log.info("now %d data streams", len(self.streams))
+                self._last_adapt = self.clock()
+                return
+        if self._opening is not None and self._opening.is_alive():
+            return
+        if self.adapter.frozen or self.meter.busy_s() < self.opt.adapt_interval_s:
+            return
+        target = self.adapter.observe(len(self.streams), self.meter.rate_Bps())
+        if target > len(self.streams):
+            index = self._next_index
+            self._next_index += 1
+            self._opening = threading.Thread(target=self._open_more, args=(index,),
+                                             name=f"wanmig-open{index}", daemon=True)
+            self._opening.start()
+
+    def _open_more(self, index: int) -> None:
+        try:
+            stream = self._open_stream(index)
+        except Exception as exc:  # noqa: BLE001 - growing is optional; keep what we have
+            log.warning("could not add data stream %d: %s", index, exc)
+            self.adapter.frozen = True
+            return
+        with self._open_lock:
+            self._opened.append(stream)
+
+    # --- Sender ----------------------------------------------------------------------------------
+
+    def _start_round(self, round_no: int, codec: str) -> None:
+        assert self.control is not None
+        self._end_round()
+        self._round = _RoundCount(round_no)
+        self.control.send(Round(round_no, 0, codec_id(codec)))
+
+    def _end_round(self) -> None:
+        r = self._round
+        if r.round >= 0 and self.control is not None:
+            self.control.send(RoundEnd(r.round, r.pages, r.zero_pages, r.bytes_raw))
+
+    def send_pages(self, round_no: int, indices: np.ndarray, data: bytes, codec_name: str,
+                   zero_indices: np.ndarray | None = None) -> SendReport:
+        t0 = self.clock()
+        self._check()
+        if round_no != self._round.round:
+            self._start_round(round_no, codec_name)
+        self._adapt()
+        indices = np.asarray(indices, dtype=np.int64)
+        zero = _EMPTY if zero_indices is None else np.asarray(zero_indices, dtype=np.int64)
+        pages = np.frombuffer(data, dtype=np.uint8).reshape(-1, PAGE_SIZE) if len(indices) \
+            else np.empty((0, PAGE_SIZE), np.uint8)
+        n = len(self.streams)
+        jobs = []
+        for s in self.streams:
+            if n == 1:
+                idx, pg, zr = indices, pages, zero
+            else:
+                sel = indices % n == s.index % n
+                idx, pg, zr = indices[sel], pages[sel], zero[zero % n == s.index % n]
+            if len(idx) or len(zr):
+                jobs.append((s, idx, pg, zr))
+        big = len(data) >= 256 * 1024 and len(jobs) > 1
+        if big:
+            encoded = list(self._pool.map(lambda j: self._encode(round_no, codec_name, *j),
+                                          jobs))
+        else:
+            encoded = [self._encode(round_no, codec_name, *j) for j in jobs]
+        deadline = time.monotonic() + self.opt.timeout_s
+        wire = 0
+        for (s, idx, _pg, zr), frames in zip(jobs, encoded, strict=True):
+            for frame in frames:
+                s.put(frame, deadline, self._failed)
+                wire += len(frame)
+            s.pages += len(idx)
+            s.zero_pages += len(zr)
+            s.bytes_raw += len(idx) * PAGE_SIZE
+        r = self._round
+        r.pages += len(indices)
+        r.zero_pages += len(zero)
+        r.bytes_raw += len(data)
+        return SendReport(bytes_raw=len(data), bytes_on_wire=wire, seconds=self.clock() - t0)
+
+    @staticmethod
+    def _encode(round_no: int, codec: str, s: _DataStream, idx: np.ndarray, pages: np.ndarray,
+                zero: np.ndarray) -> list[bytes]:
+        data = pages.tobytes() if len(idx) else b""
+        return s.encoder.frames(round_no, idx, data, codec, zero)
+
+    def measured_goodput_Bps(self) -> float:  # noqa: N802
+        return self.meter.rate_Bps()
+
+    def base_rtt_s(self) -> float:
+        """The larger of the control socket's smoothed RTT and the handshake's round trip (a
+        relay on the path answers TCP locally; the handshake is answered by the peer)."""
+        info = tcp_info(self.control.sock) if self.control and not self.control.closed else None
+        return max(info[0] if info else 0.0, self.stats.handshake_rtt_s)
+
+    def rtt_s(self) -> float:
+        """Round-trip time plus the drain time of the unsent backlog (see module docstring)."""
+        unsent = sum(s.unsent() for s in self.streams)
+        rate = self.meter.rate_Bps() or self.opt.bw_hint_Bps
+        return self.base_rtt_s() + unsent / rate
+
+    def finish(self, state: bytes) -> FinishReport:
+        """End the last round, STATE, end markers on the data streams, DIGEST; wait for ACK.
+
+        The source digest is computed while the data streams drain.
+        """
+        assert self.control is not None
+        t0 = self.clock()
+        self._check()
+        last = self._round.round
+        self._end_round()
+        self._round = _RoundCount()
+        self.control.send(State(state))
+        deadline = time.monotonic() + self.opt.timeout_s
+        for s in self.streams:
+            marker = RoundEnd(max(last, 0), s.pages, s.zero_pages, s.bytes_raw)
+            s.put(to_frame(marker), deadline, self._failed)
+            s.put(_EOF, deadline, self._failed)
+        digest = source_digest(self.vm)
+        self._check()
+        self.control.send(digest)
+        pending = sum(s.handed for s in self.streams) - sum(s.acked() for s in self.streams)
+        rate = max(self.meter.rate_Bps(), 1e5)
+        wait_s = self.opt.timeout_s + max(pending, 0) / rate
+        with self._ack_cv:
+            end = time.monotonic() + wait_s
+            while self._ack is None and self._error is None:
+                left = end - time.monotonic()
+                if left <= 0:
+                    raise TransportError(f"control stream: no ACK within {wait_s:.1f} s")
+                self._ack_cv.wait(min(left, 0.1))
+            ack, err = self._ack, self._error
+        if ack is None:
+            assert err is not None
+            if isinstance(err, PeerAbortError):
+                return FinishReport(False, False, self.clock() - t0, str(err))
+            raise err
+        return FinishReport(ack.ok, ack.digest_ok, self.clock() - t0, ack.message or None)
+
+    # --- teardown --------------------------------------------------------------------------------
+
+    def abort(self, reason: str) -> None:
+        """Tell the destination to drop the migration (best effort)."""
+        if self.control is not None:
+            self.control.try_abort(reason)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._opening is not None:
+            self._opening.join(self.opt.timeout_s)
+        with self._open_lock:
+            self.streams.extend(self._opened)
+            self._opened.clear()
+        for s in self.streams:
+            s.ch.close()
+            s.stop()
+        if self.control is not None:
+            self.control.close()
+        for s in self.streams:
+            s.thread.join(5.0)
+        for t in self._threads:
+            t.join(5.0)
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> TcpSender:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def source_digest(vm: VM, batch_pages: int = 16384) -> Digest:
+    """DIGEST of the paused guest's whole memory in page order: the VM's own ``digest()`` when
+    it has one (hashing its memory in place), else hashed in 64 MiB batches of page copies."""
+    own = getattr(vm, "digest", None)
+    if callable(own):
+        return Digest(vm.npages, own())
+    h = hashlib.sha256()
+    for start in range(0, vm.npages, batch_pages):
+        h.update(vm.page_bytes(np.arange(start, min(start + batch_pages, vm.npages))))
+    return Digest(vm.npages, h.digest())
