@@ -51,12 +51,23 @@ def announce(iface: str, mac: str, rounds: int = 5, initial_ms: float = 50,
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m migrator.announce", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--iface", required=True)
+    p.add_argument("--iface", required=True,
+                   help="interface, or - to read its name from stdin when it is time (the VM "
+                        "resumed): scapy is loaded beforehand, so the burst starts at once")
     p.add_argument("--mac", required=True)
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--first-now", action="store_true", help="send the first frame at once")
     args = p.parse_args(argv)
-    announce(args.iface, args.mac, args.rounds, first_now=args.first_now)
+    iface = args.iface
+    if iface == "-":
+        import scapy.sendrecv  # noqa: F401 - seconds to import: not while the VM waits
+
+        print(json.dumps({"event": "waiting"}), flush=True)
+        iface = sys.stdin.readline().strip()
+        if not iface:
+            print(json.dumps({"event": "cancelled"}), flush=True)
+            return 1
+    announce(iface, args.mac, args.rounds, first_now=args.first_now)
     return 0
 
 

@@ -14,12 +14,14 @@ a fresh random key itself.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
 import re
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +97,29 @@ def policy_from_args(args: argparse.Namespace) -> Any:
     return MigrationPolicy(mode=args.mode, downtime_target_ms=float(args.downtime_ms),
                            codec=args.codec, streams=args.streams,
                            max_bandwidth_mbps=args.max_bandwidth_mbps)
+
+
+def policy_from_file(path: str) -> Any:
+    """A whole MigrationPolicy from a YAML/JSON mapping (what an experiment spec resolved)."""
+    import yaml
+
+    from migrator.policy import parse_policy
+
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError("--policy-file", path, f"a readable YAML mapping ({exc})") from None
+    return parse_policy(data, path="--policy-file")
+
+
+def _print_progress(record: Any, eta_s: float | None) -> None:
+    """One ``PROGRESS {json}`` line per round, for a runner that shows progress."""
+    print("PROGRESS " + json.dumps({
+        "phase": record.phase, "round": record.round, "bytes_raw": record.bytes_raw,
+        "bytes_on_wire": record.bytes_on_wire, "duration_s": record.duration_s,
+        "goodput_Bps": record.goodput_Bps, "dirty_rate_Bps": record.dirty_rate_Bps,
+        "throttle": record.throttle, "expected_downtime_s": record.expected_downtime_s,
+        "eta_s": eta_s, "t": time.time()}), flush=True)
 
 
 def workload_from_args(name: str) -> Any:
@@ -210,7 +235,8 @@ def cmd_migrate_source(args: argparse.Namespace) -> int:
 
     try:
         dest = parse_hostport(args.connect, "--connect")
-        policy = policy_from_args(args)
+        policy = policy_from_file(args.policy_file) if args.policy_file \
+            else policy_from_args(args)
         key = read_key(args.key_file)
         if not args.rtt_hint_ms >= 0:
             raise ConfigError("--rtt-hint-ms", args.rtt_hint_ms, "milliseconds, at least 0")
@@ -226,19 +252,38 @@ def cmd_migrate_source(args: argparse.Namespace) -> int:
     meta = {**run_metadata(), "args": {k: v for k, v in vars(args).items() if k != "func"}}
     vm = SharedVM(args.vm, args.tag)
     stats: dict = {}
+    progress = _print_progress if args.progress else None
+    started = time.time()
+    print(f"STARTED {started:.6f}", flush=True)
     try:
         result = run_source(vm, dest, policy, key, rtt_hint_s=args.rtt_hint_ms / 1e3,
-                            timeout_s=args.timeout_s, stats=stats)
+                            timeout_s=args.timeout_s, stats=stats, progress=progress)
     except KeyboardInterrupt:
         print("wanmig: interrupted; the guest runs at the source", file=sys.stderr)
         return EXIT_INTERRUPTED
     finally:
         vm.close()
     s = summary(result, rtt_s=stats.get("rtt_s", 0.0), max_rounds=policy.max_rounds,
-                extra={"streams_used": stats.get("streams_used"), "role": "source"})
+                extra={"streams_used": stats.get("streams_used"), "role": "source",
+                       "t_start_wall": started})
     _write(out, s, result.rounds, meta)
+    (out / "result.json").write_text(json.dumps(dataclasses.asdict(result), indent=1) + "\n")
     _report(args, s, out)
     return EXIT_OK if result.outcome == "completed" else EXIT_FAIL
+
+
+def _wait_gate(timeout_s: float) -> None:
+    """``--gate``: say the image is verified and wait for ``GO`` on stdin (the runner re-plugs
+    the VM's network meanwhile). The destination owns the guest once it has ACKed, so without
+    an answer it resumes anyway: a guest is never left paused."""
+    print(f"VERIFIED {time.time():.6f}", flush=True)
+    got: list[str] = []
+    reader = threading.Thread(target=lambda: got.append(sys.stdin.readline()), daemon=True)
+    reader.start()
+    reader.join(timeout_s)
+    if not got or got[0].strip() != "GO":
+        logging.getLogger(__name__).warning("no GO within %.1f s (got %r): resuming anyway",
+                                            timeout_s, got[0] if got else None)
 
 
 def cmd_migrate_dest(args: argparse.Namespace) -> int:
@@ -267,10 +312,14 @@ def cmd_migrate_dest(args: argparse.Namespace) -> int:
         return holder["mem"].pages
 
     def switch() -> None:
+        if args.gate:
+            _wait_gate(args.gate_timeout_s)
         vm = SharedVM(args.vm, args.source_tag)
         try:
             vm.switch_to(args.tag, args.location)
             holder["switched"] = True
+            if args.gate:
+                print(f"RESUMED {time.time():.6f}", flush=True)
         finally:
             vm.close()
 
@@ -333,6 +382,9 @@ def add_subcommands(subparsers: Any) -> None:
     s.add_argument("--tag", default="src", help="its memory image tag (src)")
     s.add_argument("--key-file", help=f"shared key file (else ${KEY_ENV}, hex)")
     s.add_argument("--rtt-hint-ms", type=float, default=0.0, help="expected RTT, for buffers")
+    s.add_argument("--policy-file", help="the whole policy as a YAML mapping (overrides the "
+                                         "policy options)")
+    s.add_argument("--progress", action="store_true", help="a PROGRESS JSON line per round")
     s.add_argument("--out", help="result folder")
     s.add_argument("--json", action="store_true")
     _policy_args(s)
@@ -346,5 +398,8 @@ def add_subcommands(subparsers: Any) -> None:
     s.add_argument("--location", default="dst", help="where the guest runs after switchover")
     s.add_argument("--key-file", help=f"shared key file (else ${KEY_ENV}, hex)")
     s.add_argument("--timeout-s", type=float, default=60.0)
+    s.add_argument("--gate", action="store_true",
+                   help="print VERIFIED and wait for GO on stdin before resuming the guest")
+    s.add_argument("--gate-timeout-s", type=float, default=10.0)
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_migrate_dest)
