@@ -67,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
         if not iface:
             print(json.dumps({"event": "cancelled"}), flush=True)
             return 1
+        from scapy.config import conf
+
+        conf.ifaces.reload()     # the interface was made after scapy listed them
     announce(iface, args.mac, args.rounds, first_now=args.first_now)
     return 0
 

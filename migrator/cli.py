@@ -112,6 +112,22 @@ def policy_from_file(path: str) -> Any:
     return parse_policy(data, path="--policy-file")
 
 
+class _AnnouncedPause:
+    """The guest, saying ``PAUSED <t>`` (wall clock) when the engine pauses it: a runner's
+    downtime clock starts there and stops when the destination resumes the guest."""
+
+    def __init__(self, vm: Any) -> None:
+        self._vm = vm
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._vm, name)
+
+    def pause(self) -> None:
+        t = time.time()
+        self._vm.pause()
+        print(f"PAUSED {t:.6f}", flush=True)
+
+
 def _print_progress(record: Any, eta_s: float | None) -> None:
     """One ``PROGRESS {json}`` line per round, for a runner that shows progress."""
     print("PROGRESS " + json.dumps({
@@ -256,8 +272,9 @@ def cmd_migrate_source(args: argparse.Namespace) -> int:
     started = time.time()
     print(f"STARTED {started:.6f}", flush=True)
     try:
-        result = run_source(vm, dest, policy, key, rtt_hint_s=args.rtt_hint_ms / 1e3,
-                            timeout_s=args.timeout_s, stats=stats, progress=progress)
+        result = run_source(_AnnouncedPause(vm) if args.progress else vm, dest, policy, key,
+                            rtt_hint_s=args.rtt_hint_ms / 1e3, timeout_s=args.timeout_s,
+                            stats=stats, progress=progress)
     except KeyboardInterrupt:
         print("wanmig: interrupted; the guest runs at the source", file=sys.stderr)
         return EXIT_INTERRUPTED

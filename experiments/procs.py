@@ -1,0 +1,101 @@
+"""Processes the runner starts inside Mininet hosts, and their output read line by line.
+
+Each process's stdout is read by a thread into one shared queue of ``(name, line)``, so the
+runner can react to whichever speaks first (the source's progress, the destination's VERIFIED)
+without polling; stderr goes to a log file in the run folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import IO, Any
+
+log = logging.getLogger(__name__)
+
+
+class ProcError(RuntimeError):
+    """A process did not say what it should have, in time, or exited early."""
+
+
+class Proc:
+    def __init__(self, name: str, node: Any, argv: list[str], logdir: Path,
+                 lines: queue.Queue, stdin: bool = False) -> None:
+        self.name = name
+        self.log_path = logdir / f"{name}.log"
+        self._err: IO[str] = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
+        self.proc = node.popen(argv, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+                               stdout=subprocess.PIPE, stderr=self._err, text=True, bufsize=1)
+        self.output: list[str] = []
+        self._lines = lines
+        self._reader = threading.Thread(target=self._read, name=f"read-{name}", daemon=True)
+        self._reader.start()
+        log.debug("started %s on %s: %s", name, getattr(node, "name", node), " ".join(argv))
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            line = line.rstrip("\n")
+            self.output.append(line)
+            self._lines.put((self.name, line))
+        self._lines.put((self.name, None))           # end of output
+
+    def send(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def wait(self, timeout_s: float) -> int:
+        try:
+            return self.proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            raise ProcError(f"{self.name} still running after {timeout_s:.0f} s "
+                            f"(log {self.log_path})") from None
+
+    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 5.0) -> int | None:
+        """Signal it (if running), wait, kill if it will not go; always closes its log."""
+        try:
+            if self.proc.poll() is None:
+                self.proc.send_signal(sig)
+                try:
+                    self.proc.wait(timeout=timeout_s)
+                except subprocess.TimeoutExpired:
+                    log.warning("%s ignored signal %d: killing it", self.name, sig)
+                    self.proc.kill()
+                    self.proc.wait(timeout=5)
+            return self.proc.returncode
+        finally:
+            self._reader.join(timeout=2)
+            self._err.close()
+
+    def tail(self, n: int = 15) -> str:
+        try:
+            err = self.log_path.read_text().splitlines()[-n:]
+        except OSError:
+            err = []
+        return "\n".join(self.output[-n:] + err)
+
+
+def wait_line(lines: queue.Queue, procs: dict[str, Proc], name: str, prefix: str,
+              timeout_s: float) -> str:
+    """Lines of other processes met meanwhile are dropped: use only before anything else
+    speaks (start-up handshakes)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise ProcError(f"{name} did not print {prefix!r} within {timeout_s:.0f} s:\n"
+                            f"{procs[name].tail()}")
+        try:
+            who, line = lines.get(timeout=left)
+        except queue.Empty:
+            continue
+        if who == name and line is None:
+            raise ProcError(f"{name} exited before printing {prefix!r}:\n{procs[name].tail()}")
+        if who == name and line.startswith(prefix):
+            return line

@@ -1,0 +1,322 @@
+"""``wanmig run``: one experiment end to end, in the order of ARCHITECTURE.md's data flow.
+
+1. config.yaml (resolved) and meta.json (commit, versions, kernel, link backend, datapath)
+   are written before anything starts;
+2. the network comes up under the controller; the link preflight (ping + iperf3 between the
+   two sites' hypervisors) refuses to go on when the WAN is not what was asked;
+3. the VM: a Mininet host with its own MAC and IP plugged in next to the source hypervisor,
+   the guest process in its namespace, its memory in /dev/shm; a RARP announcer waits in the
+   same namespace with scapy loaded;
+4. the clients (UDP probes, key-value writes) at the client host; the warm-up;
+5. the migration: ``migrate-dest --gate`` in the destination hypervisor, ``migrate-source`` in
+   the source hypervisor, the migration traffic crossing the WAN. When the destination has
+   verified the image (VERIFIED), the runner re-plugs the VM's cable at the destination switch,
+   says GO; the guest resumes there (RESUMED) and the announcer sends its burst;
+6. the cool-down, then the clients stop and read back every key they wrote; everything is
+   torn down (always, Ctrl-C included) and metrics.json, rounds.csv, the plots and report.md
+   are written from the stored files.
+
+Downtime: the source's pause-to-ACK (final copy + verify) plus the switchover the runner
+measures (VERIFIED to RESUMED: re-plugging the VM's network and resuming the guest).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import queue
+import secrets
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from experiments.procs import Proc, ProcError, wait_line
+from experiments.progress import Progress
+from experiments.spec import ExperimentSpec, resolved_dict
+from wanmig.config import ConfigError
+
+log = logging.getLogger("wanmig.run")
+
+VM_NAME = "vm1"           # the Mininet host
+VM_ROLE = 9               # address plan role of VMs: 10.<site>.9.<n>
+MIGRATION_PORT = 7700
+PY = sys.executable
+
+
+class RunError(RuntimeError):
+    """The run could not go on (preflight failed, a step timed out); the message says which."""
+
+
+def check_runnable(spec: ExperimentSpec) -> None:
+    """What the runner cannot do yet, refused before anything starts."""
+    if spec.schedule.migrate_back:
+        raise ConfigError("schedule.migrate_back", True,
+                          "false: migrating back is not supported yet (the destination image "
+                          "has no dirty log)")
+    if spec.placement.source_site == spec.placement.destination_site:
+        raise ConfigError("placement.destination", spec.placement.destination,
+                          "a hypervisor at another site than the source")
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def preflight(net: Any, spec: ExperimentSpec, out: Path) -> list[dict]:
+    """Every WAN link measured; a link off by more than its tolerance stops the run."""
+    from topologies.linkcheck import run_linkcheck
+
+    checks = []
+    for i, w in enumerate(spec.topology.wan, start=1):
+        omit = max(2.0, 20 * w.rtt_ms / 1e3)
+        c = run_linkcheck(net, link_index=i, pings=20, iperf_s=4.0, omit_s=omit, streams=2,
+                          min_goodput_frac=0.8)
+        checks.append(c.to_json())
+        log.info("link %d: RTT %.2f ms (asked %.0f), goodput %s Mbit/s (asked %s): %s", i,
+                 c.rtt_ms_measured, w.rtt_ms, f"{c.goodput_mbps:.1f}" if c.goodput_mbps
+                 else "-", w.bw_mbps, "ok" if c.ok else "OFF")
+    _write_json(out / "linkcheck.json", checks[0] if len(checks) == 1 else checks)
+    bad = [c for c in checks if not c["ok"]]
+    if bad:
+        raise RunError(f"link preflight failed, the WAN is not what was asked: {bad}")
+    return checks
+
+
+class Run:
+    """One run's moving parts; ``execute`` does steps 3-6 on a started network."""
+
+    def __init__(self, spec: ExperimentSpec, out: Path, net: Any) -> None:
+        self.spec, self.out, self.net = spec, out, net
+        self.lines: queue.Queue = queue.Queue()
+        self.procs: dict[str, Proc] = {}
+        self.guest: Any = None
+        self.image = f"r{os.getpid() % 100000}"
+        self.times: dict[str, float] = {}
+        self.vm_mac = ""
+
+    # -- pieces ---------------------------------------------------------------------------------
+    def _start(self, name: str, node: Any, argv: list[str], stdin: bool = False) -> Proc:
+        self.procs[name] = Proc(name, node, argv, self.out / "logs", self.lines, stdin=stdin)
+        return self.procs[name]
+
+    def _add_vm(self) -> Any:
+        from topologies.plan import address
+
+        p = self.spec.placement
+        plan = self.net.plan
+        src = next(h for h in plan.hosts if h.name == p.source)
+        ip, mac = address(plan.site_index[p.source_site], VM_ROLE, 1)
+        self.vm_mac, self.vm_ip = mac, ip
+        return self.net.add_host(VM_NAME, ip, mac, src.switch)
+
+    def _start_guest(self, vm_host: Any) -> None:
+        from migrator.vm import start_guest
+
+        vm = self.spec.vm
+        err = open(self.out / "logs" / "guest.log", "w")  # noqa: SIM115 - the guest keeps it
+        try:
+            self.guest = start_guest(self.image, vm.memory_bytes // 4096, vm.workload, vm.seed,
+                                     self.spec.placement.source_site, popen=vm_host.popen,
+                                     stderr=err)
+        finally:
+            err.close()
+
+    def _start_clients(self) -> None:
+        c = self.spec.clients
+        argv = [PY, "-m", "experiments.clients", "--target", self.vm_ip, "--duration", "86400",
+                "--probe-ms", str(c.probe_ms), "--kv-ops", str(c.kv_ops), "--kv-rate",
+                str(c.kv_rate_hz), "--value-bytes", str(c.kv_value_bytes), "--seed",
+                str(self.spec.seed), "--out", str(self.out)]
+        self._start("clients", self.net.host(c.host), argv)
+        wait_line(self.lines, self.procs, "clients", "READY", 30)
+
+    def _migrate(self) -> None:
+        from topologies.mobility import move_host
+
+        p, plan = self.spec.placement, self.net.plan
+        dst = next(h for h in plan.hosts if h.name == p.destination)
+        key = self.out / "logs" / "migration.key"
+        key.write_text(secrets.token_hex(32) + "\n")
+        key.chmod(0o600)
+        policy = self.out / "logs" / "policy.yaml"
+        policy.write_text(yaml.safe_dump(dataclasses.asdict(self.spec.policy)))
+        rtt = next((w.rtt_ms for w in self.spec.topology.wan), 0.0)
+        budget = self.spec.policy.time_budget_s + 120
+        self._start("dest", self.net.host(p.destination), [
+            PY, "-m", "wanmig.cli", "migrate-dest", "--listen", f"{dst.ip}:{MIGRATION_PORT}",
+            "--vm", self.image, "--tag", "dst", "--source-tag", "src", "--location",
+            p.destination_site, "--key-file", str(key), "--timeout-s", str(budget), "--gate",
+            "--json"], stdin=True)
+        wait_line(self.lines, self.procs, "dest", "LISTENING", 60)
+        self._start("source", self.net.host(p.source), [
+            PY, "-m", "wanmig.cli", "migrate-source", "--connect", f"{dst.ip}:{MIGRATION_PORT}",
+            "--vm", self.image, "--tag", "src", "--key-file", str(key), "--rtt-hint-ms",
+            str(rtt), "--policy-file", str(policy), "--timeout-s", "60", "--progress", "--out",
+            str(self.out / "migration")])
+        ended: set[str] = set()
+        deadline = time.monotonic() + budget
+        with Progress(total_bytes=self.spec.vm.memory_bytes) as bar:
+            while ended != {"source", "dest"}:
+                if time.monotonic() > deadline:
+                    raise RunError(f"migration still running after {budget:.0f} s")
+                try:
+                    who, line = self.lines.get(timeout=1.0)
+                except queue.Empty:
+                    continue
+                if line is None:
+                    ended.add(who)
+                elif who == "source" and line.startswith("STARTED "):
+                    self.times["migration_start_t"] = float(line.split()[1])
+                elif who == "source" and line.startswith("PAUSED "):
+                    self.times["paused_t"] = float(line.split()[1])
+                elif who == "source" and line.startswith("PROGRESS "):
+                    r = json.loads(line[len("PROGRESS "):])
+                    # The engine's clock starts with round 0 (after connecting and, for the
+                    # adaptive policy, measuring the codecs): rounds.csv is relative to that.
+                    self.times.setdefault("rounds_start_t", r["t"] - r["duration_s"])
+                    left = r["expected_downtime_s"] * max(r["goodput_Bps"], 1.0)
+                    bar.update(r["phase"], r["round"], left, r["goodput_Bps"], r["eta_s"],
+                               r["expected_downtime_s"] * 1e3)
+                elif who == "dest" and line.startswith("VERIFIED "):
+                    self.times["verified_t"] = float(line.split()[1])
+                    t0 = time.time()
+                    self.iface = move_host(self.net, VM_NAME, dst.switch)
+                    self.times["network_move_ms"] = (time.time() - t0) * 1e3
+                    self.procs["dest"].send("GO")
+                elif who == "dest" and line.startswith("RESUMED "):
+                    self.times["resumed_t"] = float(line.split()[1])
+                    self.procs["announce"].send(self.iface)
+        for name in ("source", "dest"):
+            rc = self.procs[name].wait(30)
+            log.info("%s exited %d", name, rc)
+
+    # -- the run --------------------------------------------------------------------------------
+    def execute(self) -> None:
+        (self.out / "logs").mkdir(exist_ok=True)
+        vm_host = self._add_vm()
+        self._start_guest(vm_host)
+        self._start("announce", vm_host, [PY, "-m", "migrator.announce", "--iface", "-",
+                                          "--mac", self.vm_mac, "--first-now"], stdin=True)
+        wait_line(self.lines, self.procs, "announce", '{"event": "waiting"', 60)
+        self._start_clients()
+        log.info("warm-up %.0f s: VM %s (%s) at %s, clients at %s", self.spec.schedule.warmup_s,
+                 VM_NAME, self.vm_ip, self.spec.placement.source, self.spec.clients.host)
+        time.sleep(self.spec.schedule.warmup_s)      # the experiment's warm-up, as asked
+        log.info("migrating %s -> %s", self.spec.placement.source,
+                 self.spec.placement.destination)
+        self._migrate()
+        log.info("cool-down %.0f s", self.spec.schedule.cooldown_s)
+        time.sleep(self.spec.schedule.cooldown_s)    # the experiment's cool-down, as asked
+        # The clients stop probing on SIGTERM, then read back every key they wrote.
+        self.procs["clients"].stop(timeout_s=90)
+
+    def stop(self) -> None:
+        for proc in reversed(list(self.procs.values())):
+            proc.stop(timeout_s=5)
+        if self.guest is not None:
+            self.guest.stop()
+            self.guest = None
+        ctl = getattr(self.net, "control", None)
+        if ctl is not None and ctl.controller.events.exists():
+            shutil.copy(ctl.controller.events, self.out / "controller_events.jsonl")
+
+
+def run_experiment(spec: ExperimentSpec, out: Path) -> dict:
+    """Runs ``spec`` into ``out``; returns metrics (also written, whatever happened)."""
+    from topologies.detect import as_record, detect
+    from topologies.network import WanNetwork
+    from wanmig.meta import run_metadata
+
+    check_runnable(spec)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(yaml.safe_dump(resolved_dict(spec), sort_keys=False))
+    facts, choice = detect()
+    meta = {**run_metadata(), **as_record(facts, choice), "start_t": time.time()}
+    _write_json(out / "meta.json", meta)
+    if not choice.ok:
+        raise RunError("this machine cannot run the testbed: " + "; ".join(choice.problems))
+    run: Run | None = None
+    error: str | None = None
+    try:
+        with WanNetwork(spec.topology, choice, out / "net", seed=spec.seed,
+                        controller=True) as net:
+            meta["network"] = net.record()
+            _write_json(out / "meta.json", meta)
+            preflight(net, spec, out)
+            run = Run(spec, out, net)
+            try:
+                run.execute()
+            finally:
+                run.stop()
+    except KeyboardInterrupt:
+        error = "interrupted"
+        raise
+    except (RunError, ProcError) as exc:
+        error = str(exc)
+        raise
+    finally:
+        metrics = collect(spec, out, run, error)
+    return metrics
+
+
+def collect(spec: ExperimentSpec, out: Path, run: Run | None, error: str | None) -> dict:
+    """metrics.json and rounds.csv from what the run stored (partial runs included)."""
+    from experiments.metrics import ROUND_COLUMNS, compute_metrics, prediction, round_rows
+    from experiments.summary import read_csv, write_csv
+
+    mig_dir = out / "migration"
+    result = _read_json(mig_dir / "result.json")
+    src_summary = _read_json(mig_dir / "summary.json") or {}
+    times = run.times if run else {}
+    if result is not None and {"resumed_t", "verified_t"} <= times.keys():
+        # The guest is down from the source's pause to the destination's resume (one clock:
+        # every namespace shares the machine's). The source's own figure stops at the ACK.
+        result["resume_s"] = times["resumed_t"] - times["verified_t"]
+        if "paused_t" in times:
+            result["downtime_s"] = times["resumed_t"] - times["paused_t"]
+        write_csv(out / "rounds.csv", ROUND_COLUMNS, round_rows(result.get("rounds", [])))
+    link = _read_json(out / "linkcheck.json")
+    probes = read_csv(out / "probes.csv") if (out / "probes.csv").exists() else []
+    kv = read_csv(out / "kv.csv") if (out / "kv.csv").exists() else None
+    events = _read_jsonl(out / "controller_events.jsonl")
+    pred = prediction(spec, compression_ratio=(result or {}).get("compression_ratio") or 1.0,
+                      goodput_mbps=(link or {}).get("goodput_mbps"))
+    metrics = compute_metrics(
+        probes=probes, events=events, migration=result or {"outcome": "not started"},
+        link=link, vm_mac=run.vm_mac if run else "",
+        migration_start_t=times.get("rounds_start_t", times.get("migration_start_t",
+                                                                  time.time())),
+        kv_rows=kv, predicted=pred)
+    if "migration_start_t" in times and "rounds_start_t" in times:
+        metrics["migration_setup_s"] = times["rounds_start_t"] - times["migration_start_t"]
+    metrics.update(network_move_ms=times.get("network_move_ms"),
+                   switchover_ms=(result or {}).get("resume_s", 0.0) * 1e3 if result else None,
+                   source_summary_downtime_ms=src_summary.get("downtime_ms"),
+                   vm_site_expected=spec.placement.destination_site)
+    if error is not None:
+        metrics["outcome"] = f"failed: {error}"
+    elif metrics.get("outcome") == "completed" and \
+            metrics.get("site_after") != spec.placement.destination_site:
+        metrics["outcome"] = "completed, but the clients never saw the VM answer from " \
+                             f"{spec.placement.destination_site}"
+    _write_json(out / "metrics.json", metrics)
+    return metrics
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    from controller.eventlog import read_events
+
+    return read_events(path) if path.exists() else []
