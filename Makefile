@@ -33,8 +33,9 @@ ovs:
 	@ovs-vsctl --timeout=5 show >/dev/null 2>&1 || /usr/share/openvswitch/scripts/ovs-ctl start --system-id=random
 	@ovs-vsctl --timeout=5 show >/dev/null
 
+# The quickstart experiment (experiments/quickstart.yaml, also the built-in default).
 run: setup
-	$(WANMIG) linkcheck
+	$(WANMIG) run experiments/quickstart.yaml
 
 test: setup
 	$(PY) -m pytest
@@ -42,8 +43,12 @@ test: setup
 unit: setup
 	$(PY) -m pytest tests/unit
 
+# Each writes results/bench/<time>-<part>/ and prints its table.
 bench: setup
 	$(PY) -m topologies.bench
+	$(PY) -m controller.bench
+	$(PY) -m migrator.codec_bench
+	$(PY) -m migrator.loopback_bench
 
 lint: setup
 	$(VENV)/bin/ruff check .
