@@ -49,6 +49,7 @@ bench: setup
 	$(PY) -m controller.bench
 	$(PY) -m migrator.codec_bench
 	$(PY) -m migrator.loopback_bench
+	$(PY) -m migrator.wan_bench
 
 lint: setup
 	$(VENV)/bin/ruff check .

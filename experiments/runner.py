@@ -99,6 +99,7 @@ class Run:
         self.image = f"r{os.getpid() % 100000}"
         self.times: dict[str, float] = {}
         self.vm_mac = ""
+        self.link: dict = {}                  # the preflight's measurement of the WAN
 
     # -- pieces ---------------------------------------------------------------------------------
     def _start(self, name: str, node: Any, argv: list[str], stdin: bool = False) -> Proc:
@@ -146,7 +147,9 @@ class Run:
         key.chmod(0o600)
         policy = self.out / "logs" / "policy.yaml"
         policy.write_text(yaml.safe_dump(dataclasses.asdict(self.spec.policy)))
-        rtt = next((w.rtt_ms for w in self.spec.topology.wan), 0.0)
+        rtt = self.link.get("rtt_ms_measured") or next(
+            (w.rtt_ms for w in self.spec.topology.wan), 0.0)
+        goodput = self.link.get("goodput_mbps")
         budget = self.spec.policy.time_budget_s + 120
         self._start("dest", self.net.host(p.destination), [
             PY, "-m", "wanmig.cli", "migrate-dest", "--listen", f"{dst.ip}:{MIGRATION_PORT}",
@@ -157,7 +160,8 @@ class Run:
         self._start("source", self.net.host(p.source), [
             PY, "-m", "wanmig.cli", "migrate-source", "--connect", f"{dst.ip}:{MIGRATION_PORT}",
             "--vm", self.image, "--tag", "src", "--key-file", str(key), "--rtt-hint-ms",
-            str(rtt), "--policy-file", str(policy), "--timeout-s", "60", "--progress", "--out",
+            str(rtt), *(["--bw-hint-mbps", str(goodput)] if goodput else []),
+            "--policy-file", str(policy), "--timeout-s", "60", "--progress", "--out",
             str(self.out / "migration")])
         ended: set[str] = set()
         deadline = time.monotonic() + budget
@@ -248,8 +252,9 @@ def run_experiment(spec: ExperimentSpec, out: Path) -> dict:
                         controller=True) as net:
             meta["network"] = net.record()
             _write_json(out / "meta.json", meta)
-            preflight(net, spec, out)
+            checks = preflight(net, spec, out)
             run = Run(spec, out, net)
+            run.link = checks[0]
             try:
                 run.execute()
             finally:

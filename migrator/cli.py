@@ -256,6 +256,8 @@ def cmd_migrate_source(args: argparse.Namespace) -> int:
         key = read_key(args.key_file)
         if not args.rtt_hint_ms >= 0:
             raise ConfigError("--rtt-hint-ms", args.rtt_hint_ms, "milliseconds, at least 0")
+        if args.bw_hint_mbps is not None and not args.bw_hint_mbps > 0:
+            raise ConfigError("--bw-hint-mbps", args.bw_hint_mbps, "a rate above 0")
         from migrator.guestmem import image_name
         image_name(args.vm, args.tag)
     except ConfigError as exc:
@@ -274,6 +276,8 @@ def cmd_migrate_source(args: argparse.Namespace) -> int:
     try:
         result = run_source(_AnnouncedPause(vm) if args.progress else vm, dest, policy, key,
                             rtt_hint_s=args.rtt_hint_ms / 1e3, timeout_s=args.timeout_s,
+                            bw_hint_Bps=args.bw_hint_mbps * 1e6 / 8 if args.bw_hint_mbps
+                            else None,
                             stats=stats, progress=progress)
     except KeyboardInterrupt:
         print("wanmig: interrupted; the guest runs at the source", file=sys.stderr)
@@ -399,6 +403,8 @@ def add_subcommands(subparsers: Any) -> None:
     s.add_argument("--tag", default="src", help="its memory image tag (src)")
     s.add_argument("--key-file", help=f"shared key file (else ${KEY_ENV}, hex)")
     s.add_argument("--rtt-hint-ms", type=float, default=0.0, help="expected RTT, for buffers")
+    s.add_argument("--bw-hint-mbps", type=float,
+                   help="the link's goodput as measured, for the send windows (one BDP)")
     s.add_argument("--policy-file", help="the whole policy as a YAML mapping (overrides the "
                                          "policy options)")
     s.add_argument("--progress", action="store_true", help="a PROGRESS JSON line per round")

@@ -21,6 +21,8 @@ Decisions, exactly:
 * after ``max_rounds`` live rounds, or once ``time_budget_s`` has elapsed (checked between
   rounds), ``on_budget='force'`` stops and copies anyway (downtime over target, recorded) and
   ``'abort'`` gives up with outcome ``'aborted: budget'``, the guest still running at the source;
+* before pausing, a sender that has ``drain`` waits for its data in flight to be acknowledged
+  (the guest still runs); the expected downtime counts the pages dirtied meanwhile;
 * stop-and-copy: pause, merge the pages dirtied since the last read, send them, then
   ``sender.finish(state)``.  Only an ACK with ``ok`` and ``digest_ok`` completes the migration
   (the caller then resumes the guest at the destination and may fill ``resume_s``).  Any error
@@ -140,6 +142,9 @@ class PreCopyEngine:
         return self._finish(pause_at, self.clock.now(), "cold")
 
     def _stop_and_copy(self, rnd: int, dirty: np.ndarray, reason: str) -> MigrationResult:
+        drain = getattr(self.sender, "drain", None)
+        if callable(drain):       # the window in flight arrives while the guest still runs
+            drain(timeout_s=max(1.0, 4 * self.sender.rtt_s()))
         pause_at = self.clock.now()
         self._pause()
         final = np.union1d(dirty, np.asarray(self.vm.read_and_clear_dirty(), dtype=np.int64))
@@ -199,7 +204,8 @@ class PreCopyEngine:
         dirty = _EMPTY if phase != "live" else \
             np.unique(np.asarray(self.vm.read_and_clear_dirty(), dtype=np.int64))
         dirty_rate = len(dirty) * PAGE_SIZE / duration if duration > 0 else 0.0
-        expected = self._expected_downtime(len(dirty) * PAGE_SIZE) if phase == "live" else 0.0
+        expected = self._expected_downtime(len(dirty) * PAGE_SIZE, dirty_rate) \
+            if phase == "live" else 0.0
         record = RoundRecord(round=rnd, phase=phase, pages=pages, zero_pages=zeros,
                              bytes_raw=raw, bytes_on_wire=wire, codec=codec,
                              duration_s=duration,
@@ -223,9 +229,14 @@ class PreCopyEngine:
             goodput = min(goodput, self.policy.max_bandwidth_mbps * 1e6 / 8)
         return goodput
 
-    def _expected_downtime(self, dirty_bytes: int) -> float:
+    def _expected_downtime(self, dirty_bytes: int, dirty_rate_Bps: float = 0.0) -> float:  # noqa: N803
+        """Stop-and-copy time if the guest were paused after draining what is in flight:
+        the dirty pages, plus those the guest dirties while the backlog drains, then one RTT."""
         ratio = self._ratio or 1.0
-        return dirty_bytes / (ratio * self._goodput()) + self.sender.rtt_s()
+        backlog = getattr(self.sender, "backlog_bytes", None)
+        drain_s = backlog() / self._goodput() if callable(backlog) else 0.0
+        more = dirty_rate_Bps * drain_s
+        return (dirty_bytes + more) / (ratio * self._goodput()) + self.sender.rtt_s()
 
     def _eta(self, record: RoundRecord, dirty_bytes: int) -> float | None:
         """Seconds to completion if the dirty set keeps shrinking geometrically, else None."""

@@ -85,11 +85,11 @@ class InProcessVM:
             return self.memory[indices].tobytes()
 
     def digest(self) -> bytes:
-        """sha256 of the whole memory in page order, hashed in place (as ``messages.Digest``)."""
-        import hashlib
+        """The image digest (``migrator.digest``), hashed in place."""
+        from migrator.digest import image_digest
 
         with self._lock:
-            return hashlib.sha256(self.memory.data).digest()
+            return image_digest(self.memory)
 
     def save_state(self) -> bytes:
         return f"inprocess-vm npages={self.npages} writes={self.writes}".encode()

@@ -24,7 +24,6 @@ A PAGES message must fit in one frame: senders cut rounds into chunks well below
 
 from __future__ import annotations
 
-import hashlib
 import json
 import struct
 from dataclasses import dataclass, field
@@ -211,7 +210,9 @@ class Digest:
     @classmethod
     def of(cls, memory: np.ndarray) -> Digest:
         """Digest of a ``(npages, PAGE_SIZE)`` memory image, hashed in place (no copy)."""
-        return cls(len(memory), hashlib.sha256(np.ascontiguousarray(memory).data).digest())
+        from migrator.digest import image_digest
+
+        return cls(len(memory), image_digest(memory))
 
 
 @dataclass(frozen=True)

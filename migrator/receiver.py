@@ -24,7 +24,6 @@ Why it is built this way:
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import socket
 import threading
@@ -42,6 +41,7 @@ from migrator.channel import (
     server_handshake,
 )
 from migrator.codecs import Codec, as_pages, codec_name, get_codec
+from migrator.digest import image_digest
 from migrator.messages import Ack, Digest, Pages, Round, RoundEnd, State
 from migrator.pages import PAGE_SIZE
 from migrator.wire import MAX_FRAME, WIRE_VERSION, FrameError
@@ -144,6 +144,9 @@ class Receiver:
         self.result = DestResult(ok=False, digest_ok=False)
         self.mem: RoundOrderedMemory | None = None
         self.session: str | None = None
+        # Set once the control stream's HELLO is processed: the source opens its data streams
+        # as soon as it is authenticated, and their HELLO may be read before that.
+        self._session_ready = threading.Event()
         self.xbzrle_cache_mib = 64
         self.control: Channel | None = None
         self._channels: list[Channel] = []
@@ -251,6 +254,7 @@ class Receiver:
         self.result.npages = npages
         self.session = str(info.get("session"))
         self.control = ch
+        self._session_ready.set()
         log.info("source authenticated: %d pages, session %s", npages, self.session)
         while True:
             msg = self._recv_control(ch)
@@ -280,6 +284,7 @@ class Receiver:
                 raise
 
     def _data(self, ch: Channel, info: dict) -> None:
+        self._session_ready.wait(self.timeout_s)
         if self.mem is None or info.get("session") != self.session:
             ch.try_abort("unknown session: connect the control stream first")
             raise TransportError(f"{ch.name}: data stream for session "
@@ -328,7 +333,7 @@ class Receiver:
                 return
             t1 = time.monotonic()
             self.result.wait_s = t1 - t0
-            digest = hashlib.sha256(np.ascontiguousarray(self.mem.memory).data).digest()
+            digest = image_digest(self.mem.memory)
             self._hash = (digest, time.monotonic() - t1)
         except Exception as exc:  # noqa: BLE001
             self._fail(exc)

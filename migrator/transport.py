@@ -25,13 +25,13 @@ stream, when there are several streams and cores) and puts the frames on each st
 queue; a writer thread per stream drains its queue into the socket.  There is no per-chunk round
 trip: the only waits are the queues' back-pressure and the bandwidth cap.
 
-Bounded backlog: what is handed to the transport but not yet on the wire would be sent during
-the guest's downtime if the engine stopped now, so it is kept small: one frame waiting per stream
-and ``TCP_NOTSENT_LOWAT`` in each socket (the socket still holds a window of bytes in flight).
-``rtt_s`` adds the time to drain that backlog to the round-trip time, since the final copy
-will wait for it.
+Bounded backlog: what is handed to the transport but not yet acknowledged would delay the final
+copy if the engine paused the guest now, so it is kept small: one frame waiting per stream,
+``TCP_NOTSENT_LOWAT`` in each socket, and send buffers that hold one bandwidth-delay product
+over all streams (``_stream_window``; autotuning would let TCP fill the bottleneck's queue too).
+``backlog_bytes`` reports it and ``drain`` waits for it before the engine pauses the guest.
 
-Socket buffers: sized for the bandwidth-delay product (``flowctl.buffer_plan``): left to the
+Socket buffers when the link is not known (no RTT hint): ``flowctl.buffer_plan``, left to the
 kernel's autotuning when ``net.ipv4.tcp_wmem[2]`` suffices, else set with SO_SNDBUF, which the
 kernel caps by ``net.core.wmem_max`` (and doubles); what was granted is read back and recorded
 in ``stats()``.
@@ -60,6 +60,7 @@ import numpy as np
 
 from migrator.channel import Channel, PeerAbortError, TransportError, client_handshake, tcp_info
 from migrator.codecs import codec_id
+from migrator.digest import CHUNK_BYTES, combine
 from migrator.flowctl import GoodputMeter, StreamAdapter, TokenBucket, buffer_plan
 from migrator.interfaces import VM, FinishReport, SendReport
 from migrator.messages import Ack, Digest, Round, RoundEnd, State, to_frame
@@ -73,6 +74,7 @@ _EOF = b""                      # queue sentinel: send nothing more, half-close 
 _SLICE = 64 * 1024              # bytes per token-bucket debit when a rate cap is set
 _EMPTY = np.empty(0, dtype=np.int64)
 _TCP_NOTSENT_LOWAT = getattr(socket, "TCP_NOTSENT_LOWAT", 25)   # Linux's number
+MIN_WINDOW = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,8 @@ class TransportOptions:
     min_gain: float = 0.10
     sample_interval_s: float = 0.02
     goodput_window_s: float = 2.0
+    bound_window: bool = True              # send buffers hold one BDP in all (see _stream_window)
+    window_bdps: float = 1.0
 
     def __post_init__(self) -> None:
         if not 1 <= self.streams <= self.max_streams:
@@ -108,6 +112,22 @@ def _read_sysctl(path: str, index: int = 0) -> int | None:
             return int(f.read().split()[index])
     except (OSError, ValueError, IndexError):
         return None
+
+
+def bound_send_buffer(sock: socket.socket, nbytes: int) -> dict:
+    """SO_SNDBUF set to ``nbytes`` (the kernel doubles it for its bookkeeping; about that
+    much payload fits). As root SO_SNDBUFFORCE passes net.core.wmem_max, which would otherwise
+    cap it at a default 208 KiB."""
+    force = getattr(socket, "SO_SNDBUFFORCE", 32)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, force, nbytes)
+        how = "forced"
+    except OSError:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, nbytes)
+        how = "capped by net.core.wmem_max"
+    granted = sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+    return {"asked": nbytes, "granted": granted,
+            "plan": f"bounded to the stream's share of one BDP ({how})"}
 
 
 def size_buffer(sock: socket.socket, option: int, bdp_bytes: float, streams: int) -> dict:
@@ -168,6 +188,14 @@ class _DataStream:
         """Bytes queued here or in the socket that have not been transmitted yet."""
         info = tcp_info(self.ch.sock) if not self.ch.closed else None
         return self._q_bytes + (info[2] if info else 0)
+
+    def backlog(self) -> int:
+        """Bytes handed over that the peer has not acknowledged: queued here, in the socket,
+        or in flight."""
+        info = tcp_info(self.ch.sock) if not self.ch.closed else None
+        if info is None:
+            return self._q_bytes
+        return max(0, self.handed - (info[1] - self.acked0))
 
     def _run(self) -> None:
         try:
@@ -260,6 +288,15 @@ class TcpSender:
             else min(self.opt.bw_hint_Bps, self.opt.max_bandwidth_mbps * 1e6 / 8)
         return bw * self.opt.rtt_hint_s
 
+    def _stream_window(self) -> int | None:
+        """Send buffer per data stream when the link is known: the streams together hold one
+        bandwidth-delay product. With the kernel's autotuning TCP keeps going past that and
+        fills the bottleneck's queue (a second BDP at 150 ms), all of which must drain while
+        the guest is paused; one BDP in flight still fills the pipe."""
+        if not self.opt.bound_window or self._bdp() <= 0:
+            return None
+        return max(MIN_WINDOW, int(self.opt.window_bdps * self._bdp() / self.opt.streams))
+
     def _dial(self, name: str, nodelay: bool) -> Channel:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
@@ -267,8 +304,10 @@ class TcpSender:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             else:
                 sock.setsockopt(socket.IPPROTO_TCP, _TCP_NOTSENT_LOWAT, self.opt.notsent_lowat)
-                self.stats.buffers.append({"stream": name, **size_buffer(
-                    sock, socket.SO_SNDBUF, self._bdp(), self.opt.streams)})
+                bound = self._stream_window()
+                self.stats.buffers.append({"stream": name, **(
+                    bound_send_buffer(sock, bound) if bound else
+                    size_buffer(sock, socket.SO_SNDBUF, self._bdp(), self.opt.streams))})
             sock.settimeout(self.opt.timeout_s)
             sock.connect(self.dest)
         except OSError as exc:
@@ -480,10 +519,22 @@ class TcpSender:
         return max(info[0] if info else 0.0, self.stats.handshake_rtt_s)
 
     def rtt_s(self) -> float:
-        """Round-trip time plus the drain time of the unsent backlog (see module docstring)."""
-        unsent = sum(s.unsent() for s in self.streams)
-        rate = self.meter.rate_Bps() or self.opt.bw_hint_Bps
-        return self.base_rtt_s() + unsent / rate
+        """The round-trip time (the backlog is the engine's: ``backlog_bytes``, ``drain``)."""
+        return self.base_rtt_s()
+
+    def backlog_bytes(self) -> int:
+        """Bytes sent but not yet acknowledged by the destination, over all data streams."""
+        return sum(s.backlog() for s in self.streams)
+
+    def drain(self, timeout_s: float, slack_bytes: int = 64 * 1024) -> float:
+        """Wait until (almost) everything sent is acknowledged; seconds waited. Called before
+        the guest is paused, so that the final copy is not queued behind a window of data."""
+        t0 = time.monotonic()
+        while self.backlog_bytes() > slack_bytes and time.monotonic() - t0 < timeout_s:
+            self._check()
+            self._sample()
+            time.sleep(0.002)
+        return time.monotonic() - t0
 
     def finish(self, state: bytes) -> FinishReport:
         """End the last round, STATE, end markers on the data streams, DIGEST; wait for ACK.
@@ -555,13 +606,14 @@ class TcpSender:
         self.close()
 
 
-def source_digest(vm: VM, batch_pages: int = 16384) -> Digest:
-    """DIGEST of the paused guest's whole memory in page order: the VM's own ``digest()`` when
-    it has one (hashing its memory in place), else hashed in 64 MiB batches of page copies."""
+def source_digest(vm: VM) -> Digest:
+    """DIGEST of the paused guest's whole memory (``migrator.digest``): the VM's own
+    ``digest()`` when it has one (hashing its memory in place), else chunk by chunk from copies
+    of its pages."""
     own = getattr(vm, "digest", None)
     if callable(own):
         return Digest(vm.npages, own())
-    h = hashlib.sha256()
-    for start in range(0, vm.npages, batch_pages):
-        h.update(vm.page_bytes(np.arange(start, min(start + batch_pages, vm.npages))))
-    return Digest(vm.npages, h.digest())
+    batch = CHUNK_BYTES // PAGE_SIZE
+    chunks = [hashlib.sha256(vm.page_bytes(np.arange(start, min(start + batch, vm.npages))))
+              .digest() for start in range(0, vm.npages, batch)]
+    return Digest(vm.npages, combine(chunks))

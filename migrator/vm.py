@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import json
 import logging
 import os
@@ -105,7 +104,9 @@ class SharedVM:
 
     def digest(self) -> bytes:
         """sha256 of the whole source memory in page order (as ``messages.Digest``)."""
-        return hashlib.sha256(np.ascontiguousarray(self.memory.pages).data).digest()
+        from migrator.digest import image_digest
+
+        return image_digest(self.memory.pages)
 
     def state(self) -> ControlState:
         return self._control().snapshot()

@@ -310,3 +310,48 @@ def test_idle_guest_one_round_and_empty_stop_copy():
     assert res.rounds[-1].phase == "stop-copy" and res.rounds[-1].pages == 0
     assert res.downtime_s == pytest.approx(0.05)                      # only the ACK's rtt
     assert len(sender.sent_by_round) == 1                             # no empty sends
+
+
+class DrainingSender(FakeSender):
+    """A sender with a window in flight: ``backlog`` bytes unacknowledged after every send,
+    acknowledged by ``drain`` (which takes backlog / bandwidth of guest time)."""
+
+    def __init__(self, *args, backlog: int, **kw) -> None:
+        super().__init__(*args, **kw)
+        self.backlog = backlog
+        self.in_flight = 0
+        self.drained_while_paused: list[bool] = []
+
+    def send_pages(self, *args, **kw):
+        report = super().send_pages(*args, **kw)
+        self.in_flight = self.backlog
+        return report
+
+    def backlog_bytes(self) -> int:
+        return self.in_flight
+
+    def drain(self, timeout_s: float) -> float:
+        dt = self.in_flight / self.bw
+        self.drained_while_paused.append(self.vm.paused)
+        self.clock.advance(dt)
+        self.in_flight = 0
+        return dt
+
+
+def test_window_in_flight_drains_before_the_pause_and_counts_in_the_estimate():
+    clock, vm, _, pol = setup(rate_mibps=1.0, ws=0.5, bw=4 * MIB)
+    sender = DrainingSender(clock, vm, 4 * MIB, 0.05, backlog=MIB)
+    seen = []
+    res = engine(clock, vm, sender, pol, progress=lambda rec, eta: seen.append(
+        (rec, sender.measured_goodput_Bps()))).run()
+    assert res.outcome == "completed" and np.array_equal(sender.dest, vm.memory)
+    assert sender.drained_while_paused == [False], sender.drained_while_paused
+    checked = 0
+    for (rec, goodput), nxt in zip(seen, res.rounds[1:], strict=False):
+        if nxt.phase != "live":        # the final copy also has what was dirtied in the drain
+            continue
+        checked += 1
+        dirty_bytes = (nxt.pages + nxt.zero_pages) * PAGE_SIZE
+        more = rec.dirty_rate_Bps * MIB / goodput        # dirtied while a MiB drains
+        assert rec.expected_downtime_s == pytest.approx((dirty_bytes + more) / goodput + 0.05)
+    assert checked >= 1, [r.phase for r in res.rounds]
