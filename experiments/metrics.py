@@ -176,12 +176,15 @@ def link_between(topology: Any, a: str, b: str) -> tuple[float, float | None]:
 
 
 def prediction(spec: Any, compression_ratio: float = 1.0, nonzero_frac: float = 1.0,
-               goodput_mbps: float | None = None) -> dict:
+               goodput_mbps: float | None = None,
+               dirty_rate_mibps: float | None = None) -> dict:
     """The analytic model's total time and downtime for an experiment spec.
 
     Bandwidth: ``goodput_mbps`` (a measured TCP goodput) if given, else the link's rate times
     the TCP/IP payload share of a full frame, capped by the policy's ``max_bandwidth_mbps``.
-    The measured compression ratio may be passed in (the model cannot know the data).
+    The measured compression ratio may be passed in (the model cannot know the data), and the
+    measured rate of *distinct* pages dirtied (``dirty_rate_mibps``; default the workload's
+    write rate, which a skewed workload's distinct rate is far below).
     None values when the path is unshaped and no goodput was measured.
     """
     rtt_ms, bw = link_between(spec.topology, spec.placement.source_site,
@@ -200,7 +203,8 @@ def prediction(spec: Any, compression_ratio: float = 1.0, nonzero_frac: float = 
     res = predict(ModelInputs(
         memory_bytes=float(spec.vm.memory_bytes), bandwidth_Bps=goodput_mbps * 1e6 / 8,
         nonzero_frac=nonzero_frac,
-        dirty_rate_Bps=wl.dirty_rate_mibps * MIB if live else 0.0,
+        dirty_rate_Bps=(wl.dirty_rate_mibps if dirty_rate_mibps is None else dirty_rate_mibps)
+        * MIB if live else 0.0,
         working_set_bytes=max(PAGE_SIZE, wl.working_set_frac * spec.vm.memory_bytes),
         rtt_s=rtt_ms / 1e3, compression_ratio=compression_ratio,
         downtime_target_s=spec.policy.downtime_target_s if live else math.inf,

@@ -72,6 +72,7 @@ class Proc:
         finally:
             self._reader.join(timeout=2)
             self._err.close()
+            self.log_path.with_suffix(".out").write_text("\n".join(self.output) + "\n")
 
     def tail(self, n: int = 15) -> str:
         try:

@@ -138,7 +138,7 @@ class Run:
         wait_line(self.lines, self.procs, "clients", "READY", 30)
 
     def _migrate(self) -> None:
-        from topologies.mobility import move_host
+        from topologies.mobility import complete_move, prepare_move, unplug_old
 
         p, plan = self.spec.placement, self.net.plan
         dst = next(h for h in plan.hosts if h.name == p.destination)
@@ -151,6 +151,9 @@ class Run:
             (w.rtt_ms for w in self.spec.topology.wan), 0.0)
         goodput = self.link.get("goodput_mbps")
         budget = self.spec.policy.time_budget_s + 120
+        # The VM's NIC at the destination is plugged in (down) before the migration starts, as
+        # a destination hypervisor's vSwitch port would be; switchover only brings it up.
+        prepared = prepare_move(self.net, VM_NAME, dst.switch)
         self._start("dest", self.net.host(p.destination), [
             PY, "-m", "wanmig.cli", "migrate-dest", "--listen", f"{dst.ip}:{MIGRATION_PORT}",
             "--vm", self.image, "--tag", "dst", "--source-tag", "src", "--location",
@@ -190,12 +193,13 @@ class Run:
                 elif who == "dest" and line.startswith("VERIFIED "):
                     self.times["verified_t"] = float(line.split()[1])
                     t0 = time.time()
-                    self.iface = move_host(self.net, VM_NAME, dst.switch)
+                    self.iface = complete_move(self.net, prepared)
                     self.times["network_move_ms"] = (time.time() - t0) * 1e3
                     self.procs["dest"].send("GO")
                 elif who == "dest" and line.startswith("RESUMED "):
                     self.times["resumed_t"] = float(line.split()[1])
                     self.procs["announce"].send(self.iface)
+                    unplug_old(self.net, prepared)
         for name in ("source", "dest"):
             rc = self.procs[name].wait(30)
             log.info("%s exited %d", name, rc)
@@ -291,7 +295,9 @@ def collect(spec: ExperimentSpec, out: Path, run: Run | None, error: str | None)
     kv = read_csv(out / "kv.csv") if (out / "kv.csv").exists() else None
     events = _read_jsonl(out / "controller_events.jsonl")
     pred = prediction(spec, compression_ratio=(result or {}).get("compression_ratio") or 1.0,
-                      goodput_mbps=(link or {}).get("goodput_mbps"))
+                      nonzero_frac=nonzero_fraction(result, spec.vm.memory_bytes),
+                      goodput_mbps=(link or {}).get("goodput_mbps"),
+                      dirty_rate_mibps=round0_dirty_mibps(result))
     metrics = compute_metrics(
         probes=probes, events=events, migration=result or {"outcome": "not started"},
         link=link, vm_mac=run.vm_mac if run else "",
@@ -312,6 +318,21 @@ def collect(spec: ExperimentSpec, out: Path, run: Run | None, error: str | None)
                              f"{spec.placement.destination_site}"
     _write_json(out / "metrics.json", metrics)
     return metrics
+
+
+def nonzero_fraction(result: dict | None, memory_bytes: int) -> float:
+    """Share of the guest's pages that round 0 found non-zero (the model's input); 1 when the
+    migration never got that far."""
+    rounds = (result or {}).get("rounds") or []
+    if not rounds or not memory_bytes:
+        return 1.0
+    return min(1.0, rounds[0]["pages"] * 4096 / memory_bytes)
+
+
+def round0_dirty_mibps(result: dict | None) -> float | None:
+    """The guest's rate of distinct dirty pages over round 0 (the longest window measured)."""
+    rounds = (result or {}).get("rounds") or []
+    return rounds[0]["dirty_rate_Bps"] / 2**20 if rounds else None
 
 
 def _read_json(path: Path) -> Any:

@@ -34,17 +34,26 @@ def gaps_ms(rounds: int = 5, initial_ms: float = 50, step_ms: float = 100) -> li
 def announce(iface: str, mac: str, rounds: int = 5, initial_ms: float = 50,
              step_ms: float = 100, first_now: bool = False) -> list[float]:
     """Send the burst; returns the wall-clock time of every frame."""
-    from scapy.sendrecv import sendp
+    from scapy.config import conf
 
     frame = rarp_frame(mac)
     times = []
-    for i, gap in enumerate(gaps_ms(rounds, initial_ms, step_ms)):
-        if not (first_now and i == 0):
-            time.sleep(gap / 1e3)
-        sendp(frame, iface=iface, verbose=False)
-        times.append(time.time())
-        print(json.dumps({"event": "rarp", "t": times[-1], "mac": mac, "iface": iface}),
-              flush=True)
+    # One socket for the burst: sendp() opens one per call, ~0.1 s here, which would stretch
+    # QEMU's spacing.
+    sock = conf.L2socket(iface=iface)
+    try:
+        gaps = gaps_ms(rounds, initial_ms, step_ms)
+        if first_now:             # QEMU sends the first round at resume, then 50, 150, ... ms
+            gaps = [0.0, *gaps[:-1]]
+        for gap in gaps:
+            if gap:
+                time.sleep(gap / 1e3)
+            sock.send(frame)
+            times.append(time.time())
+            print(json.dumps({"event": "rarp", "t": times[-1], "mac": mac, "iface": iface}),
+                  flush=True)
+    finally:
+        sock.close()
     return times
 
 
@@ -60,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     iface = args.iface
     if iface == "-":
-        import scapy.sendrecv  # noqa: F401 - seconds to import: not while the VM waits
+        import scapy.config  # noqa: F401 - seconds to import: not while the VM waits
+        import scapy.layers.l2  # noqa: F401
 
         print(json.dumps({"event": "waiting"}), flush=True)
         iface = sys.stdin.readline().strip()

@@ -361,7 +361,8 @@ def cmd_migrate_dest(args: argparse.Namespace) -> int:
     record = {"ok": result.ok, "digest_ok": result.digest_ok, "error": result.error,
               "npages": result.npages, "pages_received": result.pages_received,
               "bytes_received": result.bytes_received, "data_streams": result.data_streams,
-              "hash_ms": result.hash_s * 1e3, "resume_ms": result.resume_s * 1e3}
+              "wait_ms": result.wait_s * 1e3, "hash_ms": result.hash_s * 1e3,
+              "resume_ms": result.resume_s * 1e3}
     print(json.dumps(record, indent=None if not args.json else 2))
     return EXIT_OK if result.ok and result.error is None else EXIT_FAIL
 

@@ -22,7 +22,8 @@ Decisions, exactly:
   rounds), ``on_budget='force'`` stops and copies anyway (downtime over target, recorded) and
   ``'abort'`` gives up with outcome ``'aborted: budget'``, the guest still running at the source;
 * before pausing, a sender that has ``drain`` waits for its data in flight to be acknowledged
-  (the guest still runs); the expected downtime counts the pages dirtied meanwhile;
+  (the guest still runs); the expected downtime counts the pages dirtied meanwhile, estimated
+  from the live round whose length is closest above the drain time (``_dirtied_within``);
 * stop-and-copy: pause, merge the pages dirtied since the last read, send them, then
   ``sender.finish(state)``.  Only an ACK with ``ok`` and ``digest_ok`` completes the migration
   (the caller then resumes the guest at the destination and may fill ``resume_s``).  Any error
@@ -144,7 +145,11 @@ class PreCopyEngine:
     def _stop_and_copy(self, rnd: int, dirty: np.ndarray, reason: str) -> MigrationResult:
         drain = getattr(self.sender, "drain", None)
         if callable(drain):       # the window in flight arrives while the guest still runs
-            drain(timeout_s=max(1.0, 4 * self.sender.rtt_s()))
+            backlog = getattr(self.sender, "backlog_bytes", lambda: -1)
+            before = backlog()
+            waited = drain(timeout_s=max(1.0, 4 * self.sender.rtt_s()))
+            log.info("drained %d B in flight in %.3f s before the pause (%d B left)", before,
+                     waited, backlog())
         pause_at = self.clock.now()
         self._pause()
         final = np.union1d(dirty, np.asarray(self.vm.read_and_clear_dirty(), dtype=np.int64))
@@ -204,7 +209,8 @@ class PreCopyEngine:
         dirty = _EMPTY if phase != "live" else \
             np.unique(np.asarray(self.vm.read_and_clear_dirty(), dtype=np.int64))
         dirty_rate = len(dirty) * PAGE_SIZE / duration if duration > 0 else 0.0
-        expected = self._expected_downtime(len(dirty) * PAGE_SIZE, dirty_rate) \
+        expected = self._expected_downtime(len(dirty) * PAGE_SIZE,
+                                           (duration, len(dirty) * PAGE_SIZE)) \
             if phase == "live" else 0.0
         record = RoundRecord(round=rnd, phase=phase, pages=pages, zero_pages=zeros,
                              bytes_raw=raw, bytes_on_wire=wire, codec=codec,
@@ -229,14 +235,31 @@ class PreCopyEngine:
             goodput = min(goodput, self.policy.max_bandwidth_mbps * 1e6 / 8)
         return goodput
 
-    def _expected_downtime(self, dirty_bytes: int, dirty_rate_Bps: float = 0.0) -> float:  # noqa: N803
+    def _expected_downtime(self, dirty_bytes: int, window: tuple[float, int] | None = None
+                           ) -> float:
         """Stop-and-copy time if the guest were paused after draining what is in flight:
-        the dirty pages, plus those the guest dirties while the backlog drains, then one RTT."""
+        the dirty pages, plus those the guest dirties while the backlog drains, then one RTT.
+        ``window``: this round's (duration, dirty bytes), added to what earlier rounds saw."""
         ratio = self._ratio or 1.0
         backlog = getattr(self.sender, "backlog_bytes", None)
         drain_s = backlog() / self._goodput() if callable(backlog) else 0.0
-        more = dirty_rate_Bps * drain_s
+        more = self._dirtied_within(drain_s, window) if drain_s > 0 else 0.0
         return (dirty_bytes + more) / (ratio * self._goodput()) + self.sender.rtt_s()
+
+    def _dirtied_within(self, seconds: float, window: tuple[float, int] | None) -> float:
+        """Distinct bytes the guest dirties in ``seconds``, from the live round whose length is
+        the closest at or above it (scaled down linearly: distinct pages grow at most linearly
+        with time). A round much shorter than ``seconds`` would extrapolate a burst of first
+        writes to hot pages into an absurd rate, so the longest round is used instead."""
+        seen = [(r.duration_s, r.dirty_rate_Bps * r.duration_s) for r in self._records
+                if r.phase == "live" and r.duration_s > 0]
+        if window is not None and window[0] > 0:
+            seen.append(window)
+        if not seen:
+            return 0.0
+        longer = [w for w in seen if w[0] >= seconds]
+        dur, dirty = min(longer) if longer else max(seen)
+        return dirty / dur * seconds
 
     def _eta(self, record: RoundRecord, dirty_bytes: int) -> float | None:
         """Seconds to completion if the dirty set keeps shrinking geometrically, else None."""

@@ -75,6 +75,7 @@ _SLICE = 64 * 1024              # bytes per token-bucket debit when a rate cap i
 _EMPTY = np.empty(0, dtype=np.int64)
 _TCP_NOTSENT_LOWAT = getattr(socket, "TCP_NOTSENT_LOWAT", 25)   # Linux's number
 MIN_WINDOW = 256 * 1024
+_SO_MAX_PACING_RATE = getattr(socket, "SO_MAX_PACING_RATE", 47)   # Linux's number
 
 
 @dataclass(frozen=True)
@@ -87,14 +88,15 @@ class TransportOptions:
     timeout_s: float = 30.0                # longest wait for the peer on any stream
     max_frame: int = MAX_FRAME
     xbzrle_cache_mib: int = 64
-    queue_bytes: int = 512 * 1024          # per data stream: about one frame waits for the writer
-    notsent_lowat: int = 512 * 1024        # TCP_NOTSENT_LOWAT: unsent bytes kept in the socket
+    queue_bytes: int = 256 * 1024          # per data stream: about one frame waits for the writer
+    notsent_lowat: int = 128 * 1024        # TCP_NOTSENT_LOWAT: unsent bytes kept in the socket
     adapt_interval_s: float = 1.0          # busy seconds between stream-count decisions
     min_gain: float = 0.10
     sample_interval_s: float = 0.02
     goodput_window_s: float = 2.0
     bound_window: bool = True              # send buffers hold one BDP in all (see _stream_window)
-    window_bdps: float = 1.0
+    window_bdps: float = 1.25             # in flight over all streams, in BDPs (see _stream_window)
+    pacing_headroom: float = 2.0          # each stream paced at this times its share of the link
 
     def __post_init__(self) -> None:
         if not 1 <= self.streams <= self.max_streams:
@@ -183,6 +185,10 @@ class _DataStream:
     def acked(self) -> int:
         info = tcp_info(self.ch.sock) if not self.ch.closed else None
         return info[1] - self.acked0 if info else self.ch.bytes_sent
+
+    def queued(self) -> int:
+        """Bytes waiting here for the writer (no system call)."""
+        return self._q_bytes
 
     def unsent(self) -> int:
         """Bytes queued here or in the socket that have not been transmitted yet."""
@@ -295,7 +301,19 @@ class TcpSender:
         the guest is paused; one BDP in flight still fills the pipe."""
         if not self.opt.bound_window or self._bdp() <= 0:
             return None
-        return max(MIN_WINDOW, int(self.opt.window_bdps * self._bdp() / self.opt.streams))
+        # The buffer holds the unsent bytes (up to TCP_NOTSENT_LOWAT) and those in flight.
+        share = self.opt.window_bdps * self._bdp() / self.opt.streams
+        return max(MIN_WINDOW, int(share) + self.opt.notsent_lowat)
+
+    def _stream_pacing_Bps(self) -> int | None:  # noqa: N802
+        """Each data stream paced at its share of the link with headroom. Without pacing a
+        stream that was idle (between the drain and the final copy) sends its whole window at
+        once; the userspace switch's socket overflows and the final copy waits for
+        retransmission timeouts (seconds at 150 ms) while the guest is paused."""
+        if not self.opt.bound_window or self._bdp() <= 0:
+            return None
+        bw = self._bdp() / self.opt.rtt_hint_s
+        return int(self.opt.pacing_headroom * bw / self.opt.streams)
 
     def _dial(self, name: str, nodelay: bool) -> Channel:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -308,6 +326,9 @@ class TcpSender:
                 self.stats.buffers.append({"stream": name, **(
                     bound_send_buffer(sock, bound) if bound else
                     size_buffer(sock, socket.SO_SNDBUF, self._bdp(), self.opt.streams))})
+                pace = self._stream_pacing_Bps()
+                if pace:
+                    sock.setsockopt(socket.SOL_SOCKET, _SO_MAX_PACING_RATE, pace)
             sock.settimeout(self.opt.timeout_s)
             sock.connect(self.dest)
         except OSError as exc:
@@ -490,7 +511,13 @@ class TcpSender:
             encoded = [self._encode(round_no, codec_name, *j) for j in jobs]
         deadline = time.monotonic() + self.opt.timeout_s
         wire = 0
+        # XBZRLE's caches tie a page to its stream; any other codec's frames go to the stream
+        # with the least queued, so one stream with a smaller window (over a long RTT they
+        # differ) does not hold the others back while the engine waits on its full queue.
+        movable = codec_name != "xbzrle" and n > 1
         for (s, idx, _pg, zr), frames in zip(jobs, encoded, strict=True):
+            if movable:
+                s = min(self.streams, key=lambda t: t.queued())
             for frame in frames:
                 s.put(frame, deadline, self._failed)
                 wire += len(frame)

@@ -19,7 +19,7 @@ import os
 import sys
 
 from experiments.metrics import prediction
-from experiments.runner import run_experiment
+from experiments.runner import nonzero_fraction, round0_dirty_mibps, run_experiment
 from experiments.spec import parse_experiment
 from wanmig.meta import new_run_dir, results_root, run_metadata
 from wanmig.table import render
@@ -37,10 +37,12 @@ def spec(rtt_ms: float, bw_mbps: float, memory: str, codec: str):
         "schedule": {"warmup_s": 5, "cooldown_s": 3}})
 
 
-def judge(s, m: dict) -> dict:
+def judge(s, m: dict, result: dict | None) -> dict:
     bw = s.topology.wan[0].bw_mbps
     rtt = s.topology.wan[0].rtt_ms
-    bound = prediction(s, compression_ratio=m.get("compression_ratio") or 1.0)
+    bound = prediction(s, compression_ratio=m.get("compression_ratio") or 1.0,
+                       nonzero_frac=nonzero_fraction(result, s.vm.memory_bytes),
+                       dirty_rate_mibps=round0_dirty_mibps(result))
     util = (m.get("mean_goodput_mbps") or 0.0) / bw
     lower = bound["predicted_total_time_s"]
     total = m.get("total_time_s")
@@ -91,7 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for i in range(1, args.runs + 1):
         m = run_experiment(s, out / f"run{i}")
-        rows.append({"run": i, **judge(s, m)})
+        result_path = out / f"run{i}" / "migration" / "result.json"
+        result = json.loads(result_path.read_text()) if result_path.exists() else None
+        rows.append({"run": i, **judge(s, m, result)})
         (out / "bench.json").write_text(json.dumps({"meta": run_metadata(), "rows": rows},
                                                    indent=2, default=str))
     text = table(rows)

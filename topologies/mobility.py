@@ -9,6 +9,7 @@ interface go with it and are re-learnt.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -51,3 +52,59 @@ def move_host(net: Any, host_name: str, to_switch: str) -> str:
     log.info("moved %s (%s, %s) from %s to %s as %s", host_name, mac, ip, old_sw.name,
              new_sw.name, host_intf.name)
     return host_intf.name
+
+
+@dataclass
+class PreparedMove:
+    """A second cable already plugged in at the destination switch, down, with the host's MAC:
+    what a destination hypervisor has ready (the VM's NIC on its vSwitch) before switchover."""
+
+    host: Any
+    old_link: Any
+    old_switch: Any
+    new_intf: Any
+    ip: str
+    prefix: int
+
+
+def prepare_move(net: Any, host_name: str, to_switch: str) -> PreparedMove:
+    host = net.net.get(host_name)
+    new_sw = net.net.get(to_switch)
+    if host is None or new_sw is None or new_sw not in net.net.switches:
+        raise MoveError(f"cannot move {host_name!r} to {to_switch!r}: unknown host or switch")
+    old_sw = current_switch(net, host)
+    if old_sw is new_sw:
+        raise MoveError(f"{host_name} is already plugged into {to_switch}")
+    intf = host.defaultIntf()
+    (old_link,) = net.net.linksBetween(host, old_sw)
+    new = net.net.addLink(host, new_sw)
+    host_intf = new.intf1 if new.intf1.node is host else new.intf2
+    sw_intf = new.intf2 if host_intf is new.intf1 else new.intf1
+    host_intf.setMAC(intf.MAC())
+    host.cmd(f"ip link set dev {host_intf.name} down")
+    net.configure_new_link(host, host_intf, sw_intf)
+    new_sw.attach(sw_intf)
+    return PreparedMove(host, old_link, old_sw, host_intf, intf.IP(), intf.prefixLen)
+
+
+def complete_move(net: Any, prep: PreparedMove) -> str:
+    """Switch the host to its prepared cable in one shell command (old down, address moved,
+    new up); returns the new interface's name. ``unplug_old`` removes the old cable later."""
+    host, new = prep.host, prep.new_intf
+    old = prep.old_link.intf1 if prep.old_link.intf1.node is host else prep.old_link.intf2
+    out = host.cmd(f"ip link set dev {old.name} down && ip addr flush dev {old.name} && "
+                   f"ip addr add {prep.ip}/{prep.prefix} dev {new.name} && "
+                   f"ip link set dev {new.name} up; echo __rc=$?")
+    if not out.strip().endswith("__rc=0"):
+        raise MoveError(f"switching {host.name} to {new.name} failed: {out.strip()}")
+    new.ip, new.prefixLen = prep.ip, prep.prefix
+    log.info("moved %s (%s) from %s to its prepared %s", host.name, prep.ip,
+             prep.old_switch.name, new.name)
+    return new.name
+
+
+def unplug_old(net: Any, prep: PreparedMove) -> None:
+    old = prep.old_link.intf1 if prep.old_link.intf1.node is prep.host else prep.old_link.intf2
+    sw_old = prep.old_link.intf2 if old is prep.old_link.intf1 else prep.old_link.intf1
+    prep.old_switch.detach(sw_old)
+    net.net.delLink(prep.old_link)

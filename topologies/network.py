@@ -241,6 +241,7 @@ class WanNetwork:
         """Offloads off (the userspace datapath stalls TCP otherwise), MTU, TCP buffers."""
         buf = tcp_buffer_bytes(self.spec)
         wan_nodes = {link.node for link in self.links}
+        hypervisors = {h.name for h in self.plan.hosts if h.role == "hypervisor"}
         for host in [*self.net.hosts, *self.wan_nodes.values()]:
             host.cmd("sysctl -qw net.ipv6.conf.all.disable_ipv6=1 "
                      "net.ipv6.conf.default.disable_ipv6=1")
@@ -249,6 +250,11 @@ class WanNetwork:
                     self._configure_intf(host, intf.name, always_offload=host.name in wan_nodes)
             self._node_checked(host, f"sysctl -qw net.ipv4.tcp_rmem='4096 131072 {buf}' "
                                      f"net.ipv4.tcp_wmem='4096 65536 {buf}'")
+            if host.name in hypervisors:
+                # A migration's streams pause between rounds; after an idle RTO Linux would
+                # restart them from a 10-segment window, and over 150 ms the final copy would
+                # crawl through slow start while the guest is paused.
+                self._node_checked(host, "sysctl -qw net.ipv4.tcp_slow_start_after_idle=0")
         for sw in self.net.switches:
             for intf in sw.intfList():
                 if intf.name != "lo":
@@ -451,5 +457,6 @@ class WanNetwork:
         return {"topology": self.spec.name, "link_backend": self.choice.link_backend,
                 "ovs_datapath": self.choice.ovs_datapath, "stp": self.stp,
                 "tcp_buffer_max": tcp_buffer_bytes(self.spec),
+                "hypervisor_tcp_slow_start_after_idle": 0,
                 "control": self.control.record() if self.control else None,
                 "wan": [link.record() for link in self.links]}

@@ -352,6 +352,10 @@ def test_window_in_flight_drains_before_the_pause_and_counts_in_the_estimate():
             continue
         checked += 1
         dirty_bytes = (nxt.pages + nxt.zero_pages) * PAGE_SIZE
-        more = rec.dirty_rate_Bps * MIB / goodput        # dirtied while a MiB drains
+        drain_s = MIB / goodput                          # a MiB in flight drains
+        windows = [(r.duration_s, r.dirty_rate_Bps * r.duration_s) for r in res.rounds
+                   if r.phase == "live" and r.round <= rec.round]
+        dur, dirty = min((w for w in windows if w[0] >= drain_s), default=max(windows))
+        more = dirty / dur * drain_s
         assert rec.expected_downtime_s == pytest.approx((dirty_bytes + more) / goodput + 0.05)
     assert checked >= 1, [r.phase for r in res.rounds]
