@@ -21,6 +21,9 @@ Decisions, exactly:
 * after ``max_rounds`` live rounds, or once ``time_budget_s`` has elapsed (checked between
   rounds), ``on_budget='force'`` stops and copies anyway (downtime over target, recorded) and
   ``'abort'`` gives up with outcome ``'aborted: budget'``, the guest still running at the source;
+* a live round shorter than one RTT whose estimate misses the target is *settled*: the
+  sender drains its window, the pages dirtied meanwhile join the set, and the estimate is made
+  again with an empty pipe (``_settle``);
 * before pausing, a sender that has ``drain`` waits for its data in flight to be acknowledged
   (the guest still runs); the expected downtime counts the pages dirtied meanwhile, estimated
   from the live round whose length is closest above the drain time (``_dirtied_within``);
@@ -82,6 +85,7 @@ class PreCopyEngine:
         self._throttle = 0.0
         self._throttle_max = 0.0
         self._paused = False
+        self._settled_expected = float("inf")
         self._pause_at = 0.0
         self._start = 0.0
 
@@ -109,8 +113,11 @@ class PreCopyEngine:
         while True:
             dirty = self._send_round(rnd, to_send, to_zero, "live")
             rnd += 1
+            if self._records[-1].expected_downtime_s > p.downtime_target_s:
+                dirty = self._settle(dirty)
             dirty_bytes = len(dirty) * PAGE_SIZE
-            if self._records[-1].expected_downtime_s <= p.downtime_target_s:
+            if self._records[-1].expected_downtime_s <= p.downtime_target_s or \
+                    self._settled_expected <= p.downtime_target_s:
                 reason = "converged"
                 break
             if prev_dirty is not None and dirty_bytes > NO_PROGRESS * prev_dirty:
@@ -141,6 +148,27 @@ class PreCopyEngine:
         to_send, to_zero = self._round0_sets()
         self._send_round(0, to_send, to_zero, "cold")
         return self._finish(pause_at, self.clock.now(), "cold")
+
+    def _settle(self, dirty: np.ndarray) -> np.ndarray:
+        """A round shorter than one RTT sent little, and its estimate is dominated by the window
+        still in flight: let that drain (the guest runs on), take what it dirtied meanwhile,
+        and estimate again with an empty pipe. Without this the engine spins through
+        near-empty rounds whose estimate never falls below the target."""
+        self._settled_expected = float("inf")
+        drain = getattr(self.sender, "drain", None)
+        rec = self._records[-1]
+        if not callable(drain) or rec.duration_s >= self.sender.rtt_s():
+            return dirty
+        t0 = self.clock.now()
+        drain(timeout_s=max(1.0, 4 * self.sender.rtt_s()))
+        more = np.asarray(self.vm.read_and_clear_dirty(), dtype=np.int64)
+        dirty = np.union1d(dirty, more)
+        waited = self.clock.now() - t0
+        self._settled_expected = self._expected_downtime(
+            len(dirty) * PAGE_SIZE, (rec.duration_s + waited, len(dirty) * PAGE_SIZE))
+        log.info("round %d settled: drained for %.3f s, %d pages dirty, expected downtime "
+                 "%.3f s", rec.round, waited, len(dirty), self._settled_expected)
+        return dirty
 
     def _stop_and_copy(self, rnd: int, dirty: np.ndarray, reason: str) -> MigrationResult:
         drain = getattr(self.sender, "drain", None)
