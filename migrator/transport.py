@@ -549,6 +549,22 @@ class TcpSender:
         """The round-trip time (the backlog is the engine's: ``backlog_bytes``, ``drain``)."""
         return self.base_rtt_s()
 
+    def _pace_at_link_rate(self) -> None:
+        """From the end of pre-copy on, every stream is paced at its share of the measured
+        goodput: what follows (the last rounds, the final copy) is small and must not lose a
+        packet to a full bottleneck queue, which at 150 ms costs a retransmission timeout of
+        a third of a second while the guest is paused."""
+        if not self.opt.bound_window:
+            return
+        rate = self.meter.rate_Bps() or (self._bdp() / self.opt.rtt_hint_s
+                                         if self.opt.rtt_hint_s else 0.0)
+        if rate <= 0:
+            return
+        share = int(1.05 * rate / len(self.streams))
+        for st in self.streams:
+            if not st.ch.closed:
+                st.ch.sock.setsockopt(socket.SOL_SOCKET, _SO_MAX_PACING_RATE, share)
+
     def backlog_bytes(self) -> int:
         """Bytes sent but not yet acknowledged by the destination, over all data streams."""
         return sum(s.backlog() for s in self.streams)
@@ -557,6 +573,7 @@ class TcpSender:
         """Wait until (almost) everything sent is acknowledged; seconds waited. Called before
         the guest is paused, so that the final copy is not queued behind a window of data."""
         t0 = time.monotonic()
+        self._pace_at_link_rate()
         while self.backlog_bytes() > slack_bytes and time.monotonic() - t0 < timeout_s:
             self._check()
             self._sample()
