@@ -286,7 +286,6 @@ def cmd_migrate_source(args: argparse.Namespace) -> int:
         vm.close()
     s = summary(result, rtt_s=stats.get("rtt_s", 0.0), max_rounds=policy.max_rounds,
                 extra={"streams_used": stats.get("streams_used"), "role": "source",
-                       "congestion": stats.get("congestion"), "buffers": stats.get("buffers"),
                        "t_start_wall": started})
     _write(out, s, result.rounds, meta)
     (out / "result.json").write_text(json.dumps(dataclasses.asdict(result), indent=1) + "\n")

@@ -114,7 +114,7 @@ def run_source(vm: VM, dest: tuple[str, int], policy: MigrationPolicy, key: byte
             stats.update(streams_used=list(sender.stats.streams_used),
                          buffers=list(sender.stats.buffers),
                          handshake_rtt_s=sender.stats.handshake_rtt_s,
-                         congestion=sender.stats.congestion, rtt_s=sender.base_rtt_s())
+                         rtt_s=sender.base_rtt_s())
         sender.close()
 
 

@@ -55,7 +55,6 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -96,9 +95,8 @@ class TransportOptions:
     sample_interval_s: float = 0.02
     goodput_window_s: float = 2.0
     bound_window: bool = True              # send buffers hold one BDP in all (see _stream_window)
-    window_bdps: float = 2.0              # in flight over all streams, in BDPs (see _stream_window)
-    congestion: tuple[str, ...] = ("bbr",)   # data streams' TCP congestion control, if offered
-    pacing_headroom: float = 1.05         # streams together paced at this times the link rate
+    window_bdps: float = 1.25             # in flight over all streams, in BDPs (see _stream_window)
+    pacing_headroom: float = 2.0          # each stream paced at this times its share of the link
 
     def __post_init__(self) -> None:
         if not 1 <= self.streams <= self.max_streams:
@@ -116,26 +114,6 @@ def _read_sysctl(path: str, index: int = 0) -> int | None:
             return int(f.read().split()[index])
     except (OSError, ValueError, IndexError):
         return None
-
-
-def congestion_control(sock: socket.socket, wanted: tuple[str, ...]) -> str | None:
-    """The first of ``wanted`` this kernel offers, set on the socket; None if none is.
-
-    BBR first: over a long pipe CUBIC's HyStart tends to leave slow start early (here, paced
-    streams at 150 ms) and CUBIC then needs seconds to grow to the bandwidth-delay product,
-    while BBR measures the bottleneck and runs at it within a few round trips."""
-    try:
-        offered = Path("/proc/sys/net/ipv4/tcp_allowed_congestion_control").read_text().split()
-    except OSError:
-        offered = []
-    for name in wanted:
-        if name in offered:
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, name.encode())
-                return name
-            except OSError:
-                continue
-    return None
 
 
 def bound_send_buffer(sock: socket.socket, nbytes: int) -> dict:
@@ -275,7 +253,6 @@ class SenderStats:
     streams_used: list[int] = field(default_factory=list)   # stream count after each change
     buffers: list[dict] = field(default_factory=list)       # per socket, what was granted
     handshake_rtt_s: float = 0.0
-    congestion: str | None = None                           # data streams' congestion control
 
 
 class TcpSender:
@@ -328,24 +305,15 @@ class TcpSender:
         share = self.opt.window_bdps * self._bdp() / self.opt.streams
         return max(MIN_WINDOW, int(share) + self.opt.notsent_lowat)
 
-    def _stream_pacing_Bps(self, streams: int | None = None) -> int | None:  # noqa: N802
-        """Each data stream paced at its share of the link as measured (with a little
-        headroom), so together they never send faster than the bottleneck drains: no standing
-        queue, no drop, and no burst after idle (the userspace switch's socket would overflow;
-        at 150 ms each loss costs a retransmission timeout, in the final copy while the guest
-        is paused). ``streams``: how many share the link (default: those open)."""
+    def _stream_pacing_Bps(self) -> int | None:  # noqa: N802
+        """Each data stream paced at its share of the link with headroom. Without pacing a
+        stream that was idle (between the drain and the final copy) sends its whole window at
+        once; the userspace switch's socket overflows and the final copy waits for
+        retransmission timeouts (seconds at 150 ms) while the guest is paused."""
         if not self.opt.bound_window or self._bdp() <= 0:
             return None
         bw = self._bdp() / self.opt.rtt_hint_s
-        n = streams or len(self.streams) or self.opt.streams
-        return int(self.opt.pacing_headroom * bw / n)
-
-    def _repace(self) -> None:
-        pace = self._stream_pacing_Bps()
-        if pace:
-            for st in self.streams:
-                if not st.ch.closed:
-                    st.ch.sock.setsockopt(socket.SOL_SOCKET, _SO_MAX_PACING_RATE, pace)
+        return int(self.opt.pacing_headroom * bw / self.opt.streams)
 
     def _dial(self, name: str, nodelay: bool) -> Channel:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -358,10 +326,7 @@ class TcpSender:
                 self.stats.buffers.append({"stream": name, **(
                     bound_send_buffer(sock, bound) if bound else
                     size_buffer(sock, socket.SO_SNDBUF, self._bdp(), self.opt.streams))})
-                cc = congestion_control(sock, self.opt.congestion)
-                if cc:
-                    self.stats.congestion = cc
-                pace = self._stream_pacing_Bps(max(len(self.streams), self.opt.streams))
+                pace = self._stream_pacing_Bps()
                 if pace:
                     sock.setsockopt(socket.SOL_SOCKET, _SO_MAX_PACING_RATE, pace)
             sock.settimeout(self.opt.timeout_s)
@@ -480,7 +445,6 @@ class TcpSender:
                 self.meter.reset()
                 self.stats.streams_used.append(len(self.streams))
                 log.info("now %d data streams", len(self.streams))
-                self._repace()
                 self._last_adapt = self.clock()
                 return
         if self._opening is not None and self._opening.is_alive():
@@ -585,6 +549,22 @@ class TcpSender:
         """The round-trip time (the backlog is the engine's: ``backlog_bytes``, ``drain``)."""
         return self.base_rtt_s()
 
+    def _pace_at_link_rate(self) -> None:
+        """From the end of pre-copy on, every stream is paced at its share of the measured
+        goodput: what follows (the last rounds, the final copy) is small and must not lose a
+        packet to a full bottleneck queue, which at 150 ms costs a retransmission timeout of
+        a third of a second while the guest is paused."""
+        if not self.opt.bound_window:
+            return
+        rate = self.meter.rate_Bps() or (self._bdp() / self.opt.rtt_hint_s
+                                         if self.opt.rtt_hint_s else 0.0)
+        if rate <= 0:
+            return
+        share = int(1.05 * rate / len(self.streams))
+        for st in self.streams:
+            if not st.ch.closed:
+                st.ch.sock.setsockopt(socket.SOL_SOCKET, _SO_MAX_PACING_RATE, share)
+
     def backlog_bytes(self) -> int:
         """Bytes sent but not yet acknowledged by the destination, over all data streams."""
         return sum(s.backlog() for s in self.streams)
@@ -593,6 +573,7 @@ class TcpSender:
         """Wait until (almost) everything sent is acknowledged; seconds waited. Called before
         the guest is paused, so that the final copy is not queued behind a window of data."""
         t0 = time.monotonic()
+        self._pace_at_link_rate()
         while self.backlog_bytes() > slack_bytes and time.monotonic() - t0 < timeout_s:
             self._check()
             self._sample()
