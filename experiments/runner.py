@@ -187,7 +187,7 @@ class Run:
                     # The engine's clock starts with round 0 (after connecting and, for the
                     # adaptive policy, measuring the codecs): rounds.csv is relative to that.
                     self.times.setdefault("rounds_start_t", r["t"] - r["duration_s"])
-                    left = r["expected_downtime_s"] * max(r["goodput_Bps"], 1.0)
+                    left = r["dirty_rate_Bps"] * r["duration_s"]     # the next round's pages
                     bar.update(r["phase"], r["round"], left, r["goodput_Bps"], r["eta_s"],
                                r["expected_downtime_s"] * 1e3)
                 elif who == "dest" and line.startswith("VERIFIED "):
