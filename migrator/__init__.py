@@ -38,6 +38,7 @@ The real guest and the transport (I/O adapters around the core):
 * ``receiver``    the destination: streams -> memory, digest check, ACK, switchover
 * ``endpoints``   ``run_source``, ``run_dest``, ``migrate_loopback``
 * ``digest``      the memory image digest (parallel SHA-256 tree) both ends compare
+* ``destdigest``  the destination's digest, kept current chunk by chunk as pages arrive
 * ``wan_bench``   the migration across the emulated WAN against its targets (``python -m``)
 * ``summary``     summary JSON and per-round CSV of a migration
 * ``simlink``     the in-process delayed, rate-limited relay behind ``--rtt-sim``

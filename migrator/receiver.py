@@ -41,7 +41,7 @@ from migrator.channel import (
     server_handshake,
 )
 from migrator.codecs import Codec, as_pages, codec_name, get_codec
-from migrator.digest import image_digest
+from migrator.destdigest import IncrementalDigest
 from migrator.messages import Ack, Digest, Pages, Round, RoundEnd, State
 from migrator.pages import PAGE_SIZE
 from migrator.wire import MAX_FRAME, WIRE_VERSION, FrameError
@@ -81,6 +81,7 @@ class RoundOrderedMemory:
         self.received = 0
         self.applied = 0
         self.cv = threading.Condition()
+        self.digest = IncrementalDigest(memory, self.cv)
 
     def apply(self, round_no: int, indices: np.ndarray, pages: np.ndarray,
               zero: np.ndarray) -> None:
@@ -94,6 +95,8 @@ class RoundOrderedMemory:
             zkeep = self.round_of[zero] <= round_no
             self.memory[zero[zkeep]] = 0
             self.round_of[zero[zkeep]] = round_no
+            self.digest.touched(indices[keep])         # after the writes: see destdigest
+            self.digest.touched(zero[zkeep])
             self.received += len(indices) + len(zero)
             self.applied += int(keep.sum()) + int(zkeep.sum())
             self.cv.notify_all()
@@ -208,6 +211,8 @@ class Receiver:
             channels = list(self._channels)
         for ch in channels:
             ch.close()
+        if self.mem is not None:
+            self.mem.digest.stop()
 
     # --- connections ---------------------------------------------------------------------------
 
@@ -251,6 +256,7 @@ class Receiver:
                              f"{PAGE_SIZE})")
         self.xbzrle_cache_mib = int(info.get("xbzrle_cache_mib", 64))
         self.mem = RoundOrderedMemory(memory)
+        self.mem.digest.start()
         self.result.npages = npages
         self.session = str(info.get("session"))
         self.control = ch
@@ -333,8 +339,10 @@ class Receiver:
                 return
             t1 = time.monotonic()
             self.result.wait_s = t1 - t0
-            digest = image_digest(self.mem.memory)
+            digest, stale = self.mem.digest.finish()
             self._hash = (digest, time.monotonic() - t1)
+            log.info("image digest: %d chunks hashed in the background, %d at the end",
+                     self.mem.digest.background_chunks, stale)
         except Exception as exc:  # noqa: BLE001
             self._fail(exc)
         finally:
