@@ -230,6 +230,10 @@ class Run:
         if self.guest is not None:
             self.guest.stop()
             self.guest = None
+        # A destination that died mid-migration leaves the image it was receiving into.
+        from migrator.guestmem import leftover_segments, remove_segments
+
+        remove_segments([n for n in leftover_segments() if n.startswith(f"wanmig-{self.image}-")])
         ctl = getattr(self.net, "control", None)
         if ctl is not None and ctl.controller.events.exists():
             shutil.copy(ctl.controller.events, self.out / "controller_events.jsonl")

@@ -1,0 +1,124 @@
+"""The real guest migrated over TCP on this machine: its service's data survives a completed
+migration, and a destination killed mid-round leaves it running at the source, data intact."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from migrator.endpoints import run_source
+from migrator.guestmem import remove_segments
+from migrator.policy import MigrationPolicy
+from migrator.vm import start_guest
+from tests.unit.test_migrator_guest import (
+    HOST,
+    KV_PAGES,
+    KVClient,
+    echo,
+    free_port,
+    segments,
+    wait_for,
+)
+
+NPAGES = 8192                                          # 32 MiB
+
+
+@pytest.fixture
+def vm_name():
+    name = "l" + secrets.token_hex(5)
+    yield name
+    remove_segments(segments(name))
+
+
+def start_dest(vm: str, key_hex: str, port: int) -> subprocess.Popen:
+    env = dict(os.environ, WANMIG_MIGRATION_KEY=key_hex)
+    proc = subprocess.Popen([sys.executable, "-m", "wanmig.cli", "migrate-dest", "--listen",
+                             f"{HOST}:{port}", "--vm", vm, "--location", "dc2",
+                             "--timeout-s", "20"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env)
+    line = proc.stdout.readline()
+    assert line.startswith("LISTENING"), line + proc.stdout.read()
+    return proc
+
+
+def write_keys(port: int, n: int) -> dict[str, str]:
+    kv = KVClient(port)
+    try:
+        values = {f"k{i}": secrets.token_hex(8) for i in range(n)}
+        assert set(kv.ask(*(f"PUT {k} {v}" for k, v in values.items()))) == {"OK"}
+        return values
+    finally:
+        kv.close()
+
+
+def read_keys(port: int, values: dict[str, str]) -> dict[str, str]:
+    kv = KVClient(port)
+    try:
+        got = kv.ask(*(f"GET {k}" for k in values))
+        return {k: g for k, g in zip(values, got, strict=True) if g != f"VAL {values[k]}"}
+    finally:
+        kv.close()
+
+
+def test_completed_migration_keeps_every_value_and_switches_site(vm_name):
+    port, mport, key = free_port(), free_port(), secrets.token_bytes(32)
+    handle = start_guest(vm_name, NPAGES, "web", 3, "dc1", service_host=HOST, udp_port=port,
+                         tcp_port=port, kv_pages=KV_PAGES, log_level="WARNING")
+    dest = None
+    try:
+        values = write_keys(port, 300)
+        dest = start_dest(vm_name, key.hex(), mport)
+        result = run_source(handle.vm, (HOST, mport), MigrationPolicy(codec="lz4"), key,
+                            rtt_hint_s=0.0)
+        out, _ = dest.communicate(timeout=30)
+        assert result.outcome == "completed" and result.integrity_ok, (result, out)
+        assert wait_for(lambda: handle.vm.location == "dc2", 5, "guest at dc2")
+        assert read_keys(port, values) == {}, "values lost or changed after the migration"
+        assert echo(port, 7, 2.0)[2] == "dc2"
+    finally:
+        if dest is not None and dest.poll() is None:
+            dest.kill()
+            dest.wait()
+        handle.stop()
+    assert segments(vm_name) == []
+
+
+def test_destination_killed_mid_round_leaves_the_guest_running_at_the_source(vm_name):
+    port, mport, key = free_port(), free_port(), secrets.token_bytes(32)
+    handle = start_guest(vm_name, NPAGES, "web", 4, "dc1", service_host=HOST, udp_port=port,
+                         tcp_port=port, kv_pages=KV_PAGES, log_level="WARNING")
+    dest = None
+    try:
+        values = write_keys(port, 100)
+        dest = start_dest(vm_name, key.hex(), mport)
+        killer = threading.Timer(0.3, lambda: dest.send_signal(signal.SIGKILL))
+        killer.start()
+        # A 10 Mbit/s cap makes round 0 (about 20 MiB) last seconds: the kill lands in it.
+        result = run_source(handle.vm, (HOST, mport),
+                            MigrationPolicy(codec="none", max_bandwidth_mbps=10), key,
+                            rtt_hint_s=0.0, timeout_s=5.0)
+        killer.join()
+        # Killed in a live round: the guest was never paused, so it lost no time either.
+        assert result.outcome == "aborted" and result.downtime_s == 0.0, result
+        assert all(r.phase == "live" for r in result.rounds), result
+        assert handle.vm.location == "dc1"
+        assert echo(port, 9, 2.0) == (9, 1.25, "dc1"), "the guest does not answer at dc1"
+        assert read_keys(port, values) == {}, "values lost after the aborted migration"
+    finally:
+        if dest is not None and dest.poll() is None:
+            dest.kill()
+            dest.wait()
+        handle.stop()
+    # SIGKILL gave the destination no chance to remove the image it was receiving into; no
+    # process maps it any more, so `wanmig clean` takes it.
+    assert segments(vm_name) == [f"wanmig-{vm_name}-dst.ram"]
+    from topologies.cleanup import clean_vm_memory
+
+    clean_vm_memory()
+    assert segments(vm_name) == []
