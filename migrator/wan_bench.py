@@ -27,12 +27,12 @@ from wanmig.table import render
 log = logging.getLogger("wanmig.bench")
 
 
-def spec(rtt_ms: float, bw_mbps: float, memory: str, codec: str):
+def spec(rtt_ms: float, bw_mbps: float, memory: str, codec: str, streams: int = 4):
     return parse_experiment({
         "name": "wanbench",
         "topology": {"wan": [{"between": ["dc1", "dc2"], "rtt_ms": rtt_ms, "bw_mbps": bw_mbps}]},
         "vm": {"memory": memory, "workload": "web"},
-        "policy": {"codec": codec},
+        "policy": {"codec": codec, "streams": streams},
         "clients": {"kv_ops": 20, "kv_rate_hz": 5},
         "schedule": {"warmup_s": 5, "cooldown_s": 3}})
 
@@ -83,12 +83,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bw", type=float, default=100.0)
     p.add_argument("--memory", default="256MiB")
     p.add_argument("--codec", default="adaptive")
+    p.add_argument("--streams", type=int, default=4, help="data streams at the start")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if os.geteuid() != 0:
         print("bench: needs root (sudo make bench)", file=sys.stderr)
         return 2
-    s = spec(args.rtt, args.bw, args.memory, args.codec)
+    s = spec(args.rtt, args.bw, args.memory, args.codec, args.streams)
     out = new_run_dir("wan", results_root() / "bench")
     rows = []
     for i in range(1, args.runs + 1):
