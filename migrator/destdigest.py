@@ -1,31 +1,33 @@
-"""The destination's image digest, kept current while pages arrive.
+"""An image digest kept current while pre-copy runs, at either end.
 
-Hashing the whole image after the last page costs downtime (0.35 s per GiB on two cores here).
-Most of the image is final long before the guest pauses, so the destination hashes each chunk
-(``digest.CHUNK_BYTES``) in the background once it has stopped changing, and at the end only
-re-hashes the chunks written since. Correctness rests on one rule: a chunk's generation is
-bumped *after* each write to it completes (under the memory's lock), so a hash that may have
-read a write in progress is always followed by a bump and thrown away at ``finish``.
+Hashing the whole image while the guest is paused costs downtime (0.35 s per GiB on two cores
+here). Most of the image is final long before the pause, so each chunk (``digest.CHUNK_BYTES``)
+is hashed in the background once it has stopped changing, and at the end only the chunks
+written since are hashed again. Correctness rests on one rule: a chunk's generation is bumped
+*after* every change to it is complete, so a hash that may have read a change in progress is
+always followed by a bump and thrown away at ``finish``. The destination bumps after applying
+pages (under its memory's lock); the source when its dirty log reports pages (the guest marks
+a page after writing it), and its last report comes after the pause.
 """
 
 from __future__ import annotations
 
-import hashlib
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from migrator.digest import CHUNK_BYTES, combine
+from migrator.digest import CHUNK_BYTES, chunk_digests, combine, parallel_chunk_digests
 from migrator.pages import PAGE_SIZE
 
 
 class IncrementalDigest:
-    def __init__(self, memory: np.ndarray, lock: threading.Condition | threading.Lock) -> None:
+    def __init__(self, memory: np.ndarray,
+                 lock: threading.Condition | threading.Lock | None = None) -> None:
         self.flat = memory.reshape(-1)
         self.chunk_pages = CHUNK_BYTES // PAGE_SIZE
         n = -(-len(memory) // self.chunk_pages)
-        self.lock = lock
+        self._own_lock = lock is None
+        self.lock = lock if lock is not None else threading.Lock()
         self.gen = np.zeros(n, np.int64)
         self.hashed_gen = np.full(n, -1, np.int64)
         self.digests: list[bytes] = [b""] * n
@@ -35,16 +37,20 @@ class IncrementalDigest:
         self.background_chunks = 0
 
     def touched(self, indices: np.ndarray) -> None:
-        """Pages written (call with the memory's lock held, after the write)."""
+        """Pages written (call after the write; at the destination with the memory's lock
+        held, which is this digest's lock)."""
         if len(indices):
-            self.gen[np.unique(np.asarray(indices) // self.chunk_pages)] += 1
+            chunks = np.unique(np.asarray(indices) // self.chunk_pages)
+            if self._own_lock:
+                with self.lock:
+                    self.gen[chunks] += 1
+            else:
+                self.gen[chunks] += 1
 
     def _hash(self, c: int) -> tuple[int, bytes]:
         with self.lock:
             g = int(self.gen[c])
-        start = c * self.chunk_pages * PAGE_SIZE
-        end = min(start + CHUNK_BYTES, self.flat.size)
-        return g, hashlib.sha256(self.flat[start:end].data).digest()
+        return g, chunk_digests(self.flat, [c])[0]
 
     def _store(self, c: int, g: int, d: bytes) -> None:
         self.digests[c] = d
@@ -65,7 +71,7 @@ class IncrementalDigest:
         self.background_chunks += len(ready)
         return len(ready)
 
-    def start(self, interval_s: float = 0.2) -> None:
+    def start(self, interval_s: float = 0.5) -> None:
         def loop() -> None:
             while not self._stop.wait(interval_s):
                 self.background_pass()
@@ -82,7 +88,9 @@ class IncrementalDigest:
         (the image digest, how many chunks had to be hashed now)."""
         self.stop()
         stale = [int(c) for c in np.flatnonzero(self.gen != self.hashed_gen)]
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="wanmig-digest") as pool:
-            for c, (g, d) in zip(stale, pool.map(self._hash, stale), strict=True):
-                self._store(c, g, d)
+        with self.lock:            # nothing writes any more: these generations are final
+            gens = [int(self.gen[c]) for c in stale]
+        for c, g, d in zip(stale, gens, parallel_chunk_digests(self.flat, stale, workers),
+                           strict=True):
+            self._store(c, g, d)
         return combine(self.digests), len(stale)

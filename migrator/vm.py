@@ -62,6 +62,7 @@ class SharedVM:
                              "control block): the source image must be created with "
                              "tracking=True")
         self.vm, self.tag = vm, tag
+        self._digest: Any = None                 # IncrementalDigest once tracking started
         self.npages = self.memory.npages
         self.pause_timeout = pause_timeout
         self.switch_timeout = switch_timeout
@@ -70,8 +71,17 @@ class SharedVM:
     # --- migrators.interfaces.VM -----------------------------------------------------------------
 
     def read_and_clear_dirty(self) -> np.ndarray:
+        """The pages written since the last call; the first call also starts keeping the image
+        digest current in the background (``migrator.destdigest``)."""
         assert self.memory.dirty is not None
-        return self.memory.dirty.read_and_clear()
+        pages = self.memory.dirty.read_and_clear()
+        if self._digest is None:
+            from migrator.destdigest import IncrementalDigest
+
+            self._digest = IncrementalDigest(self.memory.pages)
+            self._digest.start()
+        self._digest.touched(pages)
+        return pages
 
     def nonzero_pages(self) -> np.ndarray:
         return np.flatnonzero(self.memory.pages.any(axis=1)).astype(np.int64)
@@ -103,7 +113,11 @@ class SharedVM:
         self.switched_tags.append(tag)
 
     def digest(self) -> bytes:
-        """sha256 of the whole source memory in page order (as ``messages.Digest``)."""
+        """The image digest (``migrator.digest``). Exact once the guest is paused and its dirty
+        log read after the pause (as the engine does): only chunks reported since they were
+        hashed are hashed again."""
+        if self._digest is not None:
+            return self._digest.finish()[0]
         from migrator.digest import image_digest
 
         return image_digest(self.memory.pages)
@@ -121,6 +135,8 @@ class SharedVM:
         return self.memory.control
 
     def close(self) -> None:
+        if self._digest is not None:
+            self._digest.stop()
         self.memory.close()
 
 

@@ -122,3 +122,29 @@ def test_destination_killed_mid_round_leaves_the_guest_running_at_the_source(vm_
 
     clean_vm_memory()
     assert segments(vm_name) == []
+
+
+def test_source_digest_kept_current_equals_a_fresh_one(vm_name):
+    """The guest writes while the source's digest is kept current in the background; after the
+    pause and a last read of the dirty log it equals a digest of the whole image."""
+    import time
+
+    from migrator.digest import image_digest
+
+    handle = start_guest(vm_name, NPAGES, "memory-intensive", 6, "dc1", service=False,
+                         log_level="WARNING")
+    try:
+        vm = handle.vm
+        vm.read_and_clear_dirty()                      # starts tracking and the background
+        for _ in range(5):
+            time.sleep(0.2)                            # the guest writes at ~300 MiB/s
+            vm.read_and_clear_dirty()
+        assert vm._digest.background_chunks > 0
+        vm.pause()
+        vm.read_and_clear_dirty()
+        got = vm.digest()
+        assert got == image_digest(vm.memory.pages)
+        vm.resume()
+    finally:
+        handle.stop()
+    assert segments(vm_name) == []
