@@ -71,7 +71,7 @@ class IncrementalDigest:
         self.background_chunks += len(ready)
         return len(ready)
 
-    def start(self, interval_s: float = 0.5) -> None:
+    def start(self, interval_s: float = 0.2) -> None:
         def loop() -> None:
             while not self._stop.wait(interval_s):
                 self.background_pass()

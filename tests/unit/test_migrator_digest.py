@@ -41,6 +41,7 @@ def test_destination_digest_follows_concurrent_writes():
     """Pages land from several threads while the background hashes chunks; the final digest
     equals a fresh one of the final image, and only chunks written late are re-hashed."""
     import threading
+    import time
 
     from migrator.receiver import RoundOrderedMemory
 
@@ -63,6 +64,10 @@ def test_destination_digest_follows_concurrent_writes():
         t.start()
     for t in threads:
         t.join()
+    # Quiet now: the background catches up (two passes of 10 ms) before the last writes.
+    deadline = time.monotonic() + 5
+    while mem.digest.background_chunks == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
     # Writers race on the same pages: the image is what was applied last, per page.
     last = rng.integers(0, npages, 50)
     mem.apply(99, last, image(len(last), seed=5), np.empty(0, np.int64))
