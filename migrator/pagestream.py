@@ -64,23 +64,22 @@ class PageStreamEncoder:
         out.append(to_frame(msg, max_frame=self.max_frame))
 
 
-class PageStreamDecoder:
-    """Destination side: applies PAGES messages, in stream order, to a memory image."""
+class PagesDecoder:
+    """PAGES -> (indices, pages, zero indices), checked: indices inside the guest, a known
+    codec, a blob that decodes; anything else is a FrameError naming the round. One instance
+    per stream (XBZRLE's cache follows the stream's frame order); counts what it decoded."""
 
-    def __init__(self, memory: np.ndarray, xbzrle_cache_mib: int = 64) -> None:
-        if memory.ndim != 2 or memory.shape[1] != PAGE_SIZE:
-            raise ValueError(f"memory must be (npages, {PAGE_SIZE}), got {memory.shape}")
-        self.memory = memory
+    def __init__(self, npages: int, xbzrle_cache_mib: int = 64) -> None:
+        self.npages = npages
         self.xbzrle_cache_mib = xbzrle_cache_mib
         self._codecs: dict[int, Codec] = {}
-        self.pages_applied = 0
+        self.pages = self.zero_pages = 0
 
-    def apply(self, msg: Pages) -> None:
-        npages = len(self.memory)
+    def decode(self, msg: Pages) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         for name, arr in (("zero", msg.zero_indices), ("page", msg.indices)):
-            if len(arr) and (arr.min() < 0 or arr.max() >= npages):
+            if len(arr) and (arr.min() < 0 or arr.max() >= self.npages):
                 raise FrameError(f"PAGES round {msg.round}: {name} index {int(arr.max())} "
-                                 f"outside the guest's {npages} pages")
+                                 f"outside the guest's {self.npages} pages")
         if msg.codec_id not in self._codecs:
             try:
                 name = codec_name(msg.codec_id)
@@ -88,9 +87,32 @@ class PageStreamDecoder:
                 raise FrameError(f"PAGES round {msg.round}: {exc}") from None
             self._codecs[msg.codec_id] = get_codec(name, role="decode",
                                                    xbzrle_cache_mib=self.xbzrle_cache_mib)
+        pages = np.empty((0, PAGE_SIZE), np.uint8)
         if len(msg.indices):
-            raw = self._codecs[msg.codec_id].decode(msg.blob, len(msg.indices), msg.indices)
-            self.memory[msg.indices] = as_pages(raw)
-        if len(msg.zero_indices):
-            self.memory[msg.zero_indices] = 0
-        self.pages_applied += len(msg.indices) + len(msg.zero_indices)
+            try:
+                raw = self._codecs[msg.codec_id].decode(msg.blob, len(msg.indices), msg.indices)
+            except ValueError as exc:
+                raise FrameError(f"PAGES round {msg.round}: {exc}") from None
+            pages = as_pages(raw)
+        self.pages += len(msg.indices)
+        self.zero_pages += len(msg.zero_indices)
+        return msg.indices, pages, msg.zero_indices
+
+
+class PageStreamDecoder:
+    """Destination side: applies PAGES messages, in stream order, to a memory image."""
+
+    def __init__(self, memory: np.ndarray, xbzrle_cache_mib: int = 64) -> None:
+        if memory.ndim != 2 or memory.shape[1] != PAGE_SIZE:
+            raise ValueError(f"memory must be (npages, {PAGE_SIZE}), got {memory.shape}")
+        self.memory = memory
+        self._decoder = PagesDecoder(len(memory), xbzrle_cache_mib)
+        self.pages_applied = 0
+
+    def apply(self, msg: Pages) -> None:
+        idx, pages, zero = self._decoder.decode(msg)
+        if len(idx):
+            self.memory[idx] = pages
+        if len(zero):
+            self.memory[zero] = 0
+        self.pages_applied += len(idx) + len(zero)

@@ -40,10 +40,10 @@ from migrator.channel import (
     TransportError,
     server_handshake,
 )
-from migrator.codecs import Codec, as_pages, codec_name, get_codec
 from migrator.destdigest import IncrementalDigest
 from migrator.messages import Ack, Digest, Pages, Round, RoundEnd, State
 from migrator.pages import PAGE_SIZE
+from migrator.pagestream import PagesDecoder
 from migrator.wire import MAX_FRAME, WIRE_VERSION, FrameError
 
 log = logging.getLogger(__name__)
@@ -100,39 +100,6 @@ class RoundOrderedMemory:
             self.received += len(indices) + len(zero)
             self.applied += int(keep.sum()) + int(zkeep.sum())
             self.cv.notify_all()
-
-
-class StreamDecoder:
-    """One data stream's decoders: PAGES -> (indices, pages, zero indices), checked."""
-
-    def __init__(self, npages: int, xbzrle_cache_mib: int) -> None:
-        self.npages = npages
-        self.xbzrle_cache_mib = xbzrle_cache_mib
-        self._codecs: dict[int, Codec] = {}
-        self.pages = self.zero_pages = 0
-
-    def decode(self, msg: Pages) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        for name, arr in (("zero", msg.zero_indices), ("page", msg.indices)):
-            if len(arr) and int(arr.max()) >= self.npages:
-                raise FrameError(f"PAGES round {msg.round}: {name} index {int(arr.max())} "
-                                 f"outside the guest's {self.npages} pages")
-        if msg.codec_id not in self._codecs:
-            try:
-                name = codec_name(msg.codec_id)
-            except ValueError as exc:
-                raise FrameError(f"PAGES round {msg.round}: {exc}") from None
-            self._codecs[msg.codec_id] = get_codec(name, role="decode",
-                                                   xbzrle_cache_mib=self.xbzrle_cache_mib)
-        pages = np.empty((0, PAGE_SIZE), np.uint8)
-        if len(msg.indices):
-            try:
-                raw = self._codecs[msg.codec_id].decode(msg.blob, len(msg.indices), msg.indices)
-            except ValueError as exc:
-                raise FrameError(f"PAGES round {msg.round}: {exc}") from None
-            pages = as_pages(raw)
-        self.pages += len(msg.indices)
-        self.zero_pages += len(msg.zero_indices)
-        return msg.indices, pages, msg.zero_indices
 
 
 class Receiver:
@@ -298,7 +265,7 @@ class Receiver:
         ch.name = f"data stream {info.get('stream')}"
         with self._lock:
             self.result.data_streams += 1
-        dec = StreamDecoder(self.mem.memory.shape[0], self.xbzrle_cache_mib)
+        dec = PagesDecoder(self.mem.memory.shape[0], self.xbzrle_cache_mib)
         ended = False
         while True:
             msg = ch.recv(eof_ok=ended)
