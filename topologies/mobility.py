@@ -27,9 +27,8 @@ def current_switch(net: Any, host: Any) -> Any:
     raise MoveError(f"{host.name} is not plugged into any switch")
 
 
-def move_host(net: Any, host_name: str, to_switch: str) -> str:
-    """Unplug ``host_name`` from its switch and plug it into ``to_switch``; returns the name of
-    its new interface. MAC and IP are kept."""
+def _endpoints(net: Any, host_name: str, to_switch: str) -> tuple[Any, Any, Any]:
+    """(host, the switch it is plugged into, the switch it goes to), checked."""
     host = net.net.get(host_name)
     new_sw = net.net.get(to_switch)
     if host is None or new_sw is None or new_sw not in net.net.switches:
@@ -37,18 +36,39 @@ def move_host(net: Any, host_name: str, to_switch: str) -> str:
     old_sw = current_switch(net, host)
     if old_sw is new_sw:
         raise MoveError(f"{host_name} is already plugged into {to_switch}")
-    intf = host.defaultIntf()
-    mac, ip, prefix = intf.MAC(), intf.IP(), intf.prefixLen
-    (link,) = net.net.linksBetween(host, old_sw)
-    old_sw.detach(link.intf2 if link.intf1.node is host else link.intf1)
-    net.net.delLink(link)
-    new = net.net.addLink(host, new_sw)
+    return host, old_sw, new_sw
+
+
+def _plug(net: Any, host: Any, sw: Any, mac: str, ip: tuple[str, int] | None) -> Any:
+    """A new cable from ``host`` (its end with ``mac``; with ``ip`` up and addressed, else
+    down) to ``sw``, configured like the others; returns the host's interface."""
+    new = net.net.addLink(host, sw)
     host_intf = new.intf1 if new.intf1.node is host else new.intf2
     sw_intf = new.intf2 if host_intf is new.intf1 else new.intf1
     host_intf.setMAC(mac)
-    host_intf.setIP(ip, prefix)
+    if ip is not None:
+        host_intf.setIP(*ip)
+    else:
+        host.cmd(f"ip link set dev {host_intf.name} down")
     net.configure_new_link(host, host_intf, sw_intf)
-    new_sw.attach(sw_intf)
+    sw.attach(sw_intf)
+    return host_intf
+
+
+def _unplug(net: Any, host: Any, sw: Any, link: Any) -> None:
+    sw.detach(link.intf2 if link.intf1.node is host else link.intf1)
+    net.net.delLink(link)
+
+
+def move_host(net: Any, host_name: str, to_switch: str) -> str:
+    """Unplug ``host_name`` from its switch and plug it into ``to_switch``; returns the name of
+    its new interface. MAC and IP are kept."""
+    host, old_sw, new_sw = _endpoints(net, host_name, to_switch)
+    intf = host.defaultIntf()
+    mac, ip, prefix = intf.MAC(), intf.IP(), intf.prefixLen
+    (link,) = net.net.linksBetween(host, old_sw)
+    _unplug(net, host, old_sw, link)
+    host_intf = _plug(net, host, new_sw, mac, (ip, prefix))
     log.info("moved %s (%s, %s) from %s to %s as %s", host_name, mac, ip, old_sw.name,
              new_sw.name, host_intf.name)
     return host_intf.name
@@ -68,22 +88,10 @@ class PreparedMove:
 
 
 def prepare_move(net: Any, host_name: str, to_switch: str) -> PreparedMove:
-    host = net.net.get(host_name)
-    new_sw = net.net.get(to_switch)
-    if host is None or new_sw is None or new_sw not in net.net.switches:
-        raise MoveError(f"cannot move {host_name!r} to {to_switch!r}: unknown host or switch")
-    old_sw = current_switch(net, host)
-    if old_sw is new_sw:
-        raise MoveError(f"{host_name} is already plugged into {to_switch}")
+    host, old_sw, new_sw = _endpoints(net, host_name, to_switch)
     intf = host.defaultIntf()
     (old_link,) = net.net.linksBetween(host, old_sw)
-    new = net.net.addLink(host, new_sw)
-    host_intf = new.intf1 if new.intf1.node is host else new.intf2
-    sw_intf = new.intf2 if host_intf is new.intf1 else new.intf1
-    host_intf.setMAC(intf.MAC())
-    host.cmd(f"ip link set dev {host_intf.name} down")
-    net.configure_new_link(host, host_intf, sw_intf)
-    new_sw.attach(sw_intf)
+    host_intf = _plug(net, host, new_sw, intf.MAC(), None)
     return PreparedMove(host, old_link, old_sw, host_intf, intf.IP(), intf.prefixLen)
 
 
@@ -104,7 +112,4 @@ def complete_move(net: Any, prep: PreparedMove) -> str:
 
 
 def unplug_old(net: Any, prep: PreparedMove) -> None:
-    old = prep.old_link.intf1 if prep.old_link.intf1.node is prep.host else prep.old_link.intf2
-    sw_old = prep.old_link.intf2 if old is prep.old_link.intf1 else prep.old_link.intf1
-    prep.old_switch.detach(sw_old)
-    net.net.delLink(prep.old_link)
+    _unplug(net, prep.host, prep.old_switch, prep.old_link)
