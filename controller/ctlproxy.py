@@ -15,6 +15,8 @@ import logging
 import signal
 import sys
 
+from wanmig.delayq import deliver_due
+
 log = logging.getLogger("wanmig.ctlproxy")
 CHUNK = 65536
 
@@ -24,19 +26,7 @@ async def pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
 
-    async def deliver() -> None:
-        while True:
-            due, data = await queue.get()
-            if not data:
-                break
-            wait = due - loop.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            writer.write(data)
-            await writer.drain()
-        writer.close()
-
-    task = asyncio.create_task(deliver())
+    task = asyncio.create_task(deliver_due(queue, writer))
     try:
         while data := await reader.read(CHUNK):
             queue.put_nowait((loop.time() + delay_s, data))

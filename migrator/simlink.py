@@ -17,6 +17,8 @@ import logging
 import threading
 from dataclasses import dataclass
 
+from wanmig.delayq import deliver_due
+
 log = logging.getLogger(__name__)
 CHUNK = 65536
 
@@ -116,23 +118,11 @@ class SimLink:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
 
-        async def deliver() -> None:
-            try:
-                while True:
-                    due, data = await queue.get()
-                    if not data:
-                        break
-                    wait = due - loop.time()
-                    if wait > 0:
-                        await asyncio.sleep(wait)
-                    writer.write(data)
-                    await writer.drain()
-                    d.held -= len(data)
-                    d.relayed += len(data)
-            finally:
-                writer.close()
+        def written(n: int) -> None:
+            d.held -= n
+            d.relayed += n
 
-        task = asyncio.create_task(deliver())
+        task = asyncio.create_task(deliver_due(queue, writer, written))
         try:
             while data := await reader.read(CHUNK):
                 while d.held > d.limit:
