@@ -34,7 +34,7 @@ from topologies.detect import as_record, detect
 from topologies.mobility import move_host
 from topologies.network import WanNetwork
 from topologies.spec import parse_topology
-from wanmig.meta import new_run_dir, results_root, run_metadata
+from wanmig.meta import new_run_dir, results_root, run_metadata, write_bench_table
 from wanmig.table import render
 
 log = logging.getLogger("wanmig.bench")
@@ -165,9 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     (out / "bench.json").write_text(json.dumps(
         {"meta": meta, "rate": rate, "convergence": conv, "moves": moves}, indent=2))
     text = tables(rate, conv, args.rtt)
-    (out / "table.md").write_text(f"# Controller benchmark\n\n```\n{text}\n```\n")
-    print(text)
-    print(f"written: {out}")
+    write_bench_table(out, "Controller benchmark", text)
     return 0
 
 

@@ -21,7 +21,7 @@ import sys
 from experiments.metrics import prediction
 from experiments.runner import nonzero_fraction, round0_dirty_mibps, run_experiment
 from experiments.spec import parse_experiment
-from wanmig.meta import new_run_dir, results_root, run_metadata
+from wanmig.meta import new_run_dir, results_root, run_metadata, write_bench_table
 from wanmig.table import render
 
 log = logging.getLogger("wanmig.bench")
@@ -102,11 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         (out / "bench.json").write_text(json.dumps({"meta": run_metadata(), "rows": rows},
                                                    indent=2, default=str))
     text = table(rows)
-    (out / "table.md").write_text(f"# Migration across the WAN: {args.memory} web, "
-                                  f"{args.rtt:g} ms, {args.bw:g} Mbit/s, {args.codec}\n\n"
-                                  f"```\n{text}\n```\n")
-    print(text)
-    print(f"written: {out}")
+    write_bench_table(out, f"Migration across the WAN: {args.memory} web, {args.rtt:g} ms, "
+                           f"{args.bw:g} Mbit/s, {args.codec}", text)
     return 0
 
 

@@ -24,7 +24,7 @@ from topologies.detect import as_record, detect
 from topologies.linkcheck import run_linkcheck
 from topologies.network import WanNetwork
 from topologies.spec import parse_topology
-from wanmig.meta import new_run_dir, results_root, run_metadata
+from wanmig.meta import new_run_dir, results_root, run_metadata, write_bench_table
 from wanmig.table import render
 
 log = logging.getLogger("wanmig.bench")
@@ -141,11 +141,9 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(run_case(case, choice, out / "runs" / f"case{len(rows) + 1}", args.seconds))
         (out / "bench.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     text = table(rows)
-    (out / "table.md").write_text(f"# WAN link benchmark\n\n```\n{text}\n```\n\n"
-                                  f"backend {choice.link_backend}, datapath {choice.ovs_datapath},"
-                                  f" kernel {facts.kernel}, commit {meta['git']['commit']}\n")
-    print(text)
-    print(f"written: {out}")
+    write_bench_table(out, "WAN link benchmark", text,
+                      f"backend {choice.link_backend}, datapath {choice.ovs_datapath}, "
+                      f"kernel {facts.kernel}, commit {meta['git']['commit']}")
     return 0
 
 

@@ -60,3 +60,11 @@ def new_run_dir(name: str, root: Path | None = None) -> Path:
         path = base.with_name(f"{base.name}-{n}")
     path.mkdir(parents=True)
     return path
+
+
+def write_bench_table(out: Path, title: str, text: str, footer: str = "") -> None:
+    """A benchmark's ``table.md`` (title, the table, an optional footer), printed too."""
+    (out / "table.md").write_text(f"# {title}\n\n```\n{text}\n```\n"
+                                  + (f"\n{footer}\n" if footer else ""))
+    print(text)
+    print(f"written: {out}")
