@@ -16,6 +16,10 @@ adapter that oscillates), and each is testable exactly with a fake clock and mad
   stream at a time while each addition raises goodput by at least ``min_gain``; the first
   addition that does not freezes the count (a long fat pipe rewards parallel streams, a
   loopback or a CPU-bound sender does not).
+* ``flight_room``: the bytes all data streams together may have written and not yet had
+  acknowledged (``window_bdps`` bandwidth-delay products), exact in bytes where a send buffer's
+  size is not (the kernel doubles it and counts its own overhead in it), and shared, so a
+  stream just added (in slow start) takes nothing from the others.
 * ``buffer_plan``: socket buffers for a bandwidth-delay product (see its docstring).
 """
 
@@ -52,6 +56,14 @@ class TokenBucket:
     @property
     def tokens(self) -> float:
         return self._tokens
+
+
+def flight_room(total_unacked: int, own_unacked: int, nbytes: int, window: float) -> bool:
+    """May a stream with ``own_unacked`` bytes written and not yet acknowledged write ``nbytes``
+    more, when all streams together have ``total_unacked`` under ``window``? Always when the
+    stream has nothing outstanding, so no stream is starved and a slice larger than the window
+    still goes."""
+    return own_unacked <= 0 or total_unacked + nbytes <= window
 
 
 @dataclass(frozen=True)

@@ -61,7 +61,7 @@ import numpy as np
 from migrator.channel import Channel, PeerAbortError, TransportError, client_handshake, tcp_info
 from migrator.codecs import codec_id
 from migrator.digest import CHUNK_BYTES, combine
-from migrator.flowctl import GoodputMeter, StreamAdapter, TokenBucket, buffer_plan
+from migrator.flowctl import GoodputMeter, StreamAdapter, TokenBucket, buffer_plan, flight_room
 from migrator.interfaces import VM, FinishReport, SendReport
 from migrator.messages import Ack, Digest, Round, RoundEnd, State, to_frame
 from migrator.pages import PAGE_SIZE
@@ -88,14 +88,14 @@ class TransportOptions:
     timeout_s: float = 30.0                # longest wait for the peer on any stream
     max_frame: int = MAX_FRAME
     xbzrle_cache_mib: int = 64
-    queue_bytes: int = 256 * 1024          # per data stream: about one frame waits for the writer
+    queue_bytes: int = 512 * 1024          # per data stream: frames waiting for the writer
     notsent_lowat: int = 128 * 1024        # TCP_NOTSENT_LOWAT: unsent bytes kept in the socket
     adapt_interval_s: float = 1.0          # busy seconds between stream-count decisions
     min_gain: float = 0.10
     sample_interval_s: float = 0.02
     goodput_window_s: float = 2.0
     bound_window: bool = True              # send buffers hold one BDP in all (see _stream_window)
-    window_bdps: float = 1.25             # in flight over all streams, in BDPs (see _stream_window)
+    window_bdps: float = 1.5              # in flight over all streams, in BDPs (see _flight_window)
     pacing_headroom: float = 2.0          # each stream paced at this times its share of the link
 
     def __post_init__(self) -> None:
@@ -152,8 +152,10 @@ class _DataStream:
     """One data connection: its encoder, a bounded frame queue and a writer thread."""
 
     def __init__(self, index: int, ch: Channel, encoder: PageStreamEncoder, limit: int,
-                 pace: Callable[[int], None] | None) -> None:
+                 pace: Callable[[int], None] | None,
+                 room: Callable[[_DataStream, int], None] | None = None) -> None:
         self.index, self.ch, self.encoder, self.limit, self.pace = index, ch, encoder, limit, pace
+        self.room = room
         info = tcp_info(ch.sock)
         self.acked0 = info[1] if info else 0          # handshake bytes, not migration data
         self.handed = 0                               # wire bytes queued so far
@@ -195,6 +197,12 @@ class _DataStream:
         info = tcp_info(self.ch.sock) if not self.ch.closed else None
         return self._q_bytes + (info[2] if info else 0)
 
+    def unacked(self) -> int:
+        """Bytes written to the socket (handshake included) that the peer has not
+        acknowledged: in the socket or in flight."""
+        info = tcp_info(self.ch.sock) if not self.ch.closed else None
+        return max(0, self.ch.bytes_sent - info[1]) if info else 0
+
     def backlog(self) -> int:
         """Bytes handed over that the peer has not acknowledged: queued here, in the socket,
         or in flight."""
@@ -216,13 +224,17 @@ class _DataStream:
                         self._q.popleft()
                         self._cv.notify_all()
                     return
-                if self.pace is None:
+                if self.pace is None and self.room is None:
                     self.ch.send_frame(frame)
                 else:
                     view = memoryview(frame)
                     for i in range(0, len(frame), _SLICE):
-                        self.pace(len(view[i:i + _SLICE]))
-                        self.ch.send_frame(view[i:i + _SLICE])
+                        piece = view[i:i + _SLICE]
+                        if self.room is not None:
+                            self.room(self, len(piece))
+                        if self.pace is not None:
+                            self.pace(len(piece))
+                        self.ch.send_frame(piece)
                 with self._cv:
                     self._q.popleft()
                     self._q_bytes -= len(frame)
@@ -238,6 +250,30 @@ class _DataStream:
             self._q.clear()
             self._q.append(_EOF)
             self._cv.notify_all()
+
+
+class _FlightGauge:
+    """The data streams' unacknowledged bytes summed, read from the kernel at most every
+    ``max_age_s`` (every writer asks before each slice) and raised by what is admitted
+    meanwhile, so writers admitted together do not overshoot the window."""
+
+    def __init__(self, streams: Callable[[], list[_DataStream]], max_age_s: float = 0.002
+                 ) -> None:
+        self._streams, self._max_age = streams, max_age_s
+        self._lock = threading.Lock()
+        self._total = 0
+        self._t = -1.0
+
+    def admit(self, own_unacked: int, nbytes: int, window: float) -> bool:
+        with self._lock:
+            now = time.monotonic()
+            if now - self._t > self._max_age:
+                self._total = sum(s.unacked() for s in self._streams())
+                self._t = now
+            if not flight_room(self._total, own_unacked, nbytes, window):
+                return False
+            self._total += nbytes
+            return True
 
 
 @dataclass
@@ -286,6 +322,7 @@ class TcpSender:
         self._open_lock = threading.Lock()
         self._last_adapt = 0.0
         self._next_index = 0
+        self._gauge = _FlightGauge(lambda: list(self.streams))
 
     # --- setup ---------------------------------------------------------------------------------
 
@@ -304,6 +341,33 @@ class TcpSender:
         # The buffer holds the unsent bytes (up to TCP_NOTSENT_LOWAT) and those in flight.
         share = self.opt.window_bdps * self._bdp() / self.opt.streams
         return max(MIN_WINDOW, int(share) + self.opt.notsent_lowat)
+
+    def _flight_window(self) -> float | None:
+        """Bytes all data streams together may have written and not yet had acknowledged:
+        ``window_bdps`` bandwidth-delay products, enough to fill the pipe and at most a
+        fraction of an RTT of queue at the bottleneck. Enforced per stream at its share
+        (``_wait_room``); the count of streams grows, the sum does not. Loss-based TCP left to
+        its window fills the bottleneck's queue and then loses a burst: at 150 ms every loss
+        episode is a third of a second of nothing acknowledged."""
+        if not self.opt.bound_window or self._bdp() <= 0:
+            return None
+        return self.opt.window_bdps * self._bdp()
+
+    def _wait_room(self, stream: _DataStream, nbytes: int) -> None:
+        """Block the writer of ``stream`` until ``nbytes`` more fit in the flight window
+        (``flowctl.flight_room``)."""
+        window = self._flight_window()
+        if window is None:
+            return
+        deadline = time.monotonic() + self.opt.timeout_s
+        while not self._stop.is_set() and not stream.ch.closed:
+            own = stream.unacked()
+            if self._gauge.admit(own, nbytes, window):
+                return
+            if time.monotonic() > deadline:
+                raise TransportError(f"{stream.ch.name}: nothing acknowledged for "
+                                     f"{self.opt.timeout_s:g} s")
+            time.sleep(0.002)
 
     def _stream_pacing_Bps(self) -> int | None:  # noqa: N802
         """Each data stream paced at its share of the link with headroom. Without pacing a
@@ -375,7 +439,8 @@ class TcpSender:
             raise
         enc = PageStreamEncoder(self.opt.xbzrle_cache_mib, self.opt.max_frame)
         return _DataStream(index, ch, enc, self.opt.queue_bytes,
-                           self._pace if self._bucket is not None else None)
+                           self._pace if self._bucket is not None else None,
+                           self._wait_room if self._flight_window() else None)
 
     # --- background threads --------------------------------------------------------------------
 
@@ -517,7 +582,7 @@ class TcpSender:
         movable = codec_name != "xbzrle" and n > 1
         for (s, idx, _pg, zr), frames in zip(jobs, encoded, strict=True):
             if movable:
-                s = min(self.streams, key=lambda t: t.queued())
+                s = self._stream_with_room(deadline)
             for frame in frames:
                 s.put(frame, deadline, self._failed)
                 wire += len(frame)
@@ -529,6 +594,22 @@ class TcpSender:
         r.zero_pages += len(zero)
         r.bytes_raw += len(data)
         return SendReport(bytes_raw=len(data), bytes_on_wire=wire, seconds=self.clock() - t0)
+
+    def _stream_with_room(self, deadline: float) -> _DataStream:
+        """The least-queued stream whose queue has room, waiting until one has. Never one
+        stream in particular: a stream just added is in slow start, and waiting on its full
+        queue starves the others (measured: 0.7 s with nothing in flight at 150 ms)."""
+        while True:
+            open_ = [t for t in self.streams if t.queued() < t.limit]
+            if open_:
+                return min(open_, key=lambda t: t.queued())
+            err = self._failed()
+            if err is not None:
+                raise err
+            if time.monotonic() > deadline:
+                raise TransportError("data streams: every send queue full for too long (peer "
+                                     "not reading)")
+            time.sleep(0.002)
 
     @staticmethod
     def _encode(round_no: int, codec: str, s: _DataStream, idx: np.ndarray, pages: np.ndarray,
