@@ -176,6 +176,9 @@ def clean_record(record: dict) -> list[str]:
     for link in our_links(list(record.get("nodes", [])) + list(record.get("switches", []))):
         subprocess.run(["ip", "link", "del", link], capture_output=True, check=False)
         actions.append(f"deleted link {link}")
+    from topologies.portbuf import restore
+    if restore(record.get("port_rcvbuf")):
+        actions.append("restored net.core.rmem_default")
     path = record.get("_path")
     if path:
         Path(path).unlink(missing_ok=True)

@@ -125,6 +125,7 @@ class WanNetwork:
         self.stp = self.plan.switch_graph_has_cycle()
         self.wan_nodes: dict[str, Any] = {}   # name => Mininet node of each WAN link
         self.control: ControlPlane | None = None
+        self.port_rcvbuf: dict | None = None    # the switch ports' receive buffer (portbuf)
         if controller:
             self.control = ControlPlane(spec, self.plan, self.workdir, hold_s=hold_s)
             self.stp = False          # the controller floods on its own spanning tree
@@ -154,6 +155,7 @@ class WanNetwork:
         if self.control is not None:
             self.control.start()
             self.registry.update(pids=self.control.pids())
+        self._size_port_buffers()
         self.net = Mininet(topo=None, build=False, controller=None, autoSetMacs=False,
                            autoStaticArp=False)
         self._add_nodes()
@@ -194,7 +196,7 @@ class WanNetwork:
                 node.terminate()
             self.wan_nodes = {}
             self.net = None
-        if self.registry is not None:
+        if self.registry is not None:      # clean_record also restores the ports' buffers
             from topologies.cleanup import clean_record
             left = clean_record(dict(self.registry.data, _path=str(self.registry.path)))
             if left:
@@ -203,6 +205,22 @@ class WanNetwork:
             self.registry = None
 
     # -- building -----------------------------------------------------------------------------
+    def _size_port_buffers(self) -> None:
+        """Before any port exists: the userspace switch's ports get receive buffers that do
+        not overflow while it waits for a core (``topologies.portbuf``)."""
+        if self.choice.ovs_datapath != "user":
+            return
+        from topologies.portbuf import raise_to, read_default, write_default
+
+        before = read_default()
+        wanted = raise_to(before)
+        if wanted is not None:
+            write_default(wanted)
+            log.info("net.core.rmem_default %d -> %d for the switch ports", before, wanted)
+        self.port_rcvbuf = {"before": before, "set": wanted, "bytes": wanted or before}
+        assert self.registry is not None
+        self.registry.update(port_rcvbuf=self.port_rcvbuf)
+
     def _add_nodes(self) -> None:
         from mininet.node import OVSBridge
 
@@ -458,5 +476,6 @@ class WanNetwork:
                 "ovs_datapath": self.choice.ovs_datapath, "stp": self.stp,
                 "tcp_buffer_max": tcp_buffer_bytes(self.spec),
                 "hypervisor_tcp_slow_start_after_idle": 0,
+                "ovs_port_rcvbuf_bytes": (self.port_rcvbuf or {}).get("bytes"),
                 "control": self.control.record() if self.control else None,
                 "wan": [link.record() for link in self.links]}

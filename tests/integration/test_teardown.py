@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from tests.integration.helpers import assert_nothing_left, leftovers
+from topologies.portbuf import read_default
 from topologies.spec import parse_topology
 
 pytestmark = pytest.mark.root
@@ -53,16 +54,19 @@ def clean(env: dict) -> str:
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_interrupt_tears_everything_down(choice, tmp_path, sig):
     spec = parse_topology(CONFIG)
+    rmem_before = read_default()
     proc, _env = start_net(tmp_path)
     assert leftovers(spec)["bridges"], "the network was not up before the signal"
     proc.send_signal(sig)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130, out
     assert_nothing_left(spec)
+    assert read_default() == rmem_before, "net.core.rmem_default was not put back"
 
 
 def test_killed_run_is_removed_by_wanmig_clean(choice, tmp_path):
     spec = parse_topology(CONFIG)
+    rmem_before = read_default()
     proc, env = start_net(tmp_path)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=10)
@@ -71,5 +75,6 @@ def test_killed_run_is_removed_by_wanmig_clean(choice, tmp_path):
     report = clean(env)
     assert "deleted bridge" in report, report
     assert_nothing_left(spec)
+    assert read_default() == rmem_before, "wanmig clean did not put net.core.rmem_default back"
     assert not list((tmp_path / "state").glob("net-*.json")), "the cleanup record is still there"
     assert clean(env).strip() == "nothing to clean"

@@ -11,6 +11,7 @@ from tests.integration.helpers import assert_nothing_left
 from topologies.linkcheck import rtt_tolerance_ms
 from topologies.measure import iperf, ping
 from topologies.network import WanNetwork
+from topologies.portbuf import PORT_RCVBUF, read_default
 from topologies.spec import parse_topology
 
 pytestmark = pytest.mark.root
@@ -29,6 +30,7 @@ def context(net: WanNetwork, **measured) -> str:
 
 def test_two_sites_come_up_and_every_host_reaches_every_other(choice, tmp_path):
     spec = two_sites(rtt_ms=10, bw_mbps=100)
+    rmem_before = read_default()
     with WanNetwork(spec, choice, tmp_path) as net:
         loss = net.net.pingAll(timeout="2")
         assert loss == 0, f"pingall lost {loss} %\n{context(net)}"
@@ -36,7 +38,10 @@ def test_two_sites_come_up_and_every_host_reaches_every_other(choice, tmp_path):
         rec = net.record()
         assert rec["link_backend"] == choice.link_backend
         assert rec["ovs_datapath"] == choice.ovs_datapath
+        if choice.ovs_datapath == "user":
+            assert rec["ovs_port_rcvbuf_bytes"] >= PORT_RCVBUF, context(net)
     assert_nothing_left(spec)
+    assert read_default() == rmem_before, "net.core.rmem_default was not put back"
 
 
 def test_rtt_100ms_is_measured_within_tolerance(choice, tmp_path):
