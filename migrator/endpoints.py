@@ -13,12 +13,14 @@ there (``on_switchover``) only after the digests matched and the ACK was sent.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import secrets
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -90,18 +92,25 @@ def run_source(vm: VM, dest: tuple[str, int], policy: MigrationPolicy, key: byte
                             max_bandwidth_mbps=policy.max_bandwidth_mbps, bw_hint_Bps=bw,
                             rtt_hint_s=rtt_hint_s, timeout_s=timeout_s,
                             xbzrle_cache_mib=policy.xbzrle_cache_mib)
-    chooser = build_chooser(vm, policy.streams) if policy.codec == "adaptive" else None
     sender = TcpSender(dest, key, vm, opts)
+    # The codecs are measured while the connections are set up (round trips, mostly waiting).
+    measuring = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wanmig-codecs")
+    chooser_f = measuring.submit(build_chooser, vm, policy.streams) \
+        if policy.codec == "adaptive" else None
     try:
         try:
             sender.connect()
         except (OSError, ValueError, TransportError) as exc:   # AuthError, FrameError: ValueError
             log.error("cannot start the migration: %s", exc)
             return not_started(vm, policy, str(exc), time.monotonic() - start)
+        finally:
+            chooser = chooser_f.result() if chooser_f is not None else None
+            measuring.shutdown()
         engine = PreCopyEngine(MonotonicClock(), vm, sender, policy, chooser=chooser,
                                progress=progress, initial_goodput_Bps=bw)
+        setup_s = time.monotonic() - start
         try:
-            result = engine.run()
+            result = dataclasses.replace(engine.run(), setup_s=setup_s)
         except BaseException:
             _resume_at_source(vm)
             sender.abort("source interrupted")

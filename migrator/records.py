@@ -40,6 +40,7 @@ class MigrationResult:
     throttle_max: float
     downtime_target_s: float
     error: str | None = None
+    setup_s: float = 0.0        # before the first page: connecting (and measuring the codecs)
 
     @property
     def live_rounds(self) -> int:

@@ -60,6 +60,7 @@ def summary(result: MigrationResult, *, rtt_s: float, max_rounds: int,
         "stop_reason": result.stop_reason,
         "error": result.error,
         "total_time_s": result.total_time_s,
+        "setup_s": result.setup_s,
         "downtime_ms": result.downtime_s * 1e3,
         "final_copy_ms": result.final_copy_s * 1e3,
         "verify_ms": result.verify_s * 1e3,
@@ -110,7 +111,8 @@ def table_rows(s: dict) -> list[tuple[str, str]]:
     return [("outcome", f"{s['outcome']} ({s['stop_reason']})"
              + (f": {s['error']}" if s.get("error") else "")),
             ("total time", f"{f('total_time_s', '.3f')} s (model "
-                           f"{f('predicted_total_time_s', '.3f')} s)"),
+                           f"{f('predicted_total_time_s', '.3f')} s), after "
+                           f"{f('setup_s', '.3f')} s of setup"),
             ("downtime", f"{f('downtime_ms', '.1f')} ms = copy {f('final_copy_ms', '.1f')} + "
                          f"verify {f('verify_ms', '.1f')} + resume {f('resume_ms', '.1f')} "
                          f"(target {f('downtime_target_ms', '.0f')}, model "

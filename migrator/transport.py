@@ -58,6 +58,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from migrator.auth import AuthError
 from migrator.channel import Channel, PeerAbortError, TransportError, client_handshake, tcp_info
 from migrator.codecs import codec_id
 from migrator.digest import CHUNK_BYTES, combine
@@ -412,14 +413,29 @@ class TcpSender:
         return info
 
     def connect(self) -> None:
-        """Control stream, handshake, then the initial data streams (in parallel)."""
-        ch = self._dial("control stream", nodelay=True)
-        self.control = ch
-        self.stats.handshake_rtt_s = client_handshake(ch, self.key, self._hello("control"))
-        futures = [self._pool.submit(self._open_stream, i) for i in range(self.opt.streams)]
-        self._next_index = self.opt.streams
-        for fut in futures:
-            self.streams.append(fut.result())
+        """The control stream and the initial data streams, all at once: each costs three
+        round trips (SYN, HELLO/CHALLENGE, AUTH/AUTH_OK), and the destination holds a data
+        stream until the control stream's session is set up. On failure every connection
+        opened is closed."""
+        errors: list[Exception] = []
+        with ThreadPoolExecutor(max_workers=self.opt.streams,
+                                thread_name_prefix="wanmig-open") as opening:
+            futures = [opening.submit(self._open_stream, i) for i in range(self.opt.streams)]
+            self._next_index = self.opt.streams
+            try:
+                ch = self._dial("control stream", nodelay=True)
+                self.control = ch
+                self.stats.handshake_rtt_s = client_handshake(ch, self.key,
+                                                              self._hello("control"))
+            except Exception as exc:  # noqa: BLE001 - reported below, with the streams'
+                errors.append(exc)
+            for fut in futures:
+                try:
+                    self.streams.append(fut.result())
+                except Exception as exc:  # noqa: BLE001
+                    errors.append(exc)
+        if errors:
+            raise most_telling(errors)
         self.streams.sort(key=lambda s: s.index)
         self.stats.streams_used.append(len(self.streams))
         for target, name in ((self._control_reader, "wanmig-ctl"), (self._sampler, "wanmig-gp")):
@@ -729,6 +745,17 @@ class TcpSender:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def most_telling(errors: list[Exception]) -> Exception:
+    """Of the failures of connections opened together, the one that says why: a refused key
+    or the peer's own reason before a connection merely closed (the destination closes every
+    connection of a session when one fails)."""
+    for kind in (AuthError, PeerAbortError):
+        for exc in errors:
+            if isinstance(exc, kind):
+                return exc
+    return errors[0]
 
 
 def source_digest(vm: VM) -> Digest:

@@ -196,7 +196,11 @@ class WanNetwork:
                 node.terminate()
             self.wan_nodes = {}
             self.net = None
-        if self.registry is not None:      # clean_record also restores the ports' buffers
+        if self.port_rcvbuf is not None:
+            from topologies.portbuf import restore
+            if restore(self.port_rcvbuf):
+                log.info("net.core.rmem_default put back to %d", self.port_rcvbuf["before"])
+        if self.registry is not None:
             from topologies.cleanup import clean_record
             left = clean_record(dict(self.registry.data, _path=str(self.registry.path)))
             if left:
