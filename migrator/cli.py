@@ -286,6 +286,8 @@ def cmd_migrate_source(args: argparse.Namespace) -> int:
         vm.close()
     s = summary(result, rtt_s=stats.get("rtt_s", 0.0), max_rounds=policy.max_rounds,
                 extra={"streams_used": stats.get("streams_used"), "role": "source",
+                       "congestion_control": stats.get("congestion_control"),
+                       "flight_window_bytes": stats.get("flight_window_bytes"),
                        "t_start_wall": started})
     _write(out, s, result.rounds, meta)
     (out / "result.json").write_text(json.dumps(dataclasses.asdict(result), indent=1) + "\n")

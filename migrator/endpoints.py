@@ -123,6 +123,8 @@ def run_source(vm: VM, dest: tuple[str, int], policy: MigrationPolicy, key: byte
             stats.update(streams_used=list(sender.stats.streams_used),
                          buffers=list(sender.stats.buffers),
                          handshake_rtt_s=sender.stats.handshake_rtt_s,
+                         congestion_control=sender.stats.congestion_control,
+                         flight_window_bytes=sender.stats.flight_window_bytes,
                          rtt_s=sender.base_rtt_s())
         sender.close()
 

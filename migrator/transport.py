@@ -290,6 +290,8 @@ class SenderStats:
     streams_used: list[int] = field(default_factory=list)   # stream count after each change
     buffers: list[dict] = field(default_factory=list)       # per socket, what was granted
     handshake_rtt_s: float = 0.0
+    congestion_control: str = ""                            # of the data streams, as granted
+    flight_window_bytes: int | None = None                  # see TcpSender._flight_window
 
 
 class TcpSender:
@@ -394,6 +396,7 @@ class TcpSender:
                 pace = self._stream_pacing_Bps()
                 if pace:
                     sock.setsockopt(socket.SOL_SOCKET, _SO_MAX_PACING_RATE, pace)
+                self.stats.congestion_control = congestion_control(sock)
             sock.settimeout(self.opt.timeout_s)
             sock.connect(self.dest)
         except OSError as exc:
@@ -437,6 +440,8 @@ class TcpSender:
         if errors:
             raise most_telling(errors)
         self.streams.sort(key=lambda s: s.index)
+        window = self._flight_window()
+        self.stats.flight_window_bytes = int(window) if window else None
         self.stats.streams_used.append(len(self.streams))
         for target, name in ((self._control_reader, "wanmig-ctl"), (self._sampler, "wanmig-gp")):
             t = threading.Thread(target=target, name=name, daemon=True)
@@ -745,6 +750,16 @@ class TcpSender:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def congestion_control(sock: socket.socket) -> str:
+    """The socket's TCP congestion control (the namespace's default unless set): recorded,
+    because machines differ (this one defaults to bbr, where Linux's own default is cubic)."""
+    try:
+        raw = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, 16)
+    except (OSError, AttributeError):
+        return ""
+    return raw.split(b"\0", 1)[0].decode("ascii", "replace")
 
 
 def most_telling(errors: list[Exception]) -> Exception:

@@ -156,11 +156,14 @@ def test_streams_added_mid_migration_keep_memory_exact():
             sender.meter.busy_s = lambda: 1.0                      # type: ignore[method-assign]
             result = PreCopyEngine(MonotonicClock(), vm, sender, policy, chunk_pages=128).run()
             used = list(sender.stats.streams_used)
+            cc = sender.stats.congestion_control
         t.join(15)
     finally:
         vm.stop()
     assert result.outcome == "completed", result
     assert used[-1] > 1, f"streams never grew: {used}"
+    with open("/proc/sys/net/ipv4/tcp_congestion_control") as f:
+        assert cc == f.read().strip(), f"recorded congestion control {cc!r}"
     assert np.array_equal(holder["mem"], vm.memory), f"memory differs after streams {used}"
 
 
