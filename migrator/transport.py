@@ -354,7 +354,8 @@ class TcpSender:
         episode is a third of a second of nothing acknowledged."""
         if not self.opt.bound_window or self._bdp() <= 0:
             return None
-        return self.opt.window_bdps * self._bdp()
+        # At a near-zero RTT the BDP is a few KiB: keep the send buffers' old floor per stream.
+        return max(self.opt.window_bdps * self._bdp(), MIN_WINDOW * self.opt.streams)
 
     def _wait_room(self, stream: _DataStream, nbytes: int) -> None:
         """Block the writer of ``stream`` until ``nbytes`` more fit in the flight window
