@@ -242,6 +242,7 @@ class Run:
 def run_experiment(spec: ExperimentSpec, out: Path) -> dict:
     """Runs ``spec`` into ``out``; returns metrics (also written, whatever happened)."""
     from topologies.detect import as_record, detect
+    from topologies.fabricdrops import switch_drops
     from topologies.network import WanNetwork
     from wanmig.meta import run_metadata
 
@@ -255,18 +256,24 @@ def run_experiment(spec: ExperimentSpec, out: Path) -> dict:
         raise RunError("this machine cannot run the testbed: " + "; ".join(choice.problems))
     run: Run | None = None
     error: str | None = None
+    # The userspace switch's own drops (topologies.fabricdrops), read at three moments.
+    drops = switch_drops if choice.ovs_datapath == "user" else (lambda: None)
+    fabric: dict[str, int | None] = {}
     try:
         with WanNetwork(spec.topology, choice, out / "net", seed=spec.seed,
                         controller=True) as net:
+            fabric["up"] = drops()
             meta["network"] = net.record()
             _write_json(out / "meta.json", meta)
             checks = preflight(net, spec, out)
+            fabric["preflight"] = drops()
             run = Run(spec, out, net)
             run.link = checks[0]
             try:
                 run.execute()
             finally:
                 run.stop()
+                fabric["end"] = drops()
     except KeyboardInterrupt:
         error = "interrupted"
         raise
@@ -274,11 +281,22 @@ def run_experiment(spec: ExperimentSpec, out: Path) -> dict:
         error = str(exc)
         raise
     finally:
-        metrics = collect(spec, out, run, error)
+        metrics = collect(spec, out, run, error, fabric)
     return metrics
 
 
-def collect(spec: ExperimentSpec, out: Path, run: Run | None, error: str | None) -> dict:
+def fabric_metrics(fabric: dict[str, int | None]) -> dict[str, int | None]:
+    """Frames the userspace switch dropped during the preflight and during the run proper
+    (None where it could not be read, or on the kernel datapath)."""
+    def delta(a: str, b: str) -> int | None:
+        x, y = fabric.get(a), fabric.get(b)
+        return None if x is None or y is None else y - x
+    return {"fabric_drops_preflight": delta("up", "preflight"),
+            "fabric_drops": delta("preflight", "end")}
+
+
+def collect(spec: ExperimentSpec, out: Path, run: Run | None, error: str | None,
+            fabric: dict[str, int | None] | None = None) -> dict:
     """metrics.json and rounds.csv from what the run stored (partial runs included)."""
     from experiments.metrics import ROUND_COLUMNS, compute_metrics, prediction, round_rows
     from experiments.summary import read_csv, write_csv
@@ -314,6 +332,11 @@ def collect(spec: ExperimentSpec, out: Path, run: Run | None, error: str | None)
                    switchover_ms=(result or {}).get("resume_s", 0.0) * 1e3 if result else None,
                    source_summary_downtime_ms=src_summary.get("downtime_ms"),
                    vm_site_expected=spec.placement.destination_site)
+    metrics.update(fabric_metrics(fabric or {}))
+    if metrics["fabric_drops"]:
+        log.warning("the emulated fabric itself dropped %d frames in the userspace switch "
+                    "during the run: the link was lossier than configured",
+                    metrics["fabric_drops"])
     if error is not None:
         metrics["outcome"] = f"failed: {error}"
     elif metrics.get("outcome") == "completed" and \

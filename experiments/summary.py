@@ -140,6 +140,7 @@ RUN_TABLE = (("outcome", "outcome", ""), ("stop reason", "stop_reason", ""),
              ("link RTT configured", "link_rtt_ms_configured", "ms"),
              ("link RTT measured", "link_rtt_ms_measured", "ms"),
              ("link bandwidth", "link_bw_mbps", "Mbit/s"), ("link backend", "link_backend", ""),
+             ("frames the switch dropped", "fabric_drops", ""),
              ("integrity", "integrity_ok", ""),
              ("predicted total time", "predicted_total_time_s", "s"),
              ("predicted downtime", "predicted_downtime_ms", "ms"))
