@@ -288,6 +288,7 @@ def cmd_migrate_source(args: argparse.Namespace) -> int:
                 extra={"streams_used": stats.get("streams_used"), "role": "source",
                        "congestion_control": stats.get("congestion_control"),
                        "flight_window_bytes": stats.get("flight_window_bytes"),
+                       "flight_window_max_bytes": stats.get("flight_window_max_bytes"),
                        "t_start_wall": started})
     _write(out, s, result.rounds, meta)
     (out / "result.json").write_text(json.dumps(dataclasses.asdict(result), indent=1) + "\n")

@@ -91,6 +91,7 @@ def run_source(vm: VM, dest: tuple[str, int], policy: MigrationPolicy, key: byte
                                             max_streams or min(16, 2 * policy.streams)),
                             max_bandwidth_mbps=policy.max_bandwidth_mbps, bw_hint_Bps=bw,
                             rtt_hint_s=rtt_hint_s, timeout_s=timeout_s,
+                            grow_window=bw_hint_Bps is None and not policy.max_bandwidth_mbps,
                             xbzrle_cache_mib=policy.xbzrle_cache_mib)
     sender = TcpSender(dest, key, vm, opts)
     # The codecs are measured while the connections are set up (round trips, mostly waiting).
@@ -125,6 +126,7 @@ def run_source(vm: VM, dest: tuple[str, int], policy: MigrationPolicy, key: byte
                          handshake_rtt_s=sender.stats.handshake_rtt_s,
                          congestion_control=sender.stats.congestion_control,
                          flight_window_bytes=sender.stats.flight_window_bytes,
+                         flight_window_max_bytes=sender.stats.flight_window_max_bytes,
                          rtt_s=sender.base_rtt_s())
         sender.close()
 

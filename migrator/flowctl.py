@@ -20,6 +20,7 @@ adapter that oscillates), and each is testable exactly with a fake clock and mad
   acknowledged (``window_bdps`` bandwidth-delay products), exact in bytes where a send buffer's
   size is not (the kernel doubles it and counts its own overhead in it), and shared, so a
   stream just added (in slow start) takes nothing from the others.
+* ``next_window``: that window's growth, when the link's rate is not measured but guessed.
 * ``buffer_plan``: socket buffers for a bandwidth-delay product (see its docstring).
 """
 
@@ -64,6 +65,21 @@ def flight_room(total_unacked: int, own_unacked: int, nbytes: int, window: float
     stream has nothing outstanding, so no stream is starved and a slice larger than the window
     still goes."""
     return own_unacked <= 0 or total_unacked + nbytes <= window
+
+
+def next_window(window: float, held_back: bool, srtt_s: float, base_rtt_s: float,
+                floor: float, ceiling: float) -> float:
+    """The flight window one round trip later, when the link's rate is a guess (no measured
+    bandwidth): a quarter larger while it held writers back and the RTT shows no queue (at
+    most a quarter above the base RTT); a sixth smaller once the RTT shows a queue of half the
+    base RTT or more; else unchanged. Bounded by ``floor`` and ``ceiling``."""
+    if base_rtt_s <= 0 or srtt_s <= 0:
+        return window
+    if srtt_s > 1.5 * base_rtt_s:
+        return max(floor, window * 5 / 6)
+    if held_back and srtt_s <= 1.25 * base_rtt_s:
+        return min(ceiling, window * 1.25)
+    return window
 
 
 @dataclass(frozen=True)

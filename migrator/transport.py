@@ -62,7 +62,14 @@ from migrator.auth import AuthError
 from migrator.channel import Channel, PeerAbortError, TransportError, client_handshake, tcp_info
 from migrator.codecs import codec_id
 from migrator.digest import CHUNK_BYTES, combine
-from migrator.flowctl import GoodputMeter, StreamAdapter, TokenBucket, buffer_plan, flight_room
+from migrator.flowctl import (
+    GoodputMeter,
+    StreamAdapter,
+    TokenBucket,
+    buffer_plan,
+    flight_room,
+    next_window,
+)
 from migrator.interfaces import VM, FinishReport, SendReport
 from migrator.messages import Ack, Digest, Round, RoundEnd, State, to_frame
 from migrator.pages import PAGE_SIZE
@@ -76,6 +83,7 @@ _SLICE = 64 * 1024              # bytes per token-bucket debit when a rate cap i
 _EMPTY = np.empty(0, dtype=np.int64)
 _TCP_NOTSENT_LOWAT = getattr(socket, "TCP_NOTSENT_LOWAT", 25)   # Linux's number
 MIN_WINDOW = 256 * 1024
+WINDOW_CEILING = 256 << 20      # a growing flight window stops here (2 Gbit/s at 1 s RTT)
 _SO_MAX_PACING_RATE = getattr(socket, "SO_MAX_PACING_RATE", 47)   # Linux's number
 
 
@@ -98,6 +106,7 @@ class TransportOptions:
     bound_window: bool = True              # send buffers hold one BDP in all (see _stream_window)
     window_bdps: float = 1.5              # in flight over all streams, in BDPs (see _flight_window)
     pacing_headroom: float = 2.0          # each stream paced at this times its share of the link
+    grow_window: bool = False             # bw_hint_Bps is a guess: grow the window (next_window)
 
     def __post_init__(self) -> None:
         if not 1 <= self.streams <= self.max_streams:
@@ -264,6 +273,7 @@ class _FlightGauge:
         self._lock = threading.Lock()
         self._total = 0
         self._t = -1.0
+        self.held_back = False      # a writer was refused since this was last cleared
 
     def admit(self, own_unacked: int, nbytes: int, window: float) -> bool:
         with self._lock:
@@ -272,6 +282,7 @@ class _FlightGauge:
                 self._total = sum(s.unacked() for s in self._streams())
                 self._t = now
             if not flight_room(self._total, own_unacked, nbytes, window):
+                self.held_back = True
                 return False
             self._total += nbytes
             return True
@@ -292,6 +303,7 @@ class SenderStats:
     handshake_rtt_s: float = 0.0
     congestion_control: str = ""                            # of the data streams, as granted
     flight_window_bytes: int | None = None                  # see TcpSender._flight_window
+    flight_window_max_bytes: int | None = None              # largest, if it grew
 
 
 class TcpSender:
@@ -326,6 +338,9 @@ class TcpSender:
         self._last_adapt = 0.0
         self._next_index = 0
         self._gauge = _FlightGauge(lambda: list(self.streams))
+        self._window: float | None = None       # the flight window, once connected
+        self._window_step_t = 0.0
+        self._min_rtt = float("inf")
 
     # --- setup ---------------------------------------------------------------------------------
 
@@ -339,8 +354,8 @@ class TcpSender:
         bandwidth-delay product. With the kernel's autotuning TCP keeps going past that and
         fills the bottleneck's queue (a second BDP at 150 ms), all of which must drain while
         the guest is paused; one BDP in flight still fills the pipe."""
-        if not self.opt.bound_window or self._bdp() <= 0:
-            return None
+        if not self.opt.bound_window or self._bdp() <= 0 or self.opt.grow_window:
+            return None         # a guessed rate must not cap the buffers: the window grows
         # The buffer holds the unsent bytes (up to TCP_NOTSENT_LOWAT) and those in flight.
         share = self.opt.window_bdps * self._bdp() / self.opt.streams
         return max(MIN_WINDOW, int(share) + self.opt.notsent_lowat)
@@ -354,8 +369,36 @@ class TcpSender:
         episode is a third of a second of nothing acknowledged."""
         if not self.opt.bound_window or self._bdp() <= 0:
             return None
+        if self._window is not None:
+            return self._window
         # At a near-zero RTT the BDP is a few KiB: keep the send buffers' old floor per stream.
         return max(self.opt.window_bdps * self._bdp(), MIN_WINDOW * self.opt.streams)
+
+    def _step_window(self) -> None:
+        """Once per round trip, when the link's rate is a guess: the window follows what the
+        data streams' RTT says (``flowctl.next_window``)."""
+        if not self.opt.grow_window or self._window is None:
+            return
+        rtts = [i[0] for s in list(self.streams)
+                if not s.ch.closed and (i := tcp_info(s.ch.sock)) is not None and i[0] > 0]
+        if not rtts:
+            return
+        srtt = sum(rtts) / len(rtts)
+        self._min_rtt = min(self._min_rtt, min(rtts))
+        now = time.monotonic()
+        if now - self._window_step_t < max(srtt, self.opt.sample_interval_s):
+            return
+        self._window_step_t = now
+        floor = MIN_WINDOW * self.opt.streams
+        new = next_window(self._window, self._gauge.held_back, srtt, self._min_rtt, floor,
+                          max(WINDOW_CEILING, floor))
+        self._gauge.held_back = False
+        if new != self._window:
+            log.debug("flight window %.0f -> %.0f B (RTT %.1f ms, base %.1f ms)", self._window,
+                      new, srtt * 1e3, self._min_rtt * 1e3)
+            self._window = new
+            self.stats.flight_window_max_bytes = max(self.stats.flight_window_max_bytes or 0,
+                                                     int(new))
 
     def _wait_room(self, stream: _DataStream, nbytes: int) -> None:
         """Block the writer of ``stream`` until ``nbytes`` more fit in the flight window
@@ -366,6 +409,7 @@ class TcpSender:
         deadline = time.monotonic() + self.opt.timeout_s
         while not self._stop.is_set() and not stream.ch.closed:
             own = stream.unacked()
+            window = self._flight_window() or window        # it may grow meanwhile
             if self._gauge.admit(own, nbytes, window):
                 return
             if time.monotonic() > deadline:
@@ -394,7 +438,7 @@ class TcpSender:
                 self.stats.buffers.append({"stream": name, **(
                     bound_send_buffer(sock, bound) if bound else
                     size_buffer(sock, socket.SO_SNDBUF, self._bdp(), self.opt.streams))})
-                pace = self._stream_pacing_Bps()
+                pace = None if self.opt.grow_window else self._stream_pacing_Bps()
                 if pace:
                     sock.setsockopt(socket.SOL_SOCKET, _SO_MAX_PACING_RATE, pace)
                 self.stats.congestion_control = congestion_control(sock)
@@ -442,6 +486,7 @@ class TcpSender:
             raise most_telling(errors)
         self.streams.sort(key=lambda s: s.index)
         window = self._flight_window()
+        self._window = window
         self.stats.flight_window_bytes = int(window) if window else None
         self.stats.streams_used.append(len(self.streams))
         for target, name in ((self._control_reader, "wanmig-ctl"), (self._sampler, "wanmig-gp")):
@@ -506,6 +551,7 @@ class TcpSender:
         acked = sum(s.acked() for s in streams)
         handed = sum(s.handed for s in streams)
         self.meter.add(self.clock(), acked, handed)
+        self._step_window()
 
     def _check(self) -> None:
         if self._error is not None:

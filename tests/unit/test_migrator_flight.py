@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from migrator.flowctl import flight_room
+from migrator.flowctl import flight_room, next_window
 from migrator.localvm import InProcessVM
 from migrator.transport import TcpSender, TransportOptions, _FlightGauge
 from migrator.workload import WorkloadParams
@@ -104,3 +104,51 @@ def test_stream_with_room_gives_up_at_the_deadline(sender):
     sender.streams = [_Queue("a", 1000), _Queue("b", 1000)]
     with pytest.raises(Exception, match="every send queue full"):
         sender._stream_with_room(time.monotonic() + 0.05)
+
+
+def test_next_window_grows_only_when_held_back_without_a_queue():
+    kw = {"floor": 100.0, "ceiling": 10_000.0}
+    assert next_window(1000.0, True, 0.100, 0.100, **kw) == 1250.0         # held back, no queue
+    assert next_window(1000.0, False, 0.100, 0.100, **kw) == 1000.0        # not the limit
+    assert next_window(1000.0, True, 0.130, 0.100, **kw) == 1000.0         # a queue builds
+    assert next_window(1200.0, True, 0.160, 0.100, **kw) == 1000.0         # a queue: shrink
+    assert next_window(9000.0, True, 0.100, 0.100, **kw) == 10_000.0       # ceiling
+    assert next_window(110.0, False, 0.200, 0.100, **kw) == 100.0          # floor
+    assert next_window(1000.0, True, 0.0, 0.100, **kw) == 1000.0           # no RTT yet
+
+
+class _Ch:
+    closed = False
+    sock = None
+
+
+class _Stream:
+    ch = _Ch()
+
+
+def test_sender_steps_its_window_once_per_rtt_from_the_streams_rtt(sender, monkeypatch):
+    import migrator.transport as transport
+
+    monkeypatch.setattr(transport, "tcp_info", lambda sock: (0.1, 0, 0))
+    sender.opt = TransportOptions(grow_window=True, rtt_hint_s=0.1, bw_hint_Bps=1e6)
+    sender.streams = [_Stream()]
+    sender._window = 2e6
+    sender._gauge.held_back = True
+    sender._step_window()
+    assert sender._window == 2.5e6 and sender.stats.flight_window_max_bytes == 2_500_000
+    assert not sender._gauge.held_back
+    sender._gauge.held_back = True
+    sender._step_window()                      # within the same round trip: no second step
+    assert sender._window == 2.5e6
+
+
+def test_a_measured_rate_keeps_the_window_fixed(sender, monkeypatch):
+    import migrator.transport as transport
+
+    monkeypatch.setattr(transport, "tcp_info", lambda sock: (0.1, 0, 0))
+    sender.opt = TransportOptions(grow_window=False, rtt_hint_s=0.1, bw_hint_Bps=1e6)
+    sender.streams = [_Stream()]
+    sender._window = 2e6
+    sender._gauge.held_back = True
+    sender._step_window()
+    assert sender._window == 2e6
