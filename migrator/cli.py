@@ -408,7 +408,8 @@ def add_subcommands(subparsers: Any) -> None:
     s.add_argument("--key-file", help=f"shared key file (else ${KEY_ENV}, hex)")
     s.add_argument("--rtt-hint-ms", type=float, default=0.0, help="expected RTT, for buffers")
     s.add_argument("--bw-hint-mbps", type=float,
-                   help="the link's goodput as measured, for the send windows (one BDP)")
+                   help="the link's goodput as measured, for the flight window (1.5 BDPs); "
+                        "without it the window grows from a guess")
     s.add_argument("--policy-file", help="the whole policy as a YAML mapping (overrides the "
                                          "policy options)")
     s.add_argument("--progress", action="store_true", help="a PROGRESS JSON line per round")

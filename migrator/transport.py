@@ -363,16 +363,20 @@ class TcpSender:
     def _flight_window(self) -> float | None:
         """Bytes all data streams together may have written and not yet had acknowledged:
         ``window_bdps`` bandwidth-delay products, enough to fill the pipe and at most a
-        fraction of an RTT of queue at the bottleneck. Enforced per stream at its share
-        (``_wait_room``); the count of streams grows, the sum does not. Loss-based TCP left to
-        its window fills the bottleneck's queue and then loses a burst: at 150 ms every loss
-        episode is a third of a second of nothing acknowledged."""
+        fraction of an RTT of queue at the bottleneck. One sum over all streams, checked by
+        each writer before each slice (``_wait_room``); the count of streams grows, the sum
+        does not. Loss-based TCP left to its window fills the bottleneck's queue and then
+        loses a burst: at 150 ms every loss episode is a third of a second of nothing
+        acknowledged. Fixed once connected, unless the rate is a guess (``_step_window``)."""
         if not self.opt.bound_window or self._bdp() <= 0:
             return None
         if self._window is not None:
             return self._window
-        # At a near-zero RTT the BDP is a few KiB: keep the send buffers' old floor per stream.
-        return max(self.opt.window_bdps * self._bdp(), MIN_WINDOW * self.opt.streams)
+        return max(self.opt.window_bdps * self._bdp(), self._window_floor())
+
+    def _window_floor(self) -> float:
+        """At a near-zero RTT the BDP is a few KiB: the send buffers' old floor per stream."""
+        return MIN_WINDOW * self.opt.streams
 
     def _step_window(self) -> None:
         """Once per round trip, when the link's rate is a guess: the window follows what the
@@ -389,7 +393,7 @@ class TcpSender:
         if now - self._window_step_t < max(srtt, self.opt.sample_interval_s):
             return
         self._window_step_t = now
-        floor = MIN_WINDOW * self.opt.streams
+        floor = self._window_floor()
         new = next_window(self._window, self._gauge.held_back, srtt, self._min_rtt, floor,
                           max(WINDOW_CEILING, floor))
         self._gauge.held_back = False
@@ -403,14 +407,10 @@ class TcpSender:
     def _wait_room(self, stream: _DataStream, nbytes: int) -> None:
         """Block the writer of ``stream`` until ``nbytes`` more fit in the flight window
         (``flowctl.flight_room``)."""
-        window = self._flight_window()
-        if window is None:
-            return
         deadline = time.monotonic() + self.opt.timeout_s
         while not self._stop.is_set() and not stream.ch.closed:
-            own = stream.unacked()
-            window = self._flight_window() or window        # it may grow meanwhile
-            if self._gauge.admit(own, nbytes, window):
+            window = self._flight_window()          # read each time: it may grow meanwhile
+            if window is None or self._gauge.admit(stream.unacked(), nbytes, window):
                 return
             if time.monotonic() > deadline:
                 raise TransportError(f"{stream.ch.name}: nothing acknowledged for "
@@ -464,7 +464,7 @@ class TcpSender:
         """The control stream and the initial data streams, all at once: each costs three
         round trips (SYN, HELLO/CHALLENGE, AUTH/AUTH_OK), and the destination holds a data
         stream until the control stream's session is set up. On failure every connection
-        opened is closed."""
+        opened is kept in ``self`` for ``close()``."""
         errors: list[Exception] = []
         with ThreadPoolExecutor(max_workers=self.opt.streams,
                                 thread_name_prefix="wanmig-open") as opening:
