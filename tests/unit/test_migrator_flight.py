@@ -126,14 +126,25 @@ class _Stream:
     ch = _Ch()
 
 
-def test_sender_steps_its_window_once_per_rtt_from_the_streams_rtt(sender, monkeypatch):
+@pytest.fixture
+def stepping(sender, monkeypatch):
+    """A sender with one stream whose RTT reads 100 ms, a 2 MB window that held writers back;
+    ``stepping(grow)`` sets whether the rate is a guess."""
     import migrator.transport as transport
 
     monkeypatch.setattr(transport, "tcp_info", lambda sock: (0.1, 0, 0))
-    sender.opt = TransportOptions(grow_window=True, rtt_hint_s=0.1, bw_hint_Bps=1e6)
-    sender.streams = [_Stream()]
-    sender._window = 2e6
-    sender._gauge.held_back = True
+
+    def make(grow: bool):
+        sender.opt = TransportOptions(grow_window=grow, rtt_hint_s=0.1, bw_hint_Bps=1e6)
+        sender.streams = [_Stream()]
+        sender._window = 2e6
+        sender._gauge.held_back = True
+        return sender
+    return make
+
+
+def test_sender_steps_its_window_once_per_rtt_from_the_streams_rtt(stepping):
+    sender = stepping(True)
     sender._step_window()
     assert sender._window == 2.5e6 and sender.stats.flight_window_max_bytes == 2_500_000
     assert not sender._gauge.held_back
@@ -142,13 +153,7 @@ def test_sender_steps_its_window_once_per_rtt_from_the_streams_rtt(sender, monke
     assert sender._window == 2.5e6
 
 
-def test_a_measured_rate_keeps_the_window_fixed(sender, monkeypatch):
-    import migrator.transport as transport
-
-    monkeypatch.setattr(transport, "tcp_info", lambda sock: (0.1, 0, 0))
-    sender.opt = TransportOptions(grow_window=False, rtt_hint_s=0.1, bw_hint_Bps=1e6)
-    sender.streams = [_Stream()]
-    sender._window = 2e6
-    sender._gauge.held_back = True
+def test_a_measured_rate_keeps_the_window_fixed(stepping):
+    sender = stepping(False)
     sender._step_window()
     assert sender._window == 2e6

@@ -9,6 +9,9 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 import pytest
 
@@ -66,55 +69,62 @@ def read_keys(port: int, values: dict[str, str]) -> dict[str, str]:
         kv.close()
 
 
-def test_completed_migration_keeps_every_value_and_switches_site(vm_name):
+@dataclass
+class Setup:
+    vm: object              # the source guest's handle's VM
+    port: int               # its service (UDP echo and key-value store)
+    mport: int              # where the destination listens
+    key: bytes
+    values: dict[str, str]  # written to the guest's store before the migration
+    dest: subprocess.Popen
+
+
+@contextmanager
+def guest_and_dest(vm_name: str, seed: int, nkeys: int) -> Iterator[Setup]:
+    """A guest at dc1 holding ``nkeys`` values, and a destination listening for it; both
+    ended afterwards, whatever happened."""
     port, mport, key = free_port(), free_port(), secrets.token_bytes(32)
-    handle = start_guest(vm_name, NPAGES, "web", 3, "dc1", service_host=HOST, udp_port=port,
-                         tcp_port=port, kv_pages=KV_PAGES, log_level="WARNING")
+    handle = start_guest(vm_name, NPAGES, "web", seed, "dc1", service_host=HOST,
+                         udp_port=port, tcp_port=port, kv_pages=KV_PAGES, log_level="WARNING")
     dest = None
     try:
-        values = write_keys(port, 300)
+        values = write_keys(port, nkeys)
         dest = start_dest(vm_name, key.hex(), mport)
-        result = run_source(handle.vm, (HOST, mport), MigrationPolicy(codec="lz4"), key,
-                            rtt_hint_s=0.0)
-        out, _ = dest.communicate(timeout=30)
-        assert result.outcome == "completed" and result.integrity_ok, (result, out)
-        assert wait_for(lambda: handle.vm.location == "dc2", 5, "guest at dc2")
-        assert read_keys(port, values) == {}, "values lost or changed after the migration"
-        assert echo(port, 7, 2.0)[2] == "dc2"
+        yield Setup(handle.vm, port, mport, key, values, dest)
     finally:
         if dest is not None and dest.poll() is None:
             dest.kill()
             dest.wait()
         handle.stop()
+
+
+def test_completed_migration_keeps_every_value_and_switches_site(vm_name):
+    with guest_and_dest(vm_name, 3, 300) as g:
+        result = run_source(g.vm, (HOST, g.mport), MigrationPolicy(codec="lz4"), g.key,
+                            rtt_hint_s=0.0)
+        out, _ = g.dest.communicate(timeout=30)
+        assert result.outcome == "completed" and result.integrity_ok, (result, out)
+        assert wait_for(lambda: g.vm.location == "dc2", 5, "guest at dc2")
+        assert read_keys(g.port, g.values) == {}, "values lost or changed after the migration"
+        assert echo(g.port, 7, 2.0)[2] == "dc2"
     assert segments(vm_name) == []
 
 
 def test_destination_killed_mid_round_leaves_the_guest_running_at_the_source(vm_name):
-    port, mport, key = free_port(), free_port(), secrets.token_bytes(32)
-    handle = start_guest(vm_name, NPAGES, "web", 4, "dc1", service_host=HOST, udp_port=port,
-                         tcp_port=port, kv_pages=KV_PAGES, log_level="WARNING")
-    dest = None
-    try:
-        values = write_keys(port, 100)
-        dest = start_dest(vm_name, key.hex(), mport)
-        killer = threading.Timer(0.3, lambda: dest.send_signal(signal.SIGKILL))
+    with guest_and_dest(vm_name, 4, 100) as g:
+        killer = threading.Timer(0.3, lambda: g.dest.send_signal(signal.SIGKILL))
         killer.start()
         # A 10 Mbit/s cap makes round 0 (about 20 MiB) last seconds: the kill lands in it.
-        result = run_source(handle.vm, (HOST, mport),
-                            MigrationPolicy(codec="none", max_bandwidth_mbps=10), key,
+        result = run_source(g.vm, (HOST, g.mport),
+                            MigrationPolicy(codec="none", max_bandwidth_mbps=10), g.key,
                             rtt_hint_s=0.0, timeout_s=5.0)
         killer.join()
         # Killed in a live round: the guest was never paused, so it lost no time either.
         assert result.outcome == "aborted" and result.downtime_s == 0.0, result
         assert all(r.phase == "live" for r in result.rounds), result
-        assert handle.vm.location == "dc1"
-        assert echo(port, 9, 2.0) == (9, 1.25, "dc1"), "the guest does not answer at dc1"
-        assert read_keys(port, values) == {}, "values lost after the aborted migration"
-    finally:
-        if dest is not None and dest.poll() is None:
-            dest.kill()
-            dest.wait()
-        handle.stop()
+        assert g.vm.location == "dc1"
+        assert echo(g.port, 9, 2.0) == (9, 1.25, "dc1"), "the guest does not answer at dc1"
+        assert read_keys(g.port, g.values) == {}, "values lost after the aborted migration"
     # SIGKILL gave the destination no chance to remove the image it was receiving into; no
     # process maps it any more, so `wanmig clean` takes it.
     assert segments(vm_name) == [f"wanmig-{vm_name}-dst.ram"]
