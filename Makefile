@@ -45,11 +45,11 @@ unit: setup
 
 # Each writes results/bench/<time>-<part>/ and prints its table.
 bench: setup
-	$(PY) -m topologies.bench
-	$(PY) -m controller.bench
-	$(PY) -m migrator.codec_bench
-	$(PY) -m migrator.loopback_bench
-	$(PY) -m migrator.wan_bench
+	$(PY) -m experiments.bench.link
+	$(PY) -m experiments.bench.controller
+	$(PY) -m migrator.codecs.speed
+	$(PY) -m experiments.bench.loopback
+	$(PY) -m experiments.bench.wan
 
 lint: setup
 	$(VENV)/bin/ruff check .

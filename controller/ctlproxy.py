@@ -15,7 +15,7 @@ import logging
 import signal
 import sys
 
-from wanmig.delayq import deliver_due
+from ground.delayq import deliver_due
 
 log = logging.getLogger("wanmig.ctlproxy")
 CHUNK = 65536

@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from wanmig.config import ConfigError
+from ground.config import ConfigError
 
 log = logging.getLogger("wanmig.experiments")
 
@@ -80,7 +80,7 @@ def _need_root() -> None:
 
 
 def _out(args: argparse.Namespace, name: str) -> Path:
-    from wanmig.meta import new_run_dir
+    from ground.meta import new_run_dir
 
     if args.out:
         out = Path(args.out)

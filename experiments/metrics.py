@@ -31,9 +31,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from experiments.clients import KV_COLUMNS, PROBE_COLUMNS, READBACK_OP  # noqa: F401 (re-exported)
-from migrator.model import ModelInputs, predict
-from migrator.pages import PAGE_SIZE
-from migrator.workload import MIB
+from migrator.core.model import ModelInputs, predict
+from migrator.memory.pages import PAGE_SIZE
+from migrator.memory.workload import MIB
 
 ROUND_COLUMNS = ("round", "t_start_s", "duration_s", "pages_raw", "bytes_raw", "bytes_on_wire",
                  "codec", "goodput_mbps", "dirty_rate_mibps", "throttle", "phase",

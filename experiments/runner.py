@@ -39,7 +39,7 @@ import yaml
 from experiments.procs import Proc, ProcError, wait_line
 from experiments.progress import Progress
 from experiments.spec import ExperimentSpec, resolved_dict
-from wanmig.config import ConfigError
+from ground.config import ConfigError
 
 log = logging.getLogger("wanmig.run")
 
@@ -117,7 +117,7 @@ class Run:
         return self.net.add_host(VM_NAME, ip, mac, src.switch)
 
     def _start_guest(self, vm_host: Any) -> None:
-        from migrator.vm import start_guest
+        from migrator.guest.vm import start_guest
 
         vm = self.spec.vm
         err = open(self.out / "logs" / "guest.log", "w")  # noqa: SIM115 - the guest keeps it
@@ -209,7 +209,7 @@ class Run:
         (self.out / "logs").mkdir(exist_ok=True)
         vm_host = self._add_vm()
         self._start_guest(vm_host)
-        self._start("announce", vm_host, [PY, "-m", "migrator.announce", "--iface", "-",
+        self._start("announce", vm_host, [PY, "-m", "migrator.guest.announce", "--iface", "-",
                                           "--mac", self.vm_mac, "--first-now"], stdin=True)
         wait_line(self.lines, self.procs, "announce", '{"event": "waiting"', 60)
         self._start_clients()
@@ -231,7 +231,7 @@ class Run:
             self.guest.stop()
             self.guest = None
         # A destination that died mid-migration leaves the image it was receiving into.
-        from migrator.guestmem import leftover_segments, remove_segments
+        from migrator.guest.image import leftover_segments, remove_segments
 
         remove_segments([n for n in leftover_segments() if n.startswith(f"wanmig-{self.image}-")])
         ctl = getattr(self.net, "control", None)
@@ -241,10 +241,10 @@ class Run:
 
 def run_experiment(spec: ExperimentSpec, out: Path) -> dict:
     """Runs ``spec`` into ``out``; returns metrics (also written, whatever happened)."""
+    from ground.meta import run_metadata
     from topologies.detect import as_record, detect
     from topologies.fabricdrops import switch_drops
     from topologies.network import WanNetwork
-    from wanmig.meta import run_metadata
 
     check_runnable(spec)
     out.mkdir(parents=True, exist_ok=True)

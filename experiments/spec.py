@@ -19,7 +19,7 @@ Example (every key shown has its default; an empty file is exactly the quickstar
     placement:
       source: null               # default: the first hypervisor of the first site
       destination: null          # default: the first hypervisor of the second site
-    policy: {}                   # migrator.policy keys (codec: adaptive by default)
+    policy: {}                   # migrator.core.policy keys (codec: adaptive by default)
     clients:
       host: null                 # default: the first client at the destination site, so it sees
                                  # the VM across the WAN before the migration and locally after
@@ -44,11 +44,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from migrator.pages import PAGE_SIZE
-from migrator.policy import MigrationPolicy, parse_policy
-from migrator.workload import PRESETS, WorkloadParams, parse_workload
+from ground.config import ConfigError, Section
+from migrator.core.policy import MigrationPolicy, parse_policy
+from migrator.memory.pages import PAGE_SIZE
+from migrator.memory.workload import PRESETS, WorkloadParams, parse_workload
 from topologies.spec import TopologySpec, parse_topology, read_yaml
-from wanmig.config import ConfigError, Section
 
 KEYS = ("name", "description", "topology", "vm", "placement", "policy", "clients", "schedule",
         "repetitions", "seed")

@@ -28,7 +28,7 @@ from typing import Any
 import yaml
 
 from experiments.metrics import METRIC_KEYS
-from wanmig.table import render
+from ground.table import render
 
 log = logging.getLogger("wanmig.summary")
 

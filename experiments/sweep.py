@@ -45,8 +45,8 @@ from experiments.spec import (
     resolved_dict,
     topology_data,
 )
+from ground.config import ConfigError, Section
 from topologies.spec import read_yaml
-from wanmig.config import ConfigError, Section
 
 KEYS = ("name", "description", "base", "grid", "repetitions")
 MAX_RUNS = 1000

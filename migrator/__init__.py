@@ -30,7 +30,7 @@ The real guest and the transport (I/O adapters around the core):
 * ``control``     pause / resume / throttle / switch-memory handshake with the guest process
 * ``kvstore``     the guest service's key-value state, kept in guest pages
 * ``service``     the guest's UDP echo and TCP key-value service
-* ``guest``       the guest process (``python -m migrator.guest``)
+* ``guest``       the guest process (``python -m migrator.guest.process``)
 * ``vm``          ``SharedVM`` (the engine's VM over the above) and the guest launcher
 * ``flowctl``     rate cap, goodput meter, stream-count adaptation, socket buffer plan (pure)
 * ``channel``     framed, authenticated TCP channels

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from wanmig.config import ConfigError
+from ground.config import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ KEY_ENV = "WANMIG_MIGRATION_KEY"
 
 def parse_size(text: str, arg: str = "--memory") -> int:
     """``'256MiB'`` -> bytes; a whole number of 4 KiB pages, at least one."""
-    from migrator.pages import PAGE_SIZE
+    from migrator.memory.pages import PAGE_SIZE
 
     m = _SIZE_RE.fullmatch(text) if isinstance(text, str) else None
     if m is None:
@@ -79,8 +79,8 @@ def parse_hostport(text: str, arg: str) -> tuple[str, int]:
 
 def policy_from_args(args: argparse.Namespace) -> Any:
     """The MigrationPolicy, every error naming the command-line argument."""
-    from migrator.codecs import check_codec_name
-    from migrator.policy import MODES, MigrationPolicy
+    from migrator.codecs.registry import check_codec_name
+    from migrator.core.policy import MODES, MigrationPolicy
 
     if not args.downtime_ms > 0:
         raise ConfigError("--downtime-ms", args.downtime_ms, "a number of milliseconds above 0")
@@ -103,7 +103,7 @@ def policy_from_file(path: str) -> Any:
     """A whole MigrationPolicy from a YAML/JSON mapping (what an experiment spec resolved)."""
     import yaml
 
-    from migrator.policy import parse_policy
+    from migrator.core.policy import parse_policy
 
     try:
         data = yaml.safe_load(Path(path).read_text())
@@ -139,7 +139,7 @@ def _print_progress(record: Any, eta_s: float | None) -> None:
 
 
 def workload_from_args(name: str) -> Any:
-    from migrator.workload import PRESETS
+    from migrator.memory.workload import PRESETS
 
     if name not in PRESETS:
         raise ConfigError("--workload", name, f"one of {', '.join(PRESETS)}")
@@ -147,7 +147,7 @@ def workload_from_args(name: str) -> Any:
 
 
 def read_key(path: str | None) -> bytes:
-    from migrator.auth import MIN_KEY_BYTES
+    from migrator.wire.auth import MIN_KEY_BYTES
 
     if path is not None:
         try:
@@ -178,7 +178,7 @@ def _bad(exc: ConfigError) -> int:
 
 
 def _out_dir(args: argparse.Namespace, name: str) -> Path:
-    from wanmig.meta import new_run_dir
+    from ground.meta import new_run_dir
 
     if args.out:
         out = Path(args.out)
@@ -188,7 +188,7 @@ def _out_dir(args: argparse.Namespace, name: str) -> Path:
 
 
 def _write(out: Path, summary: dict, rounds: Any, meta: dict) -> None:
-    from migrator.summary import rounds_csv
+    from migrator.core.report import rounds_csv
 
     (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -196,8 +196,8 @@ def _write(out: Path, summary: dict, rounds: Any, meta: dict) -> None:
 
 
 def _report(args: argparse.Namespace, summary: dict, out: Path) -> None:
-    from migrator.summary import table_rows
-    from wanmig.table import render
+    from ground.table import render
+    from migrator.core.report import table_rows
 
     if args.json:
         print(json.dumps(summary, indent=2))
@@ -207,7 +207,7 @@ def _report(args: argparse.Namespace, summary: dict, out: Path) -> None:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    from wanmig.meta import run_metadata
+    from ground.meta import run_metadata
 
     try:
         if not args.loopback:
@@ -226,7 +226,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         return _bad(exc)
     from migrator.endpoints import migrate_loopback, migrate_loopback_real, real_vm_available
-    from migrator.pages import PAGE_SIZE
+    from migrator.memory.pages import PAGE_SIZE
 
     out = _out_dir(args, "migrate")
     meta = {**run_metadata(), "args": {k: v for k, v in vars(args).items() if k != "func"}}
@@ -247,7 +247,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate_source(args: argparse.Namespace) -> int:
-    from wanmig.meta import run_metadata
+    from ground.meta import run_metadata
 
     try:
         dest = parse_hostport(args.connect, "--connect")
@@ -258,13 +258,13 @@ def cmd_migrate_source(args: argparse.Namespace) -> int:
             raise ConfigError("--rtt-hint-ms", args.rtt_hint_ms, "milliseconds, at least 0")
         if args.bw_hint_mbps is not None and not args.bw_hint_mbps > 0:
             raise ConfigError("--bw-hint-mbps", args.bw_hint_mbps, "a rate above 0")
-        from migrator.guestmem import image_name
+        from migrator.guest.image import image_name
         image_name(args.vm, args.tag)
     except ConfigError as exc:
         return _bad(exc)
+    from migrator.core.report import summary
     from migrator.endpoints import run_source
-    from migrator.summary import summary
-    from migrator.vm import SharedVM
+    from migrator.guest.vm import SharedVM
 
     out = _out_dir(args, f"migrate-source-{args.vm}")
     meta = {**run_metadata(), "args": {k: v for k, v in vars(args).items() if k != "func"}}
@@ -317,8 +317,8 @@ def cmd_migrate_dest(args: argparse.Namespace) -> int:
     try:
         listen_at = parse_hostport(args.listen, "--listen")
         key = read_key(args.key_file)
-        from migrator.control import check_location
-        from migrator.guestmem import image_name
+        from migrator.guest.control import check_location
+        from migrator.guest.image import image_name
         image_name(args.vm, args.tag)
         image_name(args.vm, args.source_tag)
         check_location(args.location)
@@ -327,7 +327,7 @@ def cmd_migrate_dest(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         return _bad(exc)
     from migrator.endpoints import run_dest
-    from migrator.vm import SharedVM, create_dest_memory
+    from migrator.guest.vm import SharedVM, create_dest_memory
 
     holder: dict = {}
 

@@ -25,18 +25,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from migrator.adaptive import CodecChooser
-from migrator.channel import TransportError
-from migrator.codec_bench import default_sample, for_chooser, measure_codec_speeds
-from migrator.engine import PreCopyEngine, ProgressHook, with_resume
-from migrator.interfaces import VM
-from migrator.pages import PAGE_SIZE
-from migrator.policy import MigrationPolicy
-from migrator.receiver import DestResult, MemoryFactory, Receiver, listen
-from migrator.records import MigrationResult
-from migrator.summary import summary
-from migrator.transport import TcpSender, TransportOptions
-from migrator.workload import WorkloadParams
+from migrator.codecs.speed import default_sample, for_chooser, measure_codec_speeds
+from migrator.core.adaptive import CodecChooser
+from migrator.core.engine import PreCopyEngine, ProgressHook, with_resume
+from migrator.core.interfaces import VM
+from migrator.core.policy import MigrationPolicy
+from migrator.core.records import MigrationResult
+from migrator.core.report import summary
+from migrator.memory.pages import PAGE_SIZE
+from migrator.memory.workload import WorkloadParams
+from migrator.transport.channel import TransportError
+from migrator.transport.receiver import DestResult, MemoryFactory, Receiver, listen
+from migrator.transport.sender import TcpSender, TransportOptions
 
 log = logging.getLogger(__name__)
 
@@ -177,8 +177,8 @@ def migrate_loopback(npages: int, workload: WorkloadParams, policy: MigrationPol
     Without ``vm``, an ``InProcessVM`` of ``npages`` pages running ``workload`` is made (and
     stopped).  ``rtt_sim_s``/``bw_sim_mbps`` put a ``SimLink`` relay between the two ends.
     """
-    from migrator.localvm import InProcessVM
-    from migrator.simlink import SimLink
+    from migrator.guest.localvm import InProcessVM
+    from migrator.transport.simlink import SimLink
 
     key = secrets.token_bytes(32)
     own_vm = vm is None
@@ -248,9 +248,9 @@ def _bdp(rtt_s: float, bw_mbps: float | None) -> float:
 
 
 def real_vm_available() -> bool:
-    """Whether the shared-memory guest (``migrator.vm``) can be used on this machine."""
+    """Whether the shared-memory guest (``migrator.guest.vm``) can be used on this machine."""
     try:
-        import migrator.vm  # noqa: F401
+        import migrator.guest.vm  # noqa: F401
     except ImportError:
         return False
     return True
@@ -261,7 +261,7 @@ def migrate_loopback_real(npages: int, workload: WorkloadParams, policy: Migrati
                           ) -> LoopbackRun:
     """``migrate_loopback`` with the real guest: a process writing a shared-memory image,
     migrated into a second image and switched onto it; every segment is removed at the end."""
-    from migrator.vm import create_dest_memory, start_guest
+    from migrator.guest.vm import create_dest_memory, start_guest
 
     name = vm_name or f"lb{os.getpid() % 100000}"
     handle = start_guest(name, npages, workload, seed, "src", service=False)

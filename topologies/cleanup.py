@@ -224,7 +224,7 @@ def mapped_files() -> set[str]:
 def clean_vm_memory(include_live: bool = False) -> list[str]:
     """VM memory images (/dev/shm/wanmig-*) left by crashed runs; images some process still
     maps (a running guest or migrator) are kept unless ``include_live``."""
-    from migrator.guestmem import leftover_segments, remove_segments
+    from migrator.guest.image import leftover_segments, remove_segments
 
     names = leftover_segments()
     in_use = set() if include_live else mapped_files() & set(names)

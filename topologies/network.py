@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from controller.plane import ControlPlane, switch_class
 from topologies.cleanup import Registry, netns_inode
-from topologies.controlplane import ControlPlane, switch_class
 from topologies.detect import Choice
 from topologies.plan import PREFIX_LEN, NetworkPlan, plan_network
 from topologies.shaping import (

@@ -31,7 +31,7 @@ from typing import Any
 
 import yaml
 
-from wanmig.config import ConfigError, Section, check_name, join
+from ground.config import ConfigError, Section, check_name, join
 
 SITE_NAME_MAX = 6   # leaves room for generated node names such as dc1h12
 NODE_NAME_MAX = 9   # 'name-eth12' must fit in 15 characters (IFNAMSIZ - 1)

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from wanmig.config import ConfigError
+from ground.config import ConfigError
 
 log = logging.getLogger("wanmig")
 
@@ -64,8 +64,8 @@ def _ready_choice() -> tuple[Any, Any]:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from ground.table import render
     from topologies.detect import detect
-    from wanmig.table import render
 
     facts, choice = detect()
     rows = [("root", "yes" if facts.root else "no"),
@@ -90,9 +90,9 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_net(args: argparse.Namespace) -> int:
+    from ground.meta import new_run_dir
     from topologies.network import WanNetwork
     from topologies.spec import parse_topology
-    from wanmig.meta import new_run_dir
 
     spec = parse_topology(_topology_data(args.config, {}))
     _need_root()
@@ -133,12 +133,12 @@ def _linkcheck_rows(check: Any) -> list[tuple[str, str]]:
 
 
 def cmd_linkcheck(args: argparse.Namespace) -> int:
+    from ground.meta import new_run_dir, run_metadata
+    from ground.table import render
     from topologies.detect import as_record
     from topologies.linkcheck import run_linkcheck
     from topologies.network import WanNetwork
     from topologies.spec import parse_topology
-    from wanmig.meta import new_run_dir, run_metadata
-    from wanmig.table import render
 
     spec = parse_topology(_topology_data(args.config, {
         "rtt_ms": args.rtt, "bw_mbps": args.bw, "loss_pct": args.loss, "jitter_ms": args.jitter}))

@@ -78,7 +78,8 @@ def test_moved_host_is_reached_again_within_rtt_plus_100ms(choice, tmp_path, con
             assert src_rule, f"{mac} not learnt at dc1s1: {flows('dc1s1')}"
             old_in_port = re.search(r"in_port=(\d+)", src_rule[0]).group(1)
             new_if = move_host(net, "dc1h1", "dc2s1")
-            out = vm.cmd(f"{sys.executable} -m migrator.announce --iface {new_if} --mac {mac}")
+            out = vm.cmd(f"{sys.executable} -m migrator.guest.announce --iface {new_if} "
+                         f"--mac {mac}")
             rarps = [json.loads(line)["t"] for line in out.splitlines() if '"rarp"' in line]
             assert rarps, f"no RARP sent: {out}"
             deadline = time.time() + 2.0

@@ -9,7 +9,7 @@ import pytest
 
 from experiments.runner import VM_NAME, run_experiment
 from experiments.spec import parse_experiment
-from migrator.guestmem import leftover_segments
+from migrator.guest.image import leftover_segments
 from tests.integration.helpers import assert_nothing_left, leftovers
 from topologies.cleanup import node_shells
 
@@ -63,7 +63,7 @@ def test_small_run_end_to_end(choice, tmp_path):
 
 
 def test_bad_spec_is_refused_before_anything_starts(tmp_path):
-    from wanmig.config import ConfigError
+    from ground.config import ConfigError
 
     with pytest.raises(ConfigError, match=r"schedule\.migrate_back"):
         run_experiment(parse_experiment({"schedule": {"migrate_back": True}}), tmp_path / "r")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from migrator.guestmem import GuestMemory, leftover_segments
+from migrator.guest.image import GuestMemory, leftover_segments
 from topologies.cleanup import clean_vm_memory
 
 

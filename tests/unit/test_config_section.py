@@ -1,4 +1,4 @@
-"""wanmig.config: the Section schema helper, check_name and key paths."""
+"""ground.config: the Section schema helper, check_name and key paths."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from wanmig.config import ConfigError, Section, check_name, join
+from ground.config import ConfigError, Section, check_name, join
 
 
 def sec(**data) -> Section:

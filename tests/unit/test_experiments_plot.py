@@ -12,7 +12,7 @@ from experiments.cli import add_subcommands, cmd_plot
 from experiments.plot import plot_run, plot_sweep, sweep_series, write_report
 from experiments.progress import Progress, format_line
 from experiments.summary import read_summary, summary_rows, write_summary
-from wanmig.config import ConfigError
+from ground.config import ConfigError
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from experiments.spec import load_experiment, parse_experiment, parse_memory, resolved_dict
-from migrator.workload import PRESETS
-from wanmig.config import ConfigError
+from ground.config import ConfigError
+from migrator.memory.workload import PRESETS
 
 EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
 

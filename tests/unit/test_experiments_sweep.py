@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from experiments.sweep import expand, load_sweep, parse_key_path, parse_sweep
-from wanmig.config import ConfigError
+from ground.config import ConfigError
 
 
 def test_grid_expands_in_order_with_repetitions_innermost():

@@ -1,10 +1,10 @@
-"""migrator.adaptive: the codec maximising min(cpu, link * ratio) is chosen."""
+"""migrator.core.adaptive: the codec maximising min(cpu, link * ratio) is chosen."""
 
 from __future__ import annotations
 
 import pytest
 
-from migrator.adaptive import CodecChooser
+from migrator.core.adaptive import CodecChooser
 
 MB = 1_000_000
 # Plausible one-core numbers: (encode bytes/s, ratio).

@@ -7,8 +7,8 @@ import argparse
 
 import pytest
 
+from ground.config import ConfigError
 from migrator.cli import add_subcommands, check_fits, parse_hostport, parse_size
-from wanmig.config import ConfigError
 
 
 def _run(argv, capsys, tmp_path, monkeypatch):

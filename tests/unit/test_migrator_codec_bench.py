@@ -1,4 +1,4 @@
-"""migrator.codec_bench: the measurement arithmetic (fake timer) and the benchmark entry."""
+"""migrator.codecs.speed: the measurement arithmetic (fake timer) and the benchmark entry."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from migrator.codec_bench import for_chooser, main, measure_codec_speeds
-from migrator.pages import PAGE_SIZE, PageMix, fill_pages
+from migrator.codecs.speed import for_chooser, main, measure_codec_speeds
+from migrator.memory.pages import PAGE_SIZE, PageMix, fill_pages
 
 MIX = PageMix(0.25, 0.5, 0.25)
 

@@ -1,4 +1,4 @@
-"""migrator.codecs and migrator.xbzrle: round trips for every codec, zero split, cache sync."""
+"""migrator.codecs: round trips for every codec, zero split, XBZRLE cache sync."""
 
 from __future__ import annotations
 
@@ -7,10 +7,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from migrator.codecs import CODECS, codec_id, codec_name, get_codec, split_zero
-from migrator.pages import PAGE_SIZE, PageMix, fill_pages, mutate_page
-from migrator.xbzrle import PageCache, XbzrleDecoder, XbzrleEncoder, decode_delta, encode_delta
-from wanmig.config import ConfigError
+from ground.config import ConfigError
+from migrator.codecs.registry import CODECS, codec_id, codec_name, get_codec, split_zero
+from migrator.codecs.xbzrle import (
+    PageCache,
+    XbzrleDecoder,
+    XbzrleEncoder,
+    decode_delta,
+    encode_delta,
+)
+from migrator.memory.pages import PAGE_SIZE, PageMix, fill_pages, mutate_page
 
 STATELESS = ["none", "lz4", "zstd-1", "zstd-3", "zstd-9", "zstd-19"]
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from migrator.digest import CHUNK_BYTES, image_digest
-from migrator.pages import PAGE_SIZE
-from migrator.transport import source_digest
+from migrator.memory.pages import PAGE_SIZE
+from migrator.transport.sender import source_digest
+from migrator.wire.digest import CHUNK_BYTES, image_digest
 
 
 def image(npages: int, seed: int = 3) -> np.ndarray:
@@ -43,7 +43,7 @@ def test_destination_digest_follows_concurrent_writes():
     import threading
     import time
 
-    from migrator.receiver import RoundOrderedMemory
+    from migrator.transport.receiver import RoundOrderedMemory
 
     npages = 2048
     mem = RoundOrderedMemory(np.zeros((npages, PAGE_SIZE), np.uint8))
@@ -77,7 +77,7 @@ def test_destination_digest_follows_concurrent_writes():
 
 
 def test_a_chunk_changed_after_it_was_hashed_is_hashed_again():
-    from migrator.receiver import RoundOrderedMemory
+    from migrator.transport.receiver import RoundOrderedMemory
 
     npages = CHUNK_BYTES // PAGE_SIZE * 2
     mem = RoundOrderedMemory(np.zeros((npages, PAGE_SIZE), np.uint8))

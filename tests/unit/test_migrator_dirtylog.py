@@ -1,4 +1,4 @@
-"""migrator.dirtylog: marks, atomic read-and-clear, and no lost write against a real writer."""
+"""migrator.guest.dirtylog: marks, atomic read-and-clear, no lost write against a real writer."""
 
 from __future__ import annotations
 
@@ -11,16 +11,16 @@ import time
 import numpy as np
 import pytest
 
-from migrator.dirtylog import DirtyLog
-from migrator.guestmem import GuestMemory, leftover_segments, remove_segments
+from migrator.guest.dirtylog import DirtyLog
+from migrator.guest.image import GuestMemory, leftover_segments, remove_segments
 
 NPAGES = 512
 
 # A writer process as the guest behaves: contents first, then marks, in batches; stops at PAUSE.
 WRITER = r"""
 import os, sys, numpy as np
-from migrator.control import CMD_PAUSE, PAUSED, RUNNING
-from migrator.guestmem import GuestMemory
+from migrator.guest.control import CMD_PAUSE, PAUSED, RUNNING
+from migrator.guest.image import GuestMemory
 mem = GuestMemory.attach(sys.argv[1], "src")
 ctl = mem.control
 applied = ctl.guest_start(os.getpid(), "dc1", "src")

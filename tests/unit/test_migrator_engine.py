@@ -1,4 +1,4 @@
-"""migrator.engine: the pre-copy engine driven by a fake clock, a numpy guest and a fake link.
+"""migrator.core.engine: the pre-copy engine driven by a fake clock, a numpy guest and a fake link.
 
 The fake link really encodes and decodes every chunk into a destination memory image, so
 "completed" is checked against the bytes, not just the engine's bookkeeping.
@@ -9,13 +9,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from migrator.adaptive import CodecChooser
-from migrator.codecs import get_codec
-from migrator.engine import PreCopyEngine, with_resume
-from migrator.interfaces import FinishReport, SendReport
-from migrator.pages import PAGE_SIZE, PageMix, fill_pages
-from migrator.policy import MigrationPolicy
-from migrator.workload import MIB, DirtyPlan, WorkloadParams
+from migrator.codecs.registry import get_codec
+from migrator.core.adaptive import CodecChooser
+from migrator.core.engine import PreCopyEngine, with_resume
+from migrator.core.interfaces import FinishReport, SendReport
+from migrator.core.policy import MigrationPolicy
+from migrator.memory.pages import PAGE_SIZE, PageMix, fill_pages
+from migrator.memory.workload import MIB, DirtyPlan, WorkloadParams
 
 NPAGES = 2048                     # 8 MiB guest
 MIX = PageMix(zero=0.3, text=0.5, random=0.2)

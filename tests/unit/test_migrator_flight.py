@@ -13,10 +13,10 @@ import time
 
 import pytest
 
-from migrator.flowctl import flight_room, next_window
-from migrator.localvm import InProcessVM
-from migrator.transport import TcpSender, TransportOptions, _FlightGauge
-from migrator.workload import WorkloadParams
+from migrator.guest.localvm import InProcessVM
+from migrator.memory.workload import WorkloadParams
+from migrator.transport.flowctl import flight_room, next_window
+from migrator.transport.sender import TcpSender, TransportOptions, _FlightGauge
 
 KEY = b"k" * 32
 
@@ -130,7 +130,7 @@ class _Stream:
 def stepping(sender, monkeypatch):
     """A sender with one stream whose RTT reads 100 ms, a 2 MB window that held writers back;
     ``stepping(grow)`` sets whether the rate is a guess."""
-    import migrator.transport as transport
+    import migrator.transport.sender as transport
 
     monkeypatch.setattr(transport, "tcp_info", lambda sock: (0.1, 0, 0))
 

@@ -17,17 +17,17 @@ import time
 import numpy as np
 import pytest
 
-from migrator.control import GuestDiedError, GuestError
-from migrator.digest import image_digest
-from migrator.engine import PreCopyEngine
-from migrator.guestmem import leftover_segments, remove_segments
-from migrator.interfaces import FinishReport, SendReport
-from migrator.kvstore import KVStore
-from migrator.pages import PAGE_SIZE
-from migrator.policy import MigrationPolicy
-from migrator.service import MAX_LINE, REPLY, REQUEST, echo_reply, handle_line
-from migrator.vm import GuestStartError, SharedVM, create_dest_memory, start_guest
-from wanmig.config import ConfigError
+from ground.config import ConfigError
+from migrator.core.engine import PreCopyEngine
+from migrator.core.interfaces import FinishReport, SendReport
+from migrator.core.policy import MigrationPolicy
+from migrator.guest.control import GuestDiedError, GuestError
+from migrator.guest.image import leftover_segments, remove_segments
+from migrator.guest.kvstore import KVStore
+from migrator.guest.service import MAX_LINE, REPLY, REQUEST, echo_reply, handle_line
+from migrator.guest.vm import GuestStartError, SharedVM, create_dest_memory, start_guest
+from migrator.memory.pages import PAGE_SIZE
+from migrator.wire.digest import image_digest
 
 NPAGES = 2048                # 8 MiB
 KV_PAGES = 16

@@ -1,4 +1,4 @@
-"""migrator.guestmem: named /dev/shm images, shared between mappings, refused twice, cleaned."""
+"""migrator.guest.image: named /dev/shm images, shared between mappings, refused twice, cleaned."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import secrets
 import numpy as np
 import pytest
 
-from migrator.guestmem import GuestMemory, leftover_segments, remove_segments
-from migrator.pages import PAGE_SIZE
-from wanmig.config import ConfigError
+from ground.config import ConfigError
+from migrator.guest.image import GuestMemory, leftover_segments, remove_segments
+from migrator.memory.pages import PAGE_SIZE
 
 
 @pytest.fixture

@@ -1,12 +1,12 @@
-"""migrator.kvstore: a key-value log in guest pages, rebuilt from a copy, damage detected."""
+"""migrator.guest.kvstore: a key-value log in guest pages, rebuilt from a copy, damage detected."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from migrator.kvstore import KVCorrupt, KVFull, KVInvalid, KVStore
-from migrator.pages import PAGE_SIZE
+from migrator.guest.kvstore import KVCorrupt, KVFull, KVInvalid, KVStore
+from migrator.memory.pages import PAGE_SIZE
 
 
 def region(npages: int = 4) -> np.ndarray:

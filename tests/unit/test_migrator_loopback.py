@@ -15,10 +15,10 @@ from dataclasses import dataclass
 
 import pytest
 
+from migrator.core.policy import MigrationPolicy
 from migrator.endpoints import run_source
-from migrator.guestmem import remove_segments
-from migrator.policy import MigrationPolicy
-from migrator.vm import start_guest
+from migrator.guest.image import remove_segments
+from migrator.guest.vm import start_guest
 from tests.unit.test_migrator_guest import (
     HOST,
     KV_PAGES,
@@ -139,7 +139,7 @@ def test_source_digest_kept_current_equals_a_fresh_one(vm_name):
     pause and a last read of the dirty log it equals a digest of the whole image."""
     import time
 
-    from migrator.digest import image_digest
+    from migrator.wire.digest import image_digest
 
     handle = start_guest(vm_name, NPAGES, "memory-intensive", 6, "dc1", service=False,
                          log_level="WARNING")

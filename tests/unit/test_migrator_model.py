@@ -1,11 +1,11 @@
-"""migrator.model: hand-computed cases of the geometric pre-copy model."""
+"""migrator.core.model: hand-computed cases of the geometric pre-copy model."""
 
 from __future__ import annotations
 
 import pytest
 
-from migrator.model import ModelInputs, predict
-from wanmig.config import ConfigError
+from ground.config import ConfigError
+from migrator.core.model import ModelInputs, predict
 
 MB = 1_000_000
 

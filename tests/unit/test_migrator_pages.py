@@ -1,4 +1,4 @@
-"""migrator.pages: deterministic page mixes with the compressibility the codecs are tuned for."""
+"""migrator.memory.pages: deterministic page mixes with the compressibility codecs are tuned for."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import zstandard
 
-from migrator.pages import DEFAULT_MIX, PAGE_SIZE, PageMix, fill_pages, mutate_page
-from wanmig.config import ConfigError
+from ground.config import ConfigError
+from migrator.memory.pages import DEFAULT_MIX, PAGE_SIZE, PageMix, fill_pages, mutate_page
 
 
 def kinds(pages: np.ndarray) -> tuple[int, int]:

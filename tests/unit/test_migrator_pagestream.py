@@ -1,18 +1,18 @@
-"""migrator.pagestream: engine -> frames -> FrameReader -> destination memory, no sockets."""
+"""migrator.wire.pagestream: engine -> frames -> FrameReader -> destination memory, no sockets."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from migrator.engine import PreCopyEngine
-from migrator.interfaces import FinishReport, SendReport
-from migrator.messages import Digest, Pages, from_frame, to_frame
-from migrator.pages import PAGE_SIZE, PageMix, fill_pages
-from migrator.pagestream import PageStreamDecoder, PageStreamEncoder
-from migrator.policy import MigrationPolicy
-from migrator.wire import FrameError, FrameReader
-from migrator.workload import WorkloadParams
+from migrator.core.engine import PreCopyEngine
+from migrator.core.interfaces import FinishReport, SendReport
+from migrator.core.policy import MigrationPolicy
+from migrator.memory.pages import PAGE_SIZE, PageMix, fill_pages
+from migrator.memory.workload import WorkloadParams
+from migrator.wire.frames import FrameError, FrameReader
+from migrator.wire.messages import Digest, Pages, from_frame, to_frame
+from migrator.wire.pagestream import PageStreamDecoder, PageStreamEncoder
 from tests.unit.test_migrator_engine import FakeClock, FakeVM
 
 

@@ -1,11 +1,11 @@
-"""migrator.policy: defaults follow QEMU, every bad value is a ConfigError naming its key."""
+"""migrator.core.policy: defaults follow QEMU, every bad value is a ConfigError naming its key."""
 
 from __future__ import annotations
 
 import pytest
 
-from migrator.policy import MigrationPolicy, parse_policy
-from wanmig.config import ConfigError
+from ground.config import ConfigError
+from migrator.core.policy import MigrationPolicy, parse_policy
 
 
 def test_defaults_match_qemu():

@@ -11,18 +11,18 @@ import time
 import numpy as np
 import pytest
 
-from migrator.channel import Channel, client_handshake, server_handshake
+from migrator.core.engine import PreCopyEngine
+from migrator.core.policy import MigrationPolicy
 from migrator.endpoints import MonotonicClock, migrate_loopback, run_dest, run_source
-from migrator.engine import PreCopyEngine
-from migrator.flowctl import GoodputMeter, StreamAdapter, TokenBucket, buffer_plan
-from migrator.localvm import InProcessVM
-from migrator.messages import Pages, Round, to_frame
-from migrator.pages import PAGE_SIZE
-from migrator.policy import MigrationPolicy
-from migrator.receiver import RoundOrderedMemory
-from migrator.transport import TcpSender, TransportOptions
-from migrator.wire import HEADER, MAGIC, MAX_FRAME, WIRE_VERSION, MsgType
-from migrator.workload import WorkloadParams
+from migrator.guest.localvm import InProcessVM
+from migrator.memory.pages import PAGE_SIZE
+from migrator.memory.workload import WorkloadParams
+from migrator.transport.channel import Channel, client_handshake, server_handshake
+from migrator.transport.flowctl import GoodputMeter, StreamAdapter, TokenBucket, buffer_plan
+from migrator.transport.receiver import RoundOrderedMemory
+from migrator.transport.sender import TcpSender, TransportOptions
+from migrator.wire.frames import HEADER, MAGIC, MAX_FRAME, WIRE_VERSION, MsgType
+from migrator.wire.messages import Pages, Round, to_frame
 
 KEY = b"k" * 32
 NPAGES = 2048                                   # 8 MiB guest

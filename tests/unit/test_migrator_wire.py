@@ -1,4 +1,4 @@
-"""migrator.wire, migrator.messages, migrator.auth: framing errors, layouts, handshake."""
+"""migrator.wire (frames, messages, auth): framing errors, layouts, handshake."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ import zlib
 import numpy as np
 import pytest
 
-from migrator import messages as m
-from migrator.auth import NONCE_BYTES
-from migrator.wire import (
+from ground.config import ConfigError
+from migrator.wire import messages as m
+from migrator.wire.auth import NONCE_BYTES
+from migrator.wire.frames import (
     HEADER,
     MAX_FRAME,
     AuthError,
@@ -25,7 +26,6 @@ from migrator.wire import (
     read_frame,
     verify,
 )
-from wanmig.config import ConfigError
 
 KEY = b"k" * 32
 

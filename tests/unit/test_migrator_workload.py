@@ -1,13 +1,13 @@
-"""migrator.workload: presets, validation and the dirty-page planner's rate, skew and bursts."""
+"""migrator.memory.workload: presets, validation, the dirty-page planner's rate, skew and bursts."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from migrator.pages import PAGE_SIZE
-from migrator.workload import MIB, PRESETS, DirtyPlan, WorkloadParams, parse_workload, preset
-from wanmig.config import ConfigError
+from ground.config import ConfigError
+from migrator.memory.pages import PAGE_SIZE
+from migrator.memory.workload import MIB, PRESETS, DirtyPlan, WorkloadParams, parse_workload, preset
 
 
 def test_presets_exist_with_documented_numbers():

@@ -1,0 +1,151 @@
+"""``make bench``: the WAN emulator against its targets, measured on this machine.
+
+Targets (issue: two-site WAN emulator):
+- RTT error at most max(1 ms, 2 %) of the configured RTT at 0, 10, 50, 100, 150 and 300 ms;
+- TCP goodput at least 90 % of 100 Mbit/s at every RTT above, at least 80 % of 500 Mbit/s up to
+  150 ms (iperf3, slow start left out with --omit);
+- the delay line's CPU cost per Gbit/s carried, and its highest rate at 0 and 150 ms (unshaped).
+
+Writes ``results/bench/<time>-link/bench.json`` and ``table.md`` and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ground.meta import new_run_dir, results_root, run_metadata, write_bench_table
+from ground.table import render
+from topologies.detect import as_record, detect
+from topologies.linkcheck import run_linkcheck
+from topologies.network import WanNetwork
+from topologies.spec import parse_topology
+
+log = logging.getLogger("wanmig.bench")
+
+RTTS = (0.0, 10.0, 50.0, 100.0, 150.0, 300.0)
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class Case:
+    rtt_ms: float
+    bw_mbps: float | None      # None: unshaped, to find the delay line's own ceiling
+    min_goodput_frac: float | None
+    streams: int = 1
+    relay_always: bool = False
+
+    @property
+    def label(self) -> str:
+        bw = "unshaped" if self.bw_mbps is None else f"{self.bw_mbps:g} Mbit/s"
+        return f"{self.rtt_ms:g} ms, {bw}"
+
+
+def cases(quick: bool) -> list[Case]:
+    rtts = (0.0, 150.0) if quick else RTTS
+    out = [Case(r, 100.0, 0.9) for r in rtts]
+    out += [Case(r, 500.0, 0.8) for r in rtts if r <= 150]
+    out += [Case(0.0, None, None, streams=4, relay_always=True),
+            Case(150.0, None, None, streams=4)]
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS   # utime + stime
+
+
+def relay_bytes(net: WanNetwork) -> int:
+    stats = net.read_relay_stats(net.links[0]) or {}
+    return sum(stats.get(d, {}).get("tx_bytes", 0) for d in ("a_to_b", "b_to_a"))
+
+
+def run_case(case: Case, choice: object, workdir: Path, seconds: float) -> dict:
+    spec = parse_topology({"name": "bench", "wan": [{"rtt_ms": case.rtt_ms,
+                                                      "bw_mbps": case.bw_mbps}]})
+    omit = max(3.0, 25 * case.rtt_ms / 1e3)      # slow start: ~log2(BDP/10 MSS) RTTs, and more
+    with WanNetwork(spec, choice, workdir, relay_always=case.relay_always) as net:
+        link = net.links[0]
+        pid = link.relay_proc.pid if link.relay_proc else None
+        cpu0, bytes0, t0 = (cpu_seconds(pid), relay_bytes(net), time.monotonic()) if pid \
+            else (0.0, 0, time.monotonic())
+        check = run_linkcheck(net, pings=50, iperf_s=seconds, omit_s=omit, streams=case.streams,
+                              min_goodput_frac=case.min_goodput_frac or 0.0)
+        row = {"case": case.label, "rtt_ms": case.rtt_ms, "bw_mbps": case.bw_mbps,
+               "streams": case.streams, "forwarding": link.forwarding, **check.to_json()}
+        if pid:
+            time.sleep(1.1)                          # the relay rewrites its stats every second
+            cpu = cpu_seconds(pid) - cpu0
+            wall = time.monotonic() - t0
+            carried = (relay_bytes(net) - bytes0) * 8 / 1e9     # Gbit, both directions
+            row.update(relay_cpu_cores=cpu / wall,
+                       relay_carried_gbps=carried / wall,
+                       relay_cores_per_gbps=cpu / carried if carried else None)
+    row["relay_stats"] = link.relay_stats
+    return row
+
+
+def verdicts(row: dict) -> tuple[str, str]:
+    rtt = "ok" if abs(row["rtt_ms_measured"] - row["rtt_ms_configured"]) <= \
+        row["rtt_tolerance_ms"] else "MISSED"
+    if row["bw_mbps"] is None:
+        return rtt, "-"
+    frac = row["goodput_mbps"] / row["bw_mbps"]
+    target = 0.9 if row["bw_mbps"] <= 100 else 0.8
+    return rtt, f"{frac:.0%} {'ok' if frac >= target else 'MISSED'} (>= {target:.0%})"
+
+
+def table(rows: list[dict]) -> str:
+    out = []
+    for r in rows:
+        rtt_v, gp_v = verdicts(r)
+        err = r["rtt_ms_measured"] - r["rtt_ms_configured"]
+        cpu = f"{r['relay_cores_per_gbps']:.2f}" if r.get("relay_cores_per_gbps") else "-"
+        out.append((r["case"], r["forwarding"], f"{r['rtt_ms_measured']:.2f}",
+                    f"{err:+.2f} / {r['rtt_tolerance_ms']:.2f} {rtt_v}",
+                    f"{r['rtt_mdev_ms']:.2f}", f"{r['goodput_mbps']:.1f}", gp_v,
+                    str(r["retransmits"]), cpu))
+    return render(("case", "forwarding", "RTT ms", "RTT err / tol", "mdev", "goodput Mbit/s",
+                   "goodput / bw", "retr", "relay cores per Gbit/s"), out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m experiments.bench.link", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="0 and 150 ms only")
+    p.add_argument("--seconds", type=float, default=15.0, help="iperf3 seconds counted")
+    p.add_argument("--only", help="run only the cases whose label contains this text")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if os.geteuid() != 0:
+        print("bench: needs root (sudo make bench)", file=sys.stderr)
+        return 2
+    facts, choice = detect()
+    if not choice.ok:
+        print("bench: " + "; ".join(choice.problems), file=sys.stderr)
+        return 2
+    out = new_run_dir("link", results_root() / "bench")
+    meta = {**run_metadata(), **as_record(facts, choice)}
+    (out / "meta.json").write_text(json.dumps(meta, indent=2))
+    rows = []
+    for case in cases(args.quick):
+        if args.only and args.only not in case.label:
+            continue
+        log.info("bench case %s", case.label)
+        rows.append(run_case(case, choice, out / "runs" / f"case{len(rows) + 1}", args.seconds))
+        (out / "bench.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    text = table(rows)
+    write_bench_table(out, "WAN link benchmark", text,
+                      f"backend {choice.link_backend}, datapath {choice.ovs_datapath}, "
+                      f"kernel {facts.kernel}, commit {meta['git']['commit']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""The migration policy: what the operator asks for, validated before anything starts.
+
+Defaults mirror QEMU (``downtime-limit`` 300 ms, ``cpu-throttle-initial`` 20 %,
+``cpu-throttle-increment`` 10 %, ``max-cpu-throttle`` 99 %, xbzrle cache 64 MiB) so that the
+testbed's numbers are comparable with a stock hypervisor unless a run says otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ground.config import ConfigError, Section
+
+MODES = ("live", "cold")
+ON_BUDGET = ("force", "abort")
+KEYS = ("mode", "downtime_target_ms", "max_rounds", "time_budget_s", "on_budget", "codec",
+        "streams", "max_bandwidth_mbps", "auto_converge", "throttle_initial", "throttle_step",
+        "throttle_max", "xbzrle_cache_mib")
+
+
+@dataclass(frozen=True)
+class MigrationPolicy:
+    """How one migration is run; see the module docstring for where the defaults come from."""
+
+    mode: str = "live"
+    downtime_target_ms: float = 300.0
+    max_rounds: int = 30
+    time_budget_s: float = 600.0
+    on_budget: str = "force"
+    codec: str = "adaptive"
+    streams: int = 4
+    max_bandwidth_mbps: float | None = None
+    auto_converge: bool = True
+    throttle_initial: float = 0.2
+    throttle_step: float = 0.1
+    throttle_max: float = 0.99
+    xbzrle_cache_mib: int = 64
+
+    @property
+    def downtime_target_s(self) -> float:
+        return self.downtime_target_ms / 1000.0
+
+
+def parse_policy(data: Any, path: str = "policy") -> MigrationPolicy:
+    """A validated policy from a YAML mapping; any bad value raises ConfigError with its key."""
+    # Imported here: codecs imports numpy and compression libraries, policy should stay light.
+    from migrator.codecs.registry import check_codec_name
+
+    s = Section(data, path, KEYS)
+    d = MigrationPolicy()
+    codec = s.string("codec", d.codec)
+    if codec != "adaptive":
+        check_codec_name(codec, s.where("codec"))
+    initial = s.number("throttle_initial", d.throttle_initial, minimum=0.0, maximum=0.99)
+    step = s.number("throttle_step", d.throttle_step, above=0.0, maximum=0.99)
+    tmax = s.number("throttle_max", d.throttle_max, minimum=0.0, maximum=0.99)
+    if tmax < initial:
+        raise ConfigError(s.where("throttle_max"), tmax,
+                          f"a number of at least throttle_initial ({initial:g})")
+    return MigrationPolicy(
+        mode=s.string("mode", d.mode, MODES),
+        downtime_target_ms=s.number("downtime_target_ms", d.downtime_target_ms, above=0.0),
+        max_rounds=s.number("max_rounds", d.max_rounds, minimum=1, maximum=10_000, integer=True),
+        time_budget_s=s.number("time_budget_s", d.time_budget_s, above=0.0),
+        on_budget=s.string("on_budget", d.on_budget, ON_BUDGET),
+        codec=codec,
+        streams=s.number("streams", d.streams, minimum=1, maximum=16, integer=True),
+        max_bandwidth_mbps=s.number("max_bandwidth_mbps", above=0.0, optional=True),
+        auto_converge=s.boolean("auto_converge", d.auto_converge),
+        throttle_initial=initial,
+        throttle_step=step,
+        throttle_max=tmax,
+        xbzrle_cache_mib=s.number("xbzrle_cache_mib", d.xbzrle_cache_mib, minimum=1,
+                                  maximum=65536, integer=True),
+    )

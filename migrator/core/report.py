@@ -1,0 +1,126 @@
+"""What a finished migration is reported as: the JSON summary and the per-round CSV.
+
+Pure functions of the engine's ``MigrationResult``: the same record gives the same summary
+whether it came from a loopback run, a two-site experiment or a unit test, and the prediction
+beside it comes from ``migrator.core.model`` fed with what this very run measured (dirty rate,
+goodput, compression ratio, RTT, the fixed verify cost), so the two can be compared directly.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable
+
+from ground.config import ConfigError
+from migrator.core.model import ModelInputs, ModelResult, predict
+from migrator.core.records import MigrationResult, RoundRecord
+from migrator.memory.pages import PAGE_SIZE
+
+MIB = 1024 * 1024
+CSV_COLUMNS = ("round", "pages_raw", "bytes_raw", "bytes_on_wire", "codec", "duration_s",
+               "goodput_mbps", "dirty_rate_mibps", "throttle", "phase")
+
+
+def model_inputs(result: MigrationResult, *, rtt_s: float, max_rounds: int
+                 ) -> ModelInputs | None:
+    """The model fed with this run's measurements; None when nothing was measured.
+
+    * bandwidth: the run's mean wire goodput;  ratio: its raw/wire;
+    * non-zero fraction: from round 0 (non-zero pages over all pages it covered);
+    * dirty rate: distinct dirty bytes per second over the live rounds, duration-weighted;
+    * verify_s: the measured finish time (STATE to ACK), a fixed cost the model does not derive.
+    """
+    live = [r for r in result.rounds if r.phase == "live"]
+    first = result.rounds[0] if result.rounds else None
+    if first is None or result.mean_goodput_Bps <= 0 or result.vm_memory_bytes <= 0:
+        return None
+    covered = first.pages + first.zero_pages
+    nonzero = first.pages / covered if covered else 1.0
+    busy = sum(r.duration_s for r in live)
+    dirty = sum(r.dirty_rate_Bps * r.duration_s for r in live) / busy if busy > 0 else 0.0
+    try:
+        return ModelInputs(memory_bytes=result.vm_memory_bytes,
+                           bandwidth_Bps=result.mean_goodput_Bps, nonzero_frac=nonzero,
+                           dirty_rate_Bps=dirty, rtt_s=rtt_s,
+                           compression_ratio=result.compression_ratio,
+                           downtime_target_s=result.downtime_target_s, max_rounds=max_rounds,
+                           verify_s=result.verify_s)
+    except ConfigError:
+        return None
+
+
+def summary(result: MigrationResult, *, rtt_s: float, max_rounds: int,
+            extra: dict | None = None) -> dict:
+    """The run's summary (JSON-ready); ``predicted_*`` are None when no model input exists."""
+    inputs = model_inputs(result, rtt_s=rtt_s, max_rounds=max_rounds)
+    pred: ModelResult | None = predict(inputs) if inputs is not None else None
+    out = {
+        "outcome": result.outcome,
+        "stop_reason": result.stop_reason,
+        "error": result.error,
+        "total_time_s": result.total_time_s,
+        "setup_s": result.setup_s,
+        "downtime_ms": result.downtime_s * 1e3,
+        "final_copy_ms": result.final_copy_s * 1e3,
+        "verify_ms": result.verify_s * 1e3,
+        "resume_ms": result.resume_s * 1e3,
+        "downtime_target_ms": result.downtime_target_s * 1e3,
+        "bytes_on_wire": result.bytes_on_wire,
+        "bytes_raw": result.bytes_raw,
+        "vm_memory_bytes": result.vm_memory_bytes,
+        "rounds": len(result.rounds),
+        "live_rounds": result.live_rounds,
+        "compression_ratio": result.compression_ratio,
+        "mean_goodput_mbps": result.mean_goodput_Bps * 8 / 1e6,
+        "throttle_max": result.throttle_max,
+        "integrity_ok": result.integrity_ok,
+        "rtt_ms": rtt_s * 1e3,
+        "predicted_total_time_s": pred.total_time_s if pred else None,
+        "predicted_downtime_ms": pred.downtime_s * 1e3 if pred else None,
+        "predicted_rounds": pred.rounds if pred else None,
+    }
+    out.update(extra or {})
+    return out
+
+
+def round_row(r: RoundRecord) -> dict:
+    return {"round": r.round, "pages_raw": r.pages, "bytes_raw": r.bytes_raw,
+            "bytes_on_wire": r.bytes_on_wire, "codec": r.codec,
+            "duration_s": round(r.duration_s, 6),
+            "goodput_mbps": round(r.goodput_Bps * 8 / 1e6, 3),
+            "dirty_rate_mibps": round(r.dirty_rate_Bps / MIB, 3),
+            "throttle": r.throttle, "phase": r.phase}
+
+
+def rounds_csv(rounds: Iterable[RoundRecord]) -> str:
+    """The per-round CSV text, header first (columns ``CSV_COLUMNS``)."""
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    w.writeheader()
+    for r in rounds:
+        w.writerow(round_row(r))
+    return buf.getvalue()
+
+
+def table_rows(s: dict) -> list[tuple[str, str]]:
+    """Two-column rows for a terminal table of a summary."""
+    def f(key: str, fmt: str) -> str:
+        v = s.get(key)
+        return "-" if v is None else format(v, fmt)
+    return [("outcome", f"{s['outcome']} ({s['stop_reason']})"
+             + (f": {s['error']}" if s.get("error") else "")),
+            ("total time", f"{f('total_time_s', '.3f')} s (model "
+                           f"{f('predicted_total_time_s', '.3f')} s), after "
+                           f"{f('setup_s', '.3f')} s of setup"),
+            ("downtime", f"{f('downtime_ms', '.1f')} ms = copy {f('final_copy_ms', '.1f')} + "
+                         f"verify {f('verify_ms', '.1f')} + resume {f('resume_ms', '.1f')} "
+                         f"(target {f('downtime_target_ms', '.0f')}, model "
+                         f"{f('predicted_downtime_ms', '.1f')})"),
+            ("rounds", f"{s['rounds']} ({s['live_rounds']} live)"),
+            ("memory", f"{s['vm_memory_bytes'] / MIB:.0f} MiB ({s['vm_memory_bytes'] // PAGE_SIZE}"
+                       " pages)"),
+            ("bytes on wire", f"{s['bytes_on_wire'] / MIB:.1f} MiB, ratio "
+                              f"{f('compression_ratio', '.2f')}"),
+            ("mean goodput", f"{f('mean_goodput_mbps', '.1f')} Mbit/s"),
+            ("integrity", str(s["integrity_ok"]))]

@@ -1,0 +1,304 @@
+"""The source side of the emulated VM: the engine's ``VM`` over shared memory, and the launcher.
+
+``SharedVM`` is what ``PreCopyEngine`` drives: it maps the guest's memory image, reads and
+clears the dirty log, and steers the guest through the control block (pause is acknowledged, so
+the stop-and-copy's last dirty read is complete).  ``switch_to`` is the switchover's last step:
+the paused guest maps the destination's copy, rebuilds its state from it and resumes there.
+
+``start_guest`` creates and fills the source image, formats the key-value region, starts the
+guest process through an injectable ``popen`` (a Mininet host's, to run it in the VM's
+namespace) and waits for ``READY``.  The ``GuestHandle`` it returns owns the process and the
+segments: ``stop()`` ends the process and unlinks the source image and any image the guest was
+switched to, by this ``SharedVM`` or any other (after switchover the VM owns the destination
+copy, as a real VM owns its RAM).
+Nothing is left behind if the start fails or is interrupted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ground.config import ConfigError
+from migrator.guest.control import ControlState, check_location
+from migrator.guest.image import GuestMemory, image_name, remove_segments
+from migrator.guest.kvstore import KVStore
+from migrator.guest.process import KV_PAGES
+from migrator.guest.service import TCP_PORT, UDP_PORT
+from migrator.memory.pages import DEFAULT_MIX, PageMix, fill_pages
+from migrator.memory.workload import WorkloadParams, parse_workload
+
+log = logging.getLogger(__name__)
+
+_REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class GuestStartError(RuntimeError):
+    """The guest process did not come up (its exit status or the timeout is in the message)."""
+
+
+class SharedVM:
+    """``migrator.core.interfaces.VM`` over a tracked image ``wanmig-<vm>-<tag>``."""
+
+    def __init__(self, vm: str, tag: str, *, pause_timeout: float = 5.0,
+                 switch_timeout: float = 15.0) -> None:
+        self.memory = GuestMemory.attach(vm, tag)
+        if self.memory.dirty is None or self.memory.control is None:
+            self.memory.close()
+            raise ValueError(f"{self.memory.name} is not a tracked image (no dirty log or "
+                             "control block): the source image must be created with "
+                             "tracking=True")
+        self.vm, self.tag = vm, tag
+        self._digest: Any = None                 # IncrementalDigest once tracking started
+        self.npages = self.memory.npages
+        self.pause_timeout = pause_timeout
+        self.switch_timeout = switch_timeout
+        self.switched_tags: list[str] = []     # images the guest was moved to, in order
+
+    # --- migrators.interfaces.VM -----------------------------------------------------------------
+
+    def read_and_clear_dirty(self) -> np.ndarray:
+        """The pages written since the last call; the first call also starts keeping the image
+        digest current in the background (``migrator.wire.incremental``)."""
+        assert self.memory.dirty is not None
+        pages = self.memory.dirty.read_and_clear()
+        if self._digest is None:
+            from migrator.wire.incremental import IncrementalDigest
+
+            self._digest = IncrementalDigest(self.memory.pages)
+            self._digest.start()
+        self._digest.touched(pages)
+        return pages
+
+    def nonzero_pages(self) -> np.ndarray:
+        return np.flatnonzero(self.memory.pages.any(axis=1)).astype(np.int64)
+
+    def pause(self) -> None:
+        self._control().pause(self.pause_timeout)
+
+    def resume(self) -> None:
+        self._control().resume(self.pause_timeout)
+
+    def set_throttle(self, frac: float) -> None:
+        self._control().set_throttle(frac)
+
+    def page_bytes(self, indices: np.ndarray) -> bytes:
+        return self.memory.pages[np.asarray(indices, dtype=np.int64)].tobytes()
+
+    def save_state(self) -> bytes:
+        """The paused guest's state blob (JSON: location, workload position, counters)."""
+        return self._control().snapshot().blob
+
+    # --- switchover and inspection ---------------------------------------------------------------
+
+    def switch_to(self, tag: str, location: str) -> None:
+        """Resume the (paused) guest on memory ``tag`` at ``location``; GuestError if it cannot
+        (it then stays paused on the source memory)."""
+        check_location(location)
+        image_name(self.vm, tag)
+        self._control().switch(tag, location, self.switch_timeout)
+        self.switched_tags.append(tag)
+
+    def digest(self) -> bytes:
+        """The image digest (``migrator.wire.digest``). Exact once the guest is paused and its dirty
+        log read after the pause (as the engine does): only chunks reported since they were
+        hashed are hashed again."""
+        if self._digest is not None:
+            return self._digest.finish()[0]
+        from migrator.wire.digest import image_digest
+
+        return image_digest(self.memory.pages)
+
+    def state(self) -> ControlState:
+        return self._control().snapshot()
+
+    @property
+    def location(self) -> str:
+        return self.state().location
+
+    def _control(self):
+        if self.memory.control is None:
+            raise ValueError(f"{self.memory.name}: closed")
+        return self.memory.control
+
+    def close(self) -> None:
+        if self._digest is not None:
+            self._digest.stop()
+        self.memory.close()
+
+
+def create_dest_memory(vm: str, tag: str, npages: int, *, tracking: bool = False) -> GuestMemory:
+    """The destination migrator's image: zeroed; its creator unlinks it if the migration fails,
+    the VM's ``GuestHandle`` once the guest was switched onto it."""
+    return GuestMemory.create(vm, tag, npages, tracking=tracking)
+
+
+@dataclasses.dataclass
+class GuestHandle:
+    """A running guest: its process, its source image and the engine's view of it."""
+
+    proc: Any                    # a subprocess.Popen (or a Mininet host's popen result)
+    memory: GuestMemory          # the source image, created (and unlinked) by the launcher
+    vm: SharedVM
+    pid: int
+    udp_port: int
+    tcp_port: int
+    _stopped: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.memory.vm
+
+    def stop(self, timeout: float = 5.0) -> int | None:
+        """SIGTERM (SIGKILL after ``timeout``), then unlink every segment; idempotent.
+        Returns the guest's exit status."""
+        if self._stopped:
+            return self.proc.returncode
+        self._stopped = True
+        tags = [self.memory.tag, *self.vm.switched_tags]
+        try:
+            tags.append(self.vm.state().tag)     # switched by another process's SharedVM too
+        except (ValueError, OSError) as exc:
+            log.debug("cannot read the guest's current image: %s", exc)
+        try:
+            code = _end_process(self.proc, timeout)
+        finally:
+            self.vm.close()
+            self.memory.close()
+            for tag in dict.fromkeys(t for t in tags if t):
+                name = image_name(self.memory.vm, tag)
+                remove_segments([f"{name}{s}" for s in (".ram", ".dirty", ".ctl")])
+        return code
+
+    def __enter__(self) -> GuestHandle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _end_process(proc: Any, timeout: float) -> int | None:
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            log.warning("guest pid %d ignored SIGTERM for %g s: killing it", proc.pid, timeout)
+            proc.kill()
+            proc.wait(timeout=timeout)
+    for stream in (proc.stdout, proc.stderr):
+        if stream is not None:
+            stream.close()
+    return proc.returncode
+
+
+def _workload_arg(workload: str | WorkloadParams | Mapping) -> str:
+    if isinstance(workload, WorkloadParams):
+        return json.dumps(dataclasses.asdict(workload))
+    params = parse_workload(workload)              # ConfigError on anything bad
+    return workload if isinstance(workload, str) else json.dumps(dataclasses.asdict(params))
+
+
+def _check_port(name: str, port: object) -> int:
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise ConfigError(name, port, "a port from 1 to 65535")
+    return port
+
+
+def _wait_ready(proc: Any, timeout: float) -> int:
+    """The pid from the guest's ``READY <pid>`` line; GuestStartError on exit or timeout."""
+    deadline = time.monotonic() + timeout
+    buf = b""
+    fd = proc.stdout.fileno()
+    with selectors.DefaultSelector() as sel:
+        sel.register(fd, selectors.EVENT_READ)
+        while b"\n" not in buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise GuestStartError(f"guest pid {proc.pid} printed no READY within "
+                                      f"{timeout:g} s")
+            if sel.select(min(left, 0.1)):
+                chunk = os.read(fd, 4096)
+                if not chunk:
+                    code = proc.wait(timeout=5)
+                    raise GuestStartError(f"guest exited with status {code} before READY "
+                                          "(its log is on its stderr)")
+                buf += chunk
+    line = buf.split(b"\n", 1)[0].decode(errors="replace").strip()
+    parts = line.split()
+    if len(parts) != 2 or parts[0] != "READY" or not parts[1].isdigit():
+        raise GuestStartError(f"guest said {line!r}, expected 'READY <pid>'")
+    return int(parts[1])
+
+
+def start_guest(vm: str, npages: int, workload: str | WorkloadParams | Mapping, seed: int,
+                location: str, *, popen: Callable[..., Any] = subprocess.Popen,
+                service: bool = True, tag: str = "src", service_host: str = "0.0.0.0",
+                udp_port: int = UDP_PORT, tcp_port: int = TCP_PORT, kv_pages: int = KV_PAGES,
+                mix: PageMix = DEFAULT_MIX, ready_timeout: float = 20.0,
+                python: str = sys.executable, stderr: Any = None,
+                log_level: str = "INFO") -> GuestHandle:
+    """Create and fill ``wanmig-<vm>-<tag>``, start the guest with ``popen``, wait for READY.
+
+    Every argument is checked before anything is created (ConfigError naming it).
+    ``stderr`` is passed to ``popen`` (None: inherit; a Mininet host's popen would otherwise
+    make it a pipe that nobody reads).
+    """
+    image_name(vm, tag)
+    if isinstance(npages, bool) or not isinstance(npages, int) or npages <= kv_pages:
+        raise ConfigError("npages", npages, f"an integer above kv_pages ({kv_pages})")
+    if isinstance(kv_pages, bool) or not isinstance(kv_pages, int) or kv_pages < 1:
+        raise ConfigError("kv_pages", kv_pages, "an integer of at least 1")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError("seed", seed, "an integer of at least 0")
+    check_location(location)
+    _check_port("udp_port", udp_port)
+    _check_port("tcp_port", tcp_port)
+    wl = _workload_arg(workload)
+    argv = [python, "-m", "migrator.guest.process", "--vm", vm, "--tag", tag, "--workload", wl,
+            "--seed", str(seed), "--location", location, "--service-host", service_host,
+            "--udp-port", str(udp_port), "--tcp-port", str(tcp_port),
+            "--kv-pages", str(kv_pages), "--log-level", log_level]
+    if not service:
+        argv.append("--no-service")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_REPO_ROOT), env.get("PYTHONPATH"))
+                                        if p)
+    memory = GuestMemory.create(vm, tag, npages, tracking=True)
+    proc = shared = None
+    try:
+        fill_pages(memory.pages, mix, seed)
+        KVStore.format(memory.pages[:kv_pages])
+        proc = popen(argv, stdout=subprocess.PIPE, stderr=stderr, env=env)
+        pid = _wait_ready(proc, ready_timeout)
+        if pid != proc.pid:
+            log.info("guest runs as pid %d (launched pid %d)", pid, proc.pid)
+        shared = SharedVM(vm, tag)
+        log.info("guest %s pid %d ready: %d pages, workload %s, at %s", vm, pid, npages, wl,
+                 location)
+        return GuestHandle(proc=proc, memory=memory, vm=shared, pid=pid, udp_port=udp_port,
+                           tcp_port=tcp_port)
+    except BaseException:
+        try:
+            if proc is not None:
+                _end_process(proc, 5.0)
+        finally:
+            if shared is not None:
+                shared.close()
+            memory.close()
+            memory.unlink()
+        raise

@@ -1,0 +1,358 @@
+"""The destination of a migration: accept, authenticate, apply pages, verify, acknowledge.
+
+Why it is built this way:
+
+* every connection proves the shared key before anything else is read from it (a control
+  stream first, then data streams naming the control stream's session); a peer that fails
+  gets an ABORT and the migration ends with that error, nothing applied;
+* one thread per connection reading with a socket timeout: a silent peer is an error after
+  ``timeout_s``, except that the control stream may stay quiet for a whole round as long as the
+  data streams keep delivering;
+* pages are applied in frame order per stream, each stream with its own decoders (XBZRLE caches
+  mirror the source's per-stream encoders).  Across streams, a page is written only if its
+  round is not older than the round of what memory already holds for it
+  (``RoundOrderedMemory``): a page that moved to another stream when the source added streams
+  may arrive out of order, and the newer copy must win;
+* the source's ROUND_END messages (control stream) say how many pages each round carried; on
+  STATE (the last message before DIGEST) the destination waits until all of them arrived, then
+  hashes the whole memory while the source hashes its own, and compares on DIGEST;
+* any error (a truncated, oversized or corrupt frame, a bad index, a timeout, an ABORT from the
+  source) ends the migration: ABORT to the source when the control stream still works, every
+  socket closed, and ``DestResult.error`` says what happened.  The guest is never resumed here
+  unless the digests matched and the ACK went out.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from migrator.memory.pages import PAGE_SIZE
+from migrator.transport.channel import (
+    Channel,
+    IdleTimeoutError,
+    PeerAbortError,
+    TransportError,
+    server_handshake,
+)
+from migrator.wire.frames import MAX_FRAME, WIRE_VERSION, FrameError
+from migrator.wire.incremental import IncrementalDigest
+from migrator.wire.messages import Ack, Digest, Pages, Round, RoundEnd, State
+from migrator.wire.pagestream import PagesDecoder
+
+log = logging.getLogger(__name__)
+
+MemoryFactory = Callable[[int], np.ndarray]
+
+
+@dataclass
+class DestResult:
+    ok: bool                         # ACK sent with a matching digest, guest switched over
+    digest_ok: bool
+    error: str | None = None
+    npages: int = 0
+    pages_received: int = 0          # page updates received (zero and non-zero), all rounds
+    pages_applied: int = 0           # of those, written (not superseded by a newer round)
+    bytes_received: int = 0          # wire bytes over all streams
+    data_streams: int = 0
+    rounds: int = 0
+    wait_s: float = 0.0              # from STATE until every page had arrived
+    hash_s: float = 0.0              # hashing the whole memory
+    resume_s: float = 0.0            # on_switchover()
+    state: bytes = b""
+    buffers: list[dict] = field(default_factory=list)
+
+
+class RoundOrderedMemory:
+    """Destination memory where a page only ever moves forward in rounds; thread-safe."""
+
+    def __init__(self, memory: np.ndarray) -> None:
+        if memory.ndim != 2 or memory.shape[1] != PAGE_SIZE or memory.dtype != np.uint8:
+            raise ValueError(f"memory must be a (npages, {PAGE_SIZE}) uint8 array, got "
+                             f"{memory.shape} {memory.dtype}")
+        self.memory = memory
+        self.round_of = np.full(len(memory), -1, dtype=np.int64)
+        self.received = 0
+        self.applied = 0
+        self.cv = threading.Condition()
+        self.digest = IncrementalDigest(memory, self.cv)
+
+    def apply(self, round_no: int, indices: np.ndarray, pages: np.ndarray,
+              zero: np.ndarray) -> None:
+        with self.cv:
+            keep = self.round_of[indices] <= round_no
+            if keep.all():
+                self.memory[indices] = pages
+            elif keep.any():
+                self.memory[indices[keep]] = pages[keep]
+            self.round_of[indices[keep]] = round_no
+            zkeep = self.round_of[zero] <= round_no
+            self.memory[zero[zkeep]] = 0
+            self.round_of[zero[zkeep]] = round_no
+            self.digest.touched(indices[keep])         # after the writes: see destdigest
+            self.digest.touched(zero[zkeep])
+            self.received += len(indices) + len(zero)
+            self.applied += int(keep.sum()) + int(zkeep.sum())
+            self.cv.notify_all()
+
+
+class Receiver:
+    """Runs one incoming migration on an already listening socket; see the module docstring."""
+
+    def __init__(self, listener: socket.socket, key: bytes, memory_factory: MemoryFactory,
+                 on_switchover: Callable[[], None], *, timeout_s: float,
+                 max_frame: int = MAX_FRAME) -> None:
+        self.listener, self.key = listener, key
+        self.memory_factory, self.on_switchover = memory_factory, on_switchover
+        self.timeout_s, self.max_frame = timeout_s, max_frame
+        self.result = DestResult(ok=False, digest_ok=False)
+        self.mem: RoundOrderedMemory | None = None
+        self.session: str | None = None
+        # Set once the control stream's HELLO is processed: the source opens its data streams
+        # as soon as it is authenticated, and their HELLO may be read before that.
+        self._session_ready = threading.Event()
+        self.xbzrle_cache_mib = 64
+        self.control: Channel | None = None
+        self._channels: list[Channel] = []
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._expected = 0
+        self._last_data = time.monotonic()
+        self._hash: tuple[bytes, float] | None = None
+        self._hash_done = threading.Event()
+
+    # --- driver --------------------------------------------------------------------------------
+
+    def run(self) -> DestResult:
+        self.listener.settimeout(0.1)
+        start = time.monotonic()
+        try:
+            while not self._done.is_set():
+                if self.control is None and time.monotonic() - start > self.timeout_s:
+                    self._fail(TransportError(f"no source connected within {self.timeout_s:g} s"))
+                    break
+                try:
+                    conn, addr = self.listener.accept()
+                except TimeoutError:
+                    continue
+                t = threading.Thread(target=self._serve, args=(conn, addr), daemon=True,
+                                     name=f"wanmig-rx{len(self._threads)}")
+                self._threads.append(t)
+                t.start()
+        except KeyboardInterrupt:
+            self._fail(TransportError("destination interrupted"))
+            raise
+        finally:
+            self._close_all()
+            for t in self._threads:
+                t.join(5.0)
+        r = self.result
+        r.bytes_received = sum(ch.bytes_received for ch in self._channels)
+        if self.mem is not None:
+            r.pages_received, r.pages_applied = self.mem.received, self.mem.applied
+        return r
+
+    def _fail(self, exc: BaseException) -> None:
+        with self._lock:
+            first = self.result.error is None and not self.result.ok
+            if first:
+                self.result.error = str(exc) or type(exc).__name__
+                log.error("migration failed at the destination: %s", self.result.error)
+        if first and self.control is not None and not isinstance(exc, PeerAbortError):
+            self.control.try_abort(self.result.error or "destination error")
+        self._done.set()
+        self._close_all()
+        if self.mem is not None:
+            with self.mem.cv:
+                self.mem.cv.notify_all()
+
+    def _close_all(self) -> None:
+        with self._lock:
+            channels = list(self._channels)
+        for ch in channels:
+            ch.close()
+        if self.mem is not None:
+            self.mem.digest.stop()
+
+    # --- connections ---------------------------------------------------------------------------
+
+    def _serve(self, conn: socket.socket, addr: tuple) -> None:
+        ch = Channel(conn, f"connection from {addr[0]}:{addr[1]}", timeout_s=self.timeout_s,
+                     max_frame=self.max_frame)
+        with self._lock:
+            self._channels.append(ch)
+        if self._done.is_set():
+            ch.close()
+            return
+        try:
+            info = server_handshake(ch, self.key)
+            role = info.get("role")
+            if role == "control":
+                self._control(ch, info)
+            elif role == "data":
+                self._data(ch, info)
+            else:
+                raise FrameError(f"{ch.name}: HELLO role {role!r}, expected 'control' or 'data'")
+        except Exception as exc:  # noqa: BLE001 - any failure ends the migration cleanly
+            if not self._done.is_set():
+                self._fail(exc)
+        finally:
+            ch.close()
+
+    def _control(self, ch: Channel, info: dict) -> None:
+        if self.control is not None:
+            ch.try_abort("a migration is already in progress")
+            raise TransportError(f"{ch.name}: second control stream refused")
+        npages, page_size = info.get("npages"), info.get("page_size")
+        if info.get("wire_version") != WIRE_VERSION or page_size != PAGE_SIZE \
+                or not isinstance(npages, int) or npages < 1:
+            raise FrameError(f"{ch.name}: HELLO wire_version {info.get('wire_version')!r}, "
+                             f"page_size {page_size!r}, npages {npages!r}: expected version "
+                             f"{WIRE_VERSION}, page size {PAGE_SIZE}, at least 1 page")
+        ch.name = "control stream"
+        memory = self.memory_factory(npages)
+        if memory.shape != (npages, PAGE_SIZE):
+            raise ValueError(f"memory_factory gave {memory.shape}, expected ({npages}, "
+                             f"{PAGE_SIZE})")
+        self.xbzrle_cache_mib = int(info.get("xbzrle_cache_mib", 64))
+        self.mem = RoundOrderedMemory(memory)
+        self.mem.digest.start()
+        self.result.npages = npages
+        self.session = str(info.get("session"))
+        self.control = ch
+        self._session_ready.set()
+        log.info("source authenticated: %d pages, session %s", npages, self.session)
+        while True:
+            msg = self._recv_control(ch)
+            if isinstance(msg, Round):
+                log.debug("round %d started", msg.round)
+            elif isinstance(msg, RoundEnd):
+                self._expected += msg.pages + msg.zero_pages
+                self.result.rounds += 1
+            elif isinstance(msg, State):
+                self.result.state = msg.data
+                threading.Thread(target=self._wait_and_hash, daemon=True,
+                                 name="wanmig-hash").start()
+            elif isinstance(msg, Digest):
+                self._verify(ch, msg)
+                return
+            else:
+                raise FrameError(f"control stream: unexpected {type(msg).__name__}")
+
+    def _recv_control(self, ch: Channel) -> object:
+        while True:
+            try:
+                return ch.recv()
+            except IdleTimeoutError:
+                quiet = time.monotonic() - self._last_data
+                if quiet < self.timeout_s and not self._done.is_set():
+                    continue        # a long round: the data streams are alive
+                raise
+
+    def _data(self, ch: Channel, info: dict) -> None:
+        self._session_ready.wait(self.timeout_s)
+        if self.mem is None or info.get("session") != self.session:
+            ch.try_abort("unknown session: connect the control stream first")
+            raise TransportError(f"{ch.name}: data stream for session "
+                                 f"{info.get('session')!r}, expected {self.session!r}")
+        ch.name = f"data stream {info.get('stream')}"
+        with self._lock:
+            self.result.data_streams += 1
+        dec = PagesDecoder(self.mem.memory.shape[0], self.xbzrle_cache_mib)
+        ended = False
+        while True:
+            msg = ch.recv(eof_ok=ended)
+            self._last_data = time.monotonic()
+            if msg is None:
+                return
+            if ended:
+                raise FrameError(f"{ch.name}: {type(msg).__name__} after the end marker")
+            if isinstance(msg, Pages):
+                idx, pages, zero = dec.decode(msg)
+                self.mem.apply(msg.round, idx, pages, zero)
+            elif isinstance(msg, RoundEnd):
+                if (msg.pages, msg.zero_pages) != (dec.pages, dec.zero_pages):
+                    raise FrameError(f"{ch.name}: end marker counts {msg.pages} pages + "
+                                     f"{msg.zero_pages} zero, received {dec.pages} + "
+                                     f"{dec.zero_pages}")
+                ended = True
+            else:
+                raise FrameError(f"{ch.name}: unexpected {type(msg).__name__}")
+
+    # --- verification --------------------------------------------------------------------------
+
+    def _wait_and_hash(self) -> None:
+        assert self.mem is not None
+        t0 = time.monotonic()
+        try:
+            with self.mem.cv:
+                last, last_t = self.mem.received, time.monotonic()
+                while self.mem.received < self._expected and not self._done.is_set():
+                    if self.mem.received != last:
+                        last, last_t = self.mem.received, time.monotonic()
+                    if time.monotonic() - last_t > self.timeout_s:
+                        raise TransportError(
+                            f"{self.mem.received} of {self._expected} pages arrived; none for "
+                            f"{self.timeout_s:g} s")
+                    self.mem.cv.wait(0.1)
+            if self._done.is_set():
+                return
+            t1 = time.monotonic()
+            self.result.wait_s = t1 - t0
+            digest, stale = self.mem.digest.finish()
+            self._hash = (digest, time.monotonic() - t1)
+            log.info("image digest: %d chunks hashed in the background, %d at the end",
+                     self.mem.digest.background_chunks, stale)
+        except Exception as exc:  # noqa: BLE001
+            self._fail(exc)
+        finally:
+            self._hash_done.set()
+
+    def _verify(self, ch: Channel, msg: Digest) -> None:
+        assert self.mem is not None
+        if not self._hash_done.wait(self.timeout_s * 2 + 60) or self._hash is None:
+            raise TransportError(self.result.error or "memory hash did not complete in time")
+        digest, self.result.hash_s = self._hash
+        ok = msg.npages == self.mem.memory.shape[0] and msg.sha256 == digest
+        self.result.digest_ok = ok
+        ch.send(Ack(ok, ok, "" if ok else "memory digest mismatch at the destination"))
+        if not ok:
+            raise TransportError("memory digest mismatch: the guest stays at the source")
+        with self._lock:
+            self.result.ok = True
+        t0 = time.monotonic()
+        try:
+            self.on_switchover()
+        except Exception as exc:  # noqa: BLE001 - the ACK is out: report, do not abort
+            self.result.error = f"switchover at the destination failed: {exc}"
+            log.error("%s", self.result.error)
+        finally:
+            self.result.resume_s = time.monotonic() - t0
+            self._done.set()
+        log.info("migration verified and switched over (hash %.3f s, resume %.3f s)",
+                 self.result.hash_s, self.result.resume_s)
+
+
+def listen(addr: tuple[str, int], bdp_hint_bytes: float = 0.0,
+           streams: int = 4) -> tuple[socket.socket, dict]:
+    """A listening socket with SO_RCVBUF sized before listen (the window scale is fixed at the
+    SYN, so it must be set here); returns it and what the kernel granted."""
+    from migrator.transport.sender import size_buffer
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        granted = size_buffer(sock, socket.SO_RCVBUF, bdp_hint_bytes, streams)
+        sock.bind(addr)
+        sock.listen(32)
+    except BaseException:
+        sock.close()
+        raise
+    return sock, granted
