@@ -1,59 +1,27 @@
-"""The control plane of a network: the controller process, one delayed relay per distinct
-control RTT (switches at a remote site reach the controller across the WAN), and the OVS switch
-class that connects each switch to its own target."""
+"""The control plane of a network: the controller process and one delayed relay per distinct
+control RTT (switches at a remote site reach the controller across the WAN). The composer makes
+it from the topology's control RTTs per site and hands it to the network, which starts it before
+its switches and stops it after them."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from controller.launch import ControllerProcess, ControlRelay
-from topologies.plan import NetworkPlan, control_rtts
-from topologies.spec import TopologySpec
 
 log = logging.getLogger(__name__)
 
 
-class _Target:
-    """What Mininet's OVSSwitch.start needs of a controller: a name, protocol, IP and port."""
-
-    protocol = "tcp"
-
-    def __init__(self, name: str, port: int) -> None:
-        self.name = name
-        self.port = port
-
-    def IP(self) -> str:  # noqa: N802 - Mininet's spelling
-        return "127.0.0.1"
-
-
-def switch_class() -> type:
-    from mininet.node import OVSSwitch
-
-    class WanSwitch(OVSSwitch):
-        """An OpenFlow 1.3 switch in secure mode (no controller: no forwarding, never a silent
-        learning bridge) that connects to the target given to it, not to every controller."""
-
-        def __init__(self, name: str, ctl_port: int = 0, **params: Any) -> None:
-            params.setdefault("failMode", "secure")
-            params.setdefault("protocols", "OpenFlow13")
-            super().__init__(name, **params)
-            self.ctl_port = ctl_port
-
-        def start(self, controllers: list) -> None:
-            super().start([_Target("c0", self.ctl_port)] if self.ctl_port else [])
-
-    return WanSwitch
-
-
 class ControlPlane:
-    def __init__(self, spec: TopologySpec, plan: NetworkPlan, workdir: Path,
-                 hold_s: float = 1.0) -> None:
-        self.spec = spec
-        self.plan = plan
+    def __init__(self, workdir: Path, control_rtts_ms: Mapping[str, float],
+                 controller_site: str, hold_s: float = 1.0) -> None:
+        """``control_rtts_ms``: site name => RTT of its switches' control channel (0 where the
+        controller is, or for a local controller)."""
         self.controller = ControllerProcess(workdir, hold_s=hold_s)
-        self.rtts = control_rtts(spec)
+        self.rtts = dict(control_rtts_ms)
+        self.controller_site = controller_site
         self.relays: dict[float, ControlRelay] = {}
         self.workdir = workdir
 
@@ -72,13 +40,16 @@ class ControlPlane:
         procs = [self.controller.proc] + [r.proc for r in self.relays.values()]
         return [p.pid for p in procs if p is not None]
 
-    def wait_converged(self, timeout_s: float = 60.0) -> dict:
+    def wait_converged(self, switches: int, links: int, timeout_s: float = 60.0) -> dict:
         """Every switch connected and every inter-switch link discovered."""
-        n_sw = len(self.plan.switches)
-        n_links = len(self.plan.fabric_links) + len(self.plan.wan)
         return self.controller.wait_for(
-            lambda s: len(s.get("switches", [])) == n_sw and s.get("links", 0) == n_links,
-            f"{n_sw} switches and {n_links} links", timeout_s)
+            lambda s: len(s.get("switches", [])) == switches and s.get("links", 0) == links,
+            f"{switches} switches and {links} links", timeout_s)
+
+    @property
+    def events(self) -> Path:
+        """The controller's event log (``controller_events.jsonl``)."""
+        return self.controller.events
 
     def stop(self) -> None:
         for relay in self.relays.values():
@@ -86,5 +57,5 @@ class ControlPlane:
         self.controller.stop()
 
     def record(self) -> dict:
-        return {"controller_site": self.spec.controller.site, "port": self.controller.port,
+        return {"controller_site": self.controller_site, "port": self.controller.port,
                 "control_rtt_ms": self.rtts, "events": str(self.controller.events)}

@@ -1,8 +1,9 @@
-"""Experiment subcommands: ``run`` and ``sweep`` (root, the whole testbed), ``plot`` and
-``validate`` (no network).
+"""The subcommands that compose the parts: ``run`` and ``sweep`` (root, the whole testbed),
+``plot`` and ``validate`` (no network), ``controller`` (the controller on its own, checked
+against a topology) and ``clean`` (each part removes what crashed runs left of it).
 
-``add_subcommands`` is called by wanmig/cli.py with its subparsers; each subcommand sets
-``func(args) -> int``. Bad input raises ConfigError, which wanmig's main turns into exit 2.
+``add_subcommands`` is called by the ``wanmig`` command with its subparsers; each subcommand sets
+``func(args) -> Exit``. Bad input raises ConfigError, which the command turns into exit 2.
 """
 
 from __future__ import annotations
@@ -13,11 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from ground.config import ConfigError
+from ground.errors import Exit, need_root
+from ground.meta import out_dir
 
 log = logging.getLogger("wanmig.experiments")
 
+NEEDS_ROOT = "runs build Mininet networks"
 
-def cmd_plot(args: argparse.Namespace) -> int:
+
+def cmd_plot(args: argparse.Namespace) -> Exit:
     from experiments.plot import plot_run, plot_sweep, write_report
     from experiments.summary import SWEPT_FILE, write_summary
 
@@ -41,7 +46,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     written.append(write_report(folder))
     for path in written:
         print(path)
-    return 0
+    return Exit.OK
 
 
 def _dump(data: Any) -> str:
@@ -49,10 +54,10 @@ def _dump(data: Any) -> str:
     return yaml.safe_dump(data, sort_keys=False, default_flow_style=None)
 
 
-def cmd_validate(args: argparse.Namespace) -> int:
+def cmd_validate(args: argparse.Namespace) -> Exit:
     from experiments.spec import load_experiment, resolved_dict
     from experiments.sweep import expand, is_sweep, load_sweep, sweep_dict
-    from topologies.spec import read_yaml
+    from ground.config import read_yaml
 
     path = Path(args.spec)
     if not path.is_file():
@@ -69,26 +74,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         spec = load_experiment(path)
         print(_dump(resolved_dict(spec)), end="")
         print(f"# topology from {spec.topology_source}; valid")
-    return 0
-
-
-def _need_root() -> None:
-    import os
-
-    if os.geteuid() != 0:
-        raise ConfigError("user", os.geteuid(), "root: runs build Mininet networks (use sudo)")
-
-
-def _out(args: argparse.Namespace, name: str) -> Path:
-    from ground.meta import new_run_dir
-
-    if args.out:
-        out = Path(args.out)
-        if out.exists() and any(out.iterdir()):
-            raise ConfigError("--out", args.out, "a new or empty folder")
-        out.mkdir(parents=True, exist_ok=True)
-        return out
-    return new_run_dir(name)
+    return Exit.OK
 
 
 def _finish_run(out: Path) -> None:
@@ -101,15 +87,15 @@ def _finish_run(out: Path) -> None:
         log.exception("plotting %s failed; the run's files are complete", out)
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def cmd_run(args: argparse.Namespace) -> Exit:
     from experiments.runner import check_runnable, run_experiment
     from experiments.spec import load_experiment, parse_experiment
     from experiments.summary import run_table
 
     spec = load_experiment(args.spec) if args.spec else parse_experiment({})
     check_runnable(spec)
-    _need_root()
-    out = _out(args, spec.name)
+    need_root(NEEDS_ROOT)
+    out = out_dir(args.out, spec.name)
     print(f"run {spec.name}: results in {out}", flush=True)
     try:
         metrics = run_experiment(spec, out)
@@ -118,10 +104,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             _finish_run(out)
     print(run_table(metrics))
     print(f"written: {out} (report.md, timeline.png)")
-    return 0 if metrics.get("outcome") == "completed" and metrics.get("integrity_ok") else 1
+    return Exit.OK if metrics.get("outcome") == "completed" and metrics.get("integrity_ok") \
+        else Exit.FAIL
 
 
-def cmd_sweep(args: argparse.Namespace) -> int:
+def cmd_sweep(args: argparse.Namespace) -> Exit:
     from experiments.plot import plot_sweep, write_report
     from experiments.runner import check_runnable, run_experiment
     from experiments.summary import write_summary, write_swept
@@ -131,8 +118,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     runs = expand(sweep)
     for run in runs:                          # every run checked before the first starts
         check_runnable(run.spec)
-    _need_root()
-    out = _out(args, sweep.name)
+    need_root(NEEDS_ROOT)
+    out = out_dir(args.out, sweep.name)
     print(f"sweep {sweep.name}: {len(runs)} runs into {out}", flush=True)
     failed = 0
     for i, (name, spec, values) in enumerate(runs, start=1):
@@ -152,7 +139,42 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     plot_sweep(out)
     write_report(out)
     print(f"written: {out} (summary.csv, report.md); {failed} of {len(runs)} runs failed")
-    return 0 if failed == 0 else 1
+    return Exit.OK if failed == 0 else Exit.FAIL
+
+
+def cmd_controller(args: argparse.Namespace) -> Exit:
+    """The controller on its own, for a user's own Mininet (``mn --controller remote,port=P``).
+    Links are discovered with its own probes, so no topology is needed; one given is validated
+    and its expected switches and links are printed to compare with the status file."""
+    from controller import run
+    from topologies.cli import topology_data
+    from topologies.plan import plan_network
+    from topologies.spec import parse_topology
+
+    if args.topology:
+        spec = parse_topology(topology_data(args.topology, {}))
+        plan = plan_network(spec)
+        print(f"topology {spec.name}: expecting {len(plan.switches)} switches and "
+              f"{len(plan.fabric_links) + len(plan.wan)} links", flush=True)
+    argv = ["--port", str(args.port), "--host", args.host, "--hold-s", str(args.hold_s)]
+    argv += ["--events", args.events] if args.events else []
+    argv += ["--status", args.status] if args.status else []
+    print(f"controller listening on {args.host}:{args.port} (OpenFlow 1.3); Ctrl-C stops it",
+          flush=True)
+    run.main(argv)
+    return Exit.OK
+
+
+def cmd_clean(args: argparse.Namespace) -> Exit:
+    """Each part removes what crashed runs left of it: the networks (with their processes,
+    the controller's included), then the VMs' memory images."""
+    from migrator.guest.image import clean_images
+    from topologies.cleanup import clean_networks
+
+    need_root("wanmig clean removes network namespaces, OVS bridges and processes")
+    actions = clean_networks(include_live=args.all) + clean_images(include_live=args.all)
+    print("\n".join(actions) if actions else "nothing to clean")
+    return Exit.OK
 
 
 def add_subcommands(subparsers: Any) -> None:
@@ -176,3 +198,16 @@ def add_subcommands(subparsers: Any) -> None:
                                                "resolved")
     s.add_argument("spec", help="experiment or sweep YAML")
     s.set_defaults(func=cmd_validate)
+
+    s = subparsers.add_parser("controller", help="run the SDN controller on its own")
+    s.add_argument("--port", type=int, default=6653)
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--events", help="JSON-lines event log (learns, moves, convergence)")
+    s.add_argument("--status", help="JSON status file (switches, links, hosts)")
+    s.add_argument("--topology", help="topology YAML to check against")
+    s.add_argument("--hold-s", type=float, default=1.0, help="flapping guard hold time")
+    s.set_defaults(func=cmd_controller)
+
+    s = subparsers.add_parser("clean", help="remove what crashed runs left behind")
+    s.add_argument("--all", action="store_true", help="also networks whose owner still runs")
+    s.set_defaults(func=cmd_clean)

@@ -39,6 +39,7 @@ import yaml
 from experiments.procs import Proc, ProcError, wait_line
 from experiments.progress import Progress
 from experiments.spec import ExperimentSpec, resolved_dict
+from experiments.testbed import controlled_network
 from ground.config import ConfigError
 
 log = logging.getLogger("wanmig.run")
@@ -235,8 +236,8 @@ class Run:
 
         remove_segments([n for n in leftover_segments() if n.startswith(f"wanmig-{self.image}-")])
         ctl = getattr(self.net, "control", None)
-        if ctl is not None and ctl.controller.events.exists():
-            shutil.copy(ctl.controller.events, self.out / "controller_events.jsonl")
+        if ctl is not None and ctl.events.exists():
+            shutil.copy(ctl.events, self.out / "controller_events.jsonl")
 
 
 def run_experiment(spec: ExperimentSpec, out: Path) -> dict:
@@ -244,7 +245,6 @@ def run_experiment(spec: ExperimentSpec, out: Path) -> dict:
     from ground.meta import run_metadata
     from topologies.detect import as_record, detect
     from topologies.fabricdrops import switch_drops
-    from topologies.network import WanNetwork
 
     check_runnable(spec)
     out.mkdir(parents=True, exist_ok=True)
@@ -260,8 +260,7 @@ def run_experiment(spec: ExperimentSpec, out: Path) -> dict:
     drops = switch_drops if choice.ovs_datapath == "user" else (lambda: None)
     fabric: dict[str, int | None] = {}
     try:
-        with WanNetwork(spec.topology, choice, out / "net", seed=spec.seed,
-                        controller=True) as net:
+        with controlled_network(spec.topology, choice, out / "net", seed=spec.seed) as net:
             fabric["up"] = drops()
             meta["network"] = net.record()
             _write_json(out / "meta.json", meta)

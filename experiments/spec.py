@@ -44,11 +44,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ground.config import ConfigError, Section
+from ground.config import ConfigError, Section, read_yaml
 from migrator.core.policy import MigrationPolicy, parse_policy
 from migrator.memory.pages import PAGE_SIZE
 from migrator.memory.workload import PRESETS, WorkloadParams, parse_workload
-from topologies.spec import TopologySpec, parse_topology, read_yaml
+from topologies.spec import TopologySpec, parse_topology
 
 KEYS = ("name", "description", "topology", "vm", "placement", "policy", "clients", "schedule",
         "repetitions", "seed")

@@ -45,8 +45,7 @@ from experiments.spec import (
     resolved_dict,
     topology_data,
 )
-from ground.config import ConfigError, Section
-from topologies.spec import read_yaml
+from ground.config import ConfigError, Section, read_yaml
 
 KEYS = ("name", "description", "base", "grid", "repetitions")
 MAX_RUNS = 1000

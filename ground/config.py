@@ -10,7 +10,10 @@ import difflib
 import math
 import re
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 _MISSING = object()
 
@@ -133,3 +136,16 @@ def check_name(path: str, value: Any, max_len: int) -> str:
         raise ConfigError(path, value, f"a name of 1 to {max_len} characters: a lowercase letter, "
                                        "then lowercase letters or digits")
     return value
+
+
+def read_yaml(source: str | Path) -> Any:
+    """The raw data in a YAML file; unreadable or invalid files are ConfigErrors."""
+    path = Path(source)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(str(path), str(source), f"a readable YAML file ({exc.strerror})") from exc
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(str(path), str(source), f"valid YAML ({exc})") from exc

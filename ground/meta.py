@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from ground.config import ConfigError
+
 PACKAGES = ("wanmig", "mininet", "os-ken", "scapy", "numpy", "pyyaml")
 REPO = Path(__file__).resolve().parent.parent
 
@@ -62,9 +64,13 @@ def new_run_dir(name: str, root: Path | None = None) -> Path:
     return path
 
 
-def write_bench_table(out: Path, title: str, text: str, footer: str = "") -> None:
-    """A benchmark's ``table.md`` (title, the table, an optional footer), printed too."""
-    (out / "table.md").write_text(f"# {title}\n\n```\n{text}\n```\n"
-                                  + (f"\n{footer}\n" if footer else ""))
-    print(text)
-    print(f"written: {out}")
+def out_dir(requested: str | None, name: str, arg: str = "--out") -> Path:
+    """The folder a command writes into: ``requested`` (new or empty; made here), else a new
+    ``results/<time>-<name>``."""
+    if not requested:
+        return new_run_dir(name)
+    out = Path(requested)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ConfigError(arg, requested, "a new or empty folder")
+    out.mkdir(parents=True, exist_ok=True)
+    return out

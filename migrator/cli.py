@@ -79,7 +79,7 @@ def parse_hostport(text: str, arg: str) -> tuple[str, int]:
 
 def policy_from_args(args: argparse.Namespace) -> Any:
     """The MigrationPolicy, every error naming the command-line argument."""
-    from migrator.codecs.registry import check_codec_name
+    from migrator.codecs.names import check_codec_name
     from migrator.core.policy import MODES, MigrationPolicy
 
     if not args.downtime_ms > 0:

@@ -1,1 +1,4 @@
-"""wanmig: topologies."""
+"""Topologies: YAML spec -> plan -> Mininet network; WAN link backends, the delay line, linkcheck.
+
+May import: ground.
+"""

@@ -2,9 +2,13 @@
 crash (or a ``kill -9``) can be found and removed by ``wanmig clean``.
 
 A record is one JSON file per live network under ``/run/wanmig`` (``WANMIG_STATE_DIR``):
-switch (bridge) names, node names, and once they exist the PIDs and network-namespace inodes of
-the nodes. ``clean()`` kills every process inside those namespaces, deletes the bridges and the
-switch-side veths, and removes the record; it also stops any stray delay line.
+switch (bridge) names, node names, and once they exist the processes (PID and start time: a PID
+can be reused by an unrelated process after a crash, the pair cannot) and network-namespace
+inodes of the nodes. Processes started for the network in the root namespace (the delay lines,
+the controller it was handed) are recorded the same way, so this module needs to know nothing
+of them. ``clean_networks()`` kills every process inside those namespaces and every recorded one
+still running, deletes the bridges and the switch-side veths, and removes the record; it also
+stops any stray delay line. What other parts leave (VM memory images) they clean themselves.
 """
 
 from __future__ import annotations
@@ -21,9 +25,6 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 DELAYLINE_MARK = "topologies.delayline"
-# Processes of ours in the root namespace: recorded by PID, killed only if the PID still runs one
-# of these (a PID can be reused by an unrelated process after a crash).
-OUR_MARKS = (DELAYLINE_MARK, "controller.run", "controller.ctlproxy", "mininet:")
 
 
 def state_dir() -> Path:
@@ -44,6 +45,13 @@ class Registry:
         self.data.update(fields)
         self._write()
 
+    def add_processes(self, pids: list[int]) -> None:
+        """Record processes (with their start time) that teardown and ``wanmig clean`` stop."""
+        known = {tuple(p) for p in self.data["pids"]}
+        new = [[pid, start] for pid in pids
+               if (start := start_time(pid)) is not None and (pid, start) not in known]
+        self.update(pids=self.data["pids"] + new)
+
     def _write(self) -> None:
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.data))
@@ -58,6 +66,28 @@ def netns_inode(pid: int) -> str | None:
         return os.readlink(f"/proc/{pid}/ns/net")
     except OSError:
         return None
+
+
+def start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (``/proc/<pid>/stat`` field 22): with
+    the PID it names one process for good."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(fields[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def recorded_alive(pids: list) -> list[int]:
+    """The recorded ``[pid, start time]`` pairs whose process still runs (not a PID reused)."""
+    out = []
+    for entry in pids:
+        if not isinstance(entry, (list, tuple)) or len(entry) != 2:
+            continue
+        pid, start = entry
+        if pid != os.getpid() and start_time(pid) == start:
+            out.append(pid)
+    return out
 
 
 def _cmdline(pid: int) -> str:
@@ -156,8 +186,7 @@ def leftovers(record: dict) -> dict[str, list]:
     """What of a record still exists on this machine."""
     nodes = list(record.get("nodes", []))
     switches = list(record.get("switches", []))
-    recorded = [p for p in record.get("pids", [])
-                if p != os.getpid() and any(m in _cmdline(p) for m in OUR_MARKS)]
+    recorded = recorded_alive(record.get("pids", []))
     return {"processes": sorted(set(processes_in(set(record.get("netns", []))))
                                 | set(node_shells(nodes + switches)) | set(recorded)),
             "bridges": our_bridges(switches),
@@ -190,7 +219,7 @@ def _owner_alive(record: dict) -> bool:
     return bool(pid) and pid != os.getpid() and Path(f"/proc/{pid}").exists() and not _zombie(pid)
 
 
-def clean(include_live: bool = False) -> list[str]:
+def clean_networks(include_live: bool = False) -> list[str]:
     """Remove what crashed runs left. Networks whose owner still runs are kept unless
     ``include_live`` (their owner is killed first)."""
     actions = []
@@ -206,29 +235,4 @@ def clean(include_live: bool = False) -> list[str]:
     if strays:
         _kill(strays)
         actions.append(f"stopped {len(strays)} stray delay line(s)")
-    return actions + clean_vm_memory(include_live)
-
-
-def mapped_files() -> set[str]:
-    """Base names of every file some process has mapped (from /proc/<pid>/maps)."""
-    names: set[str] = set()
-    for maps in Path("/proc").glob("[0-9]*/maps"):
-        try:
-            text = maps.read_text()
-        except OSError:
-            continue
-        names.update(line.rsplit("/", 1)[-1] for line in text.splitlines() if "/" in line)
-    return names
-
-
-def clean_vm_memory(include_live: bool = False) -> list[str]:
-    """VM memory images (/dev/shm/wanmig-*) left by crashed runs; images some process still
-    maps (a running guest or migrator) are kept unless ``include_live``."""
-    from migrator.guest.image import leftover_segments, remove_segments
-
-    names = leftover_segments()
-    in_use = set() if include_live else mapped_files() & set(names)
-    removed = remove_segments([n for n in names if n not in in_use])
-    actions = [f"removed VM memory {n}" for n in removed]
-    actions += [f"kept VM memory {n}: still mapped by a process" for n in sorted(in_use)]
     return actions

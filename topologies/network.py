@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from controller.plane import ControlPlane, switch_class
 from topologies.cleanup import Registry, netns_inode
 from topologies.detect import Choice
 from topologies.plan import PREFIX_LEN, NetworkPlan, plan_network
@@ -31,6 +30,7 @@ from topologies.shaping import (
     split_link,
 )
 from topologies.spec import TopologySpec, WanLinkSpec
+from topologies.switch import SwitchController, switch_class
 
 log = logging.getLogger(__name__)
 
@@ -108,11 +108,12 @@ class WanNetwork:
     """Sites, switches, hosts and WAN links, live; ``with WanNetwork(spec, choice) as net:``."""
 
     def __init__(self, spec: TopologySpec, choice: Choice, workdir: str | Path,
-                 seed: int = 1, relay_always: bool = False, controller: bool = False,
-                 hold_s: float = 1.0) -> None:
+                 seed: int = 1, relay_always: bool = False,
+                 controller: SwitchController | None = None) -> None:
         """``relay_always``: use the delay line even where nothing needs delaying (benchmarks
-        of the relay itself at 0 ms). ``controller``: switches under wanmig's controller (placed
-        as the spec says), else standalone learning bridges."""
+        of the relay itself at 0 ms). ``controller``: the controller the switches connect to
+        (started and stopped with the network, as Mininet does with the one it is given), else
+        the switches are standalone learning bridges."""
         self.spec = spec
         self.choice = choice
         self.plan: NetworkPlan = plan_network(spec)
@@ -124,10 +125,9 @@ class WanNetwork:
         self.registry: Registry | None = None
         self.stp = self.plan.switch_graph_has_cycle()
         self.wan_nodes: dict[str, Any] = {}   # name => Mininet node of each WAN link
-        self.control: ControlPlane | None = None
+        self.control = controller
         self.port_rcvbuf: dict | None = None    # the switch ports' receive buffer (portbuf)
-        if controller:
-            self.control = ControlPlane(spec, self.plan, self.workdir, hold_s=hold_s)
+        if controller is not None:
             self.stp = False          # the controller floods on its own spanning tree
 
     # -- life cycle ---------------------------------------------------------------------------
@@ -154,7 +154,7 @@ class WanNetwork:
                                  [h.name for h in p.hosts] + relays)
         if self.control is not None:
             self.control.start()
-            self.registry.update(pids=self.control.pids())
+            self.registry.add_processes(self.control.pids())
         self._size_port_buffers()
         self.net = Mininet(topo=None, build=False, controller=None, autoSetMacs=False,
                            autoStaticArp=False)
@@ -166,16 +166,15 @@ class WanNetwork:
         self.wan_nodes = {n.name: n for n in self.net.hosts if n.name in set(relays)}
         self.net.hosts = [h for h in self.net.hosts if h.name not in self.wan_nodes]
         namespaced = list(self.net.hosts) + list(self.wan_nodes.values())
-        self.registry.update(pids=self.registry.data["pids"]
-                             + [n.pid for n in namespaced + list(self.net.switches) if n.pid],
-                             netns=sorted({i for n in namespaced if (i := netns_inode(n.pid))}))
+        self.registry.add_processes([n.pid for n in namespaced + list(self.net.switches) if n.pid])
+        self.registry.update(netns=sorted({i for n in namespaced if (i := netns_inode(n.pid))}))
         self.net.start()
         self._configure_interfaces()
         self._configure_wan()
         if self.stp:
             self._wait_stp()
         if self.control is not None:
-            self.control.wait_converged()
+            self.control.wait_converged(len(p.switches), len(p.fabric_links) + len(p.wan))
         self._compensate_fabric()
         self.verify_shaping()
         log.info("network %s up: %d hosts, %d switches, %d WAN link(s), backend %s, datapath %s",
@@ -392,7 +391,7 @@ class WanNetwork:
                  "rate_mbps": d.bw_mbps, "queue_pkts": d.queue_pkts}
         if any(got.get(k) != v for k, v in asked.items()):
             raise LinkError(f"delay line of WAN link {link.index} reports {got}, asked {asked}")
-        self.registry.update(pids=self.registry.data["pids"] + [proc.pid])
+        self.registry.add_processes([proc.pid])
         log.info("delay line %s: pid %d, %s", link.relay, proc.pid, got)
 
     def _stop_relay(self, link: WanLinkState) -> None:
@@ -457,8 +456,8 @@ class WanNetwork:
         assert self.registry is not None
         self.registry.update(nodes=[*self.registry.data["nodes"], name])
         host = self.net.addHost(name, ip=f"{ip}/{PREFIX_LEN}", mac=mac)
-        self.registry.update(pids=[*self.registry.data["pids"], host.pid],
-                             netns=sorted({*self.registry.data["netns"],
+        self.registry.add_processes([host.pid])
+        self.registry.update(netns=sorted({*self.registry.data["netns"],
                                            *filter(None, [netns_inode(host.pid)])}))
         link = self.net.addLink(host, sw)
         host_intf, sw_intf = (link.intf1, link.intf2) if link.intf1.node is host \

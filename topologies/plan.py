@@ -2,10 +2,8 @@
 
 Pure data, no Mininet: the Mininet adapter (topologies/network.py) only turns this into objects.
 
-Naming (all names fit Linux's 15-character interface names once suffixed with ``-ethN``):
-- hosts: as in the spec (``dc1h1`` hypervisors, ``dc1c1`` clients by default);
-- switches: ``<site>s1`` for an edge fabric; ``<site>l<i>`` leaves and ``<site>p<i>`` spines;
-- WAN relay node of the k-th WAN link: ``wl<k>`` (only with the delay-line backend).
+Naming: hosts as in the spec (``dc1h1`` hypervisors, ``dc1c1`` clients by default), switches
+and WAN relay nodes as ``topologies.names`` says.
 
 Addresses: one L2 segment, ``10.0.0.0/8``, stretched across sites (a migrated VM keeps its IP, as
 with vMotion); host ``n`` of role ``r`` at site ``s`` is ``10.s.r.n``, MAC ``02:00:0a:ss:rr:nn``.
@@ -16,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from topologies.names import relay_name, switch_name
 from topologies.spec import SiteSpec, TopologySpec
 
 ROLE_HYPERVISOR, ROLE_CLIENT, ROLE_VM = 1, 2, 3
@@ -92,11 +91,12 @@ def address(site_index: int, role: int, n: int) -> tuple[str, str]:
 def _site_switches(site: SiteSpec, index: int) -> list[SwitchPlan]:
     base = index * 256
     if site.fabric.kind == "edge":
-        return [SwitchPlan(f"{site.name}s1", site.name, f"{base + 1:016x}", "edge")]
-    leaves = [SwitchPlan(f"{site.name}l{i}", site.name, f"{base + i:016x}", "leaf")
+        return [SwitchPlan(switch_name(site.name, "edge", 1), site.name, f"{base + 1:016x}",
+                           "edge")]
+    leaves = [SwitchPlan(switch_name(site.name, "leaf", i), site.name, f"{base + i:016x}", "leaf")
               for i in range(1, site.fabric.leaves + 1)]
-    spines = [SwitchPlan(f"{site.name}p{i}", site.name, f"{base + 128 + i:016x}", "spine")
-              for i in range(1, site.fabric.spines + 1)]
+    spines = [SwitchPlan(switch_name(site.name, "spine", i), site.name, f"{base + 128 + i:016x}",
+                         "spine") for i in range(1, site.fabric.spines + 1)]
     return leaves + spines
 
 
@@ -131,16 +131,9 @@ def plan_network(spec: TopologySpec) -> NetworkPlan:
                 hosts.append(HostPlan(name, site.name, role, ip, mac,
                                       access[placed % len(access)]))
                 placed += 1
-    wan = tuple(WanPlan(k, w.a, w.b, borders[w.a], borders[w.b], f"wl{k}")
+    wan = tuple(WanPlan(k, w.a, w.b, borders[w.a], borders[w.b], relay_name(k))
                 for k, w in enumerate(spec.wan, start=1))
     return NetworkPlan(tuple(hosts), tuple(switches), tuple(fabric), wan, site_index)
-
-
-def node_names(spec: TopologySpec) -> list[str]:
-    """Every node name the plan will create (hosts, switches, relays), duplicates included."""
-    plan = plan_network(spec)
-    return ([h.name for h in plan.hosts] + [s.name for s in plan.switches]
-            + [w.relay for w in plan.wan])
 
 
 def wan_rtt_between(spec: TopologySpec, a: str, b: str) -> float:

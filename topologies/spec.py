@@ -29,9 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from ground.config import ConfigError, Section, check_name, join
+from ground.config import ConfigError, Section, check_name, join, read_yaml
+from topologies.names import node_names
 
 SITE_NAME_MAX = 6   # leaves room for generated node names such as dc1h12
 NODE_NAME_MAX = 9   # 'name-eth12' must fit in 15 characters (IFNAMSIZ - 1)
@@ -222,8 +221,9 @@ def parse_topology(data: Any, path: str = "") -> TopologySpec:
     spec = TopologySpec(name=name, sites=sites, wan=wan,
                         controller=_controller(top.data.get("controller"),
                                                top.where("controller"), site_names))
-    from topologies.plan import node_names  # the generated names must not collide either
-    _check_unique(top.where("sites"), node_names(spec), "node names (hosts, switches, relays)")
+    # The names the plan will generate must not collide either.
+    _check_unique(top.where("sites"), node_names(sites, len(wan)),
+                  "node names (hosts, switches, relays)")
     return spec
 
 
@@ -248,19 +248,6 @@ def _check_connected(path: str, sites: list[str], pairs: list[frozenset[str]]) -
     if missing:
         raise ConfigError(path, sorted(map(sorted, pairs)),
                           f"WAN links that connect every site; unreachable: {', '.join(missing)}")
-
-
-def read_yaml(source: str | Path) -> Any:
-    """The raw mapping in a YAML file; unreadable or invalid files are ConfigErrors."""
-    path = Path(source)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(str(path), str(source), f"a readable YAML file ({exc.strerror})") from exc
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(str(path), str(source), f"valid YAML ({exc})") from exc
 
 
 def load_topology(source: str | Path | None = None) -> TopologySpec:

@@ -30,11 +30,11 @@ import numpy as np
 
 from controller.eventlog import read_events
 from experiments.bench.packetin import measure
+from experiments.testbed import controlled_network
 from ground.meta import new_run_dir, results_root, run_metadata, write_bench_table
 from ground.table import render
 from topologies.detect import as_record, detect
 from topologies.mobility import move_host
-from topologies.network import WanNetwork
 from topologies.spec import parse_topology
 
 log = logging.getLogger("wanmig.bench")
@@ -66,9 +66,9 @@ def run_moves(controller_site: str, moves: int, rtt_ms: float, choice: object, w
     spec = parse_topology({"name": "ctlbench", "wan": [{"rtt_ms": rtt_ms, "bw_mbps": 100}],
                            "controller": {"site": controller_site}})
     rows: list[dict] = []
-    with WanNetwork(spec, choice, workdir, controller=True, hold_s=hold_s) as net:
+    with controlled_network(spec, choice, workdir, hold_s=hold_s) as net:
         site_of = {int(s.dpid, 16): s.site for s in net.plan.switches}
-        events = net.control.controller.events
+        events = net.control.events
         vm = net.host(VM)
         mac = vm.defaultIntf().MAC()
         vm.cmd("ping -c 1 -W 2 10.2.2.1")              # learnt at dc1 before the first move

@@ -23,7 +23,8 @@ from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
-from migrator.codecs.registry import as_pages, get_codec, split_zero
+from migrator.codecs.chunk import as_pages, split_zero
+from migrator.codecs.registry import get_codec
 from migrator.memory.pages import DEFAULT_MIX, PAGE_SIZE, fill_pages, mutate_page
 
 log = logging.getLogger(__name__)

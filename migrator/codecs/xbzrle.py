@@ -38,7 +38,8 @@ from collections import OrderedDict
 
 import numpy as np
 
-from migrator.codecs.registry import Codec, as_pages, codec_id, codec_name, get_codec
+from migrator.codecs.chunk import STATELESS, Codec, as_pages
+from migrator.codecs.names import codec_id, codec_name
 from migrator.memory.pages import PAGE_SIZE
 
 _HEAD = struct.Struct("<BI")
@@ -156,7 +157,10 @@ class XbzrleEncoder:
             raise ValueError("xbzrle cannot be its own fallback")
         self.cache = PageCache(cache_mib)
         self.max_delta_bytes = max_delta_bytes
-        self.fallback: Codec = get_codec(fallback)
+        if fallback not in STATELESS:
+            raise ValueError(f"xbzrle's fallback must be a stateless codec "
+                             f"({', '.join(STATELESS)}), got {fallback!r}")
+        self.fallback: Codec = STATELESS[fallback]()
         self.stats = {"delta_pages": 0, "whole_pages": 0}
 
     def encode(self, data: bytes, indices: np.ndarray | None = None) -> bytes:
@@ -240,7 +244,7 @@ class XbzrleDecoder:
     def _fallback(self, ident: int) -> Codec:
         if ident not in self._fallbacks:
             name = codec_name(ident)
-            if name == "xbzrle":
-                raise ValueError("xbzrle: fallback codec cannot be xbzrle")
-            self._fallbacks[ident] = get_codec(name)
+            if name not in STATELESS:
+                raise ValueError(f"xbzrle: fallback codec cannot be {name}")
+            self._fallbacks[ident] = STATELESS[name]()
         return self._fallbacks[ident]

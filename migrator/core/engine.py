@@ -44,7 +44,7 @@ from itertools import zip_longest
 
 import numpy as np
 
-from migrator.codecs.registry import split_zero
+from migrator.codecs.chunk import split_zero
 from migrator.core.adaptive import CodecChooser
 from migrator.core.interfaces import VM, Clock, Sender
 from migrator.core.policy import MigrationPolicy

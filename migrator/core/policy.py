@@ -45,7 +45,7 @@ class MigrationPolicy:
 def parse_policy(data: Any, path: str = "policy") -> MigrationPolicy:
     """A validated policy from a YAML mapping; any bad value raises ConfigError with its key."""
     # Imported here: codecs imports numpy and compression libraries, policy should stay light.
-    from migrator.codecs.registry import check_codec_name
+    from migrator.codecs.names import check_codec_name
 
     s = Section(data, path, KEYS)
     d = MigrationPolicy()

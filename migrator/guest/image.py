@@ -211,3 +211,26 @@ def remove_segments(names: list[str]) -> list[str]:
         except FileNotFoundError:
             pass
     return removed
+
+
+def mapped_files() -> set[str]:
+    """Base names of every file some process has mapped (from /proc/<pid>/maps)."""
+    names: set[str] = set()
+    for maps in Path("/proc").glob("[0-9]*/maps"):
+        try:
+            text = maps.read_text()
+        except OSError:
+            continue
+        names.update(line.rsplit("/", 1)[-1] for line in text.splitlines() if "/" in line)
+    return names
+
+
+def clean_images(include_live: bool = False) -> list[str]:
+    """VM memory images (/dev/shm/wanmig-*) left by crashed runs; images some process still
+    maps (a running guest or migrator) are kept unless ``include_live``."""
+    names = leftover_segments()
+    in_use = set() if include_live else mapped_files() & set(names)
+    removed = remove_segments([n for n in names if n not in in_use])
+    actions = [f"removed VM memory {n}" for n in removed]
+    actions += [f"kept VM memory {n}: still mapped by a process" for n in sorted(in_use)]
+    return actions

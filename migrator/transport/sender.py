@@ -58,7 +58,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from migrator.codecs.registry import codec_id
+from migrator.codecs.names import codec_id
 from migrator.core.interfaces import VM, FinishReport, SendReport
 from migrator.memory.pages import PAGE_SIZE
 from migrator.transport.channel import (

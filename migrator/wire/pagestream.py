@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from migrator.codecs.registry import Codec, as_pages, codec_id, codec_name, get_codec
+from migrator.codecs.chunk import Codec, as_pages
+from migrator.codecs.names import codec_id, codec_name
+from migrator.codecs.registry import get_codec
 from migrator.memory.pages import PAGE_SIZE
 from migrator.wire.frames import HEADER, MAX_FRAME, FrameError
 from migrator.wire.messages import Pages, to_frame

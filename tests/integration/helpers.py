@@ -6,12 +6,12 @@ import re
 import subprocess
 
 from topologies.cleanup import node_shells, our_bridges, our_links, stray_delaylines
-from topologies.plan import node_names
+from topologies.names import node_names
 
 
 def leftovers(spec) -> dict[str, list]:
     """What of ``spec``'s network still exists on this machine."""
-    names = sorted(set(node_names(spec)))
+    names = sorted(set(node_names(spec.sites, len(spec.wan))))
     switches = [n for n in names if re.fullmatch(r"[a-z][a-z0-9]*(s1|l\d+|p\d+)", n)]
     return {"bridges": our_bridges(switches), "links": our_links(names),
             "shells": node_shells(names), "delaylines": stray_delaylines()}

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from controller.eventlog import read_events
+from experiments.testbed import controlled_network
 from tests.integration.helpers import assert_nothing_left
 from topologies.mobility import move_host
-from topologies.network import WanNetwork
 from topologies.spec import parse_topology
 
 pytestmark = pytest.mark.root
@@ -50,7 +50,7 @@ def wait_replies(path: Path, n: int, timeout_s: float = 10.0) -> None:
 
 def test_pingall_under_the_controller_with_a_remote_site(choice, tmp_path):
     spec = spec_with_controller_at("dc1")
-    with WanNetwork(spec, choice, tmp_path, controller=True) as net:
+    with controlled_network(spec, choice, tmp_path) as net:
         loss = net.net.pingAll(timeout="2")
         status = net.control.controller.status()
         assert loss == 0, f"pingall lost {loss} %; controller status {status}"
@@ -65,7 +65,7 @@ def test_moved_host_is_reached_again_within_rtt_plus_100ms(choice, tmp_path, con
     with RARP: replies resume within WAN RTT + 100 ms of the first RARP, and no flow anywhere
     still points at its old port."""
     spec = spec_with_controller_at(controller_site)
-    with WanNetwork(spec, choice, tmp_path, controller=True) as net:
+    with controlled_network(spec, choice, tmp_path) as net:
         vm, client = net.host("dc1h1"), net.host("dc2c1")
         mac = vm.defaultIntf().MAC()
         log = tmp_path / "ping.txt"
@@ -106,11 +106,12 @@ def test_moved_host_is_reached_again_within_rtt_plus_100ms(choice, tmp_path, con
 
 def test_controller_restart_switches_reconnect_and_hosts_are_relearnt(choice, tmp_path):
     spec = spec_with_controller_at("dc1")
-    with WanNetwork(spec, choice, tmp_path, controller=True) as net:
+    with controlled_network(spec, choice, tmp_path) as net:
         assert net.net.pingAll(timeout="2") == 0
         ctl = net.control.controller
         ctl.restart()
-        status = net.control.wait_converged(timeout_s=60)
+        links = len(net.plan.fabric_links) + len(net.plan.wan)
+        status = net.control.wait_converged(len(net.plan.switches), links, timeout_s=60)
         assert status["hosts"] == {}, f"a fresh controller knows hosts already: {status}"
         loss = net.net.pingAll(timeout="2")
         status = ctl.status()

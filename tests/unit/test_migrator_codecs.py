@@ -8,7 +8,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ground.config import ConfigError
-from migrator.codecs.registry import CODECS, codec_id, codec_name, get_codec, split_zero
+from migrator.codecs.chunk import split_zero
+from migrator.codecs.names import CODECS, codec_id, codec_name
+from migrator.codecs.registry import get_codec
 from migrator.codecs.xbzrle import (
     PageCache,
     XbzrleDecoder,

@@ -8,7 +8,8 @@ from collections import Counter
 
 import pytest
 
-from topologies.plan import address, border_switch, node_names, plan_network
+from topologies.names import node_names
+from topologies.plan import address, border_switch, plan_network
 from topologies.spec import MAX_SITES, NODE_NAME_MAX, SITE_NAME_MAX, ConfigError, parse_topology
 
 IFNAMSIZ_MAX = 15  # Linux interface names: 16 bytes including the NUL
@@ -103,7 +104,7 @@ def test_every_interface_name_fits_ifnamsiz():
     for w in plan.wan:
         links += [(w.a_switch, w.relay), (w.relay, w.b_switch)]
     degree = Counter(n for link in links for n in link)
-    assert max(len(n) for n in node_names(spec)) == NODE_NAME_MAX
+    assert max(len(n) for n in node_names(spec.sites, len(spec.wan))) == NODE_NAME_MAX
     for node, n in degree.items():
         # Mininet numbers host interfaces from eth0 and switch ports from eth1: allow ethN.
         ifname = f"{node}-eth{n}"
@@ -111,8 +112,18 @@ def test_every_interface_name_fits_ifnamsiz():
 
 
 def test_generated_names_are_unique_at_maximum_size():
-    names = node_names(max_names_spec())
+    spec = max_names_spec()
+    names = node_names(spec.sites, len(spec.wan))
     assert len(names) == len(set(names))
+
+
+@pytest.mark.parametrize("spec", [parse_topology({}), max_names_spec()],
+                         ids=["default", "largest"])
+def test_the_names_the_spec_checks_are_the_names_the_plan_makes(spec):
+    plan = plan_network(spec)
+    made = [h.name for h in plan.hosts] + [s.name for s in plan.switches] \
+        + [w.relay for w in plan.wan]
+    assert sorted(node_names(spec.sites, len(spec.wan))) == sorted(made)
 
 
 def test_leaf_spine_hosts_spread_across_leaves():
