@@ -16,6 +16,7 @@ import signal
 import sys
 
 from ground.delayq import deliver_due
+from ground.protocol import Kind, say
 
 log = logging.getLogger("wanmig.ctlproxy")
 CHUNK = 65536
@@ -51,7 +52,7 @@ async def serve(listen: int, upstream: int, delay_s: float, host: str) -> None:
                              pump(u_reader, c_writer, delay_s), return_exceptions=True)
 
     server = await asyncio.start_server(handle, host, listen)
-    print(f"READY {listen}", flush=True)
+    say(Kind.READY, port=listen)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

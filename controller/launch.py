@@ -17,12 +17,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from ground.errors import NotAsAskedError
+
 log = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 30.0
 
 
-class ControllerError(RuntimeError):
+class ControllerError(NotAsAskedError):
     """The controller (or a relay) did not start, or the network never converged under it."""
 
 

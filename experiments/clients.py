@@ -5,8 +5,9 @@ Runs inside a Mininet client host (its own network namespace)::
     python -m experiments.clients --target 10.1.3.1 --duration 60 --probe-ms 10 --kv-ops 200 \\
         --out DIR
 
-prints ``READY`` once its sockets exist, and writes ``probes.csv`` and ``kv.csv`` into DIR when
-the duration is over or on SIGTERM/SIGINT (the files are always written, whatever stopped it).
+says READY (``ground.protocol``) once its sockets exist, and writes ``probes.csv`` and ``kv.csv``
+into DIR when the duration is over or on SIGTERM/SIGINT (the files are always written, whatever
+stopped it).
 
 Why both: a UDP probe every 10 ms shows exactly when the VM stopped answering and which site
 answered (the reply carries the site name), i.e. the outage a user sees; TCP key-value writes
@@ -45,6 +46,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from ground.protocol import Kind, say
 
 log = logging.getLogger("wanmig.clients")
 
@@ -425,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
 
     def ready() -> None:
-        print("READY", flush=True)
+        say(Kind.READY)
 
     report = run_clients(cfg, out, stop, abort, ready)
     lost = len(report.probes.sent) - len(report.probes.replies)

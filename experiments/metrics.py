@@ -34,16 +34,18 @@ from experiments.clients import KV_COLUMNS, PROBE_COLUMNS, READBACK_OP  # noqa: 
 from migrator.core.model import ModelInputs, predict
 from migrator.memory.pages import PAGE_SIZE
 from migrator.memory.workload import MIB
+from topologies.plan import wan_path
 
-ROUND_COLUMNS = ("round", "t_start_s", "duration_s", "pages_raw", "bytes_raw", "bytes_on_wire",
-                 "codec", "goodput_mbps", "dirty_rate_mibps", "throttle", "phase",
-                 "expected_downtime_ms")
 # The keys every metrics.json has (None where a figure could not be measured).
 METRIC_KEYS = ("total_time_s", "downtime_ms", "client_outage_ms", "flow_convergence_ms",
                "bytes_on_wire", "vm_memory_bytes", "rounds", "compression_ratio",
                "mean_goodput_mbps", "link_rtt_ms_configured", "link_rtt_ms_measured",
                "link_bw_mbps", "link_backend", "integrity_ok", "outcome",
                "predicted_total_time_s", "predicted_downtime_ms")
+# Per WAN link in metrics.json's ``links`` (from the preflight's LinkCheck).
+LINK_KEYS = ("link", "src", "dst", "rtt_ms_configured", "rtt_ms_measured", "bw_mbps",
+             "goodput_mbps", "loss_pct_configured", "loss_pct_measured", "backend", "datapath",
+             "ok")
 # TCP/IP payload per full Ethernet frame: what a shaped link carries of the migrator's bytes.
 HEADER_BYTES = 52      # IPv4 20 + TCP 20 + timestamps 12
 FRAME_EXTRA = 14       # Ethernet header (the link model shapes whole frames)
@@ -143,36 +145,12 @@ def kv_integrity(rows: Iterable[Mapping[str, Any]]) -> dict:
             "kv_integrity_ok": not bad}
 
 
-def round_rows(rounds: Iterable[Mapping[str, Any]]) -> list[dict]:
-    """rounds.csv rows from the migration's round records (``dataclasses.asdict`` of
-    RoundRecord); ``t_start_s`` is relative to the migration start (rounds run back to back)."""
-    out = []
-    t = 0.0
-    for r in rounds:
-        out.append({"round": r["round"], "t_start_s": round(t, 6),
-                    "duration_s": r["duration_s"],
-                    "pages_raw": r["pages"] + r.get("zero_pages", 0),
-                    "bytes_raw": r["bytes_raw"], "bytes_on_wire": r["bytes_on_wire"],
-                    "codec": r["codec"], "goodput_mbps": r["goodput_Bps"] * 8 / 1e6,
-                    "dirty_rate_mibps": r["dirty_rate_Bps"] / MIB, "throttle": r["throttle"],
-                    "phase": r.get("phase", "live"),
-                    "expected_downtime_ms": r.get("expected_downtime_s", 0.0) * 1e3})
-        t += float(r["duration_s"])
-    return out
-
-
 def link_between(topology: Any, a: str, b: str) -> tuple[float, float | None]:
     """(RTT ms, bottleneck bw Mbit/s or None when unshaped) between sites ``a`` and ``b``: the
-    direct WAN link if there is one, else the summed RTT of the shortest path and the smallest
-    bandwidth of any WAN link (an approximation for multi-hop topologies)."""
-    if a == b:
-        return 0.0, None
-    for w in topology.wan:
-        if {w.a, w.b} == {a, b}:
-            return w.rtt_ms, w.bw_mbps
-    from topologies.plan import wan_rtt_between
-    shaped = [w.bw_mbps for w in topology.wan if w.bw_mbps is not None]
-    return wan_rtt_between(topology, a, b), (min(shaped) if shaped else None)
+    summed RTT of the WAN links on the path with the smallest RTT and the smallest rate on it."""
+    path = [topology.wan[k - 1] for k in wan_path(topology, a, b)]
+    shaped = [w.bw_mbps for w in path if w.bw_mbps is not None]
+    return sum(w.rtt_ms for w in path), (min(shaped) if shaped else None)
 
 
 def prediction(spec: Any, compression_ratio: float = 1.0, nonzero_frac: float = 1.0,
@@ -242,24 +220,46 @@ def migration_metrics(m: Mapping[str, Any], prefix: str = "") -> dict:
     }.items()}
 
 
-def link_metrics(link: Mapping[str, Any] | None) -> dict:
-    """From the preflight's LinkCheck (``to_json()``)."""
-    link = link or {}
-    return {"link_rtt_ms_configured": link.get("rtt_ms_configured"),
-            "link_rtt_ms_measured": link.get("rtt_ms_measured"),
-            "link_bw_mbps": link.get("bw_mbps"),
-            "link_goodput_mbps": link.get("goodput_mbps"),
-            "link_backend": link.get("backend"),
-            "link_datapath": link.get("datapath"),
-            "link_ok": link.get("ok")}
+def link_metrics(links: Sequence[Mapping[str, Any]] | None,
+                 path: Sequence[int] | None = None) -> dict:
+    """From the preflight's LinkCheck of every WAN link (``to_json()``, in link order): each
+    link's figures under ``links``, and the ``link_*`` figures of the migration's path (the
+    links in ``path``, 1-based; all of them when not given): RTTs summed, the smallest rate and
+    goodput, the backends used, every link ok."""
+    links = list(links or [])
+    on_path = [c for c in links if path is None or c.get("link") in set(path)]
+
+    def total(key: str) -> float | None:
+        values = [c.get(key) for c in on_path]
+        return None if not values or None in values else sum(values)
+
+    def least(key: str) -> float | None:
+        values = [c.get(key) for c in on_path if c.get(key) is not None]
+        return min(values) if values else None
+
+    def joined(key: str) -> str | None:
+        values = sorted({str(c.get(key)) for c in on_path if c.get(key) is not None})
+        return "+".join(values) if values else None
+
+    return {"links": [{k: c.get(k) for k in LINK_KEYS} for c in links],
+            "link_path": list(path) if path is not None else [c.get("link") for c in links],
+            "link_rtt_ms_configured": total("rtt_ms_configured"),
+            "link_rtt_ms_measured": total("rtt_ms_measured"),
+            "link_bw_mbps": least("bw_mbps"),
+            "link_goodput_mbps": least("goodput_mbps"),
+            "link_backend": joined("backend"),
+            "link_datapath": joined("datapath"),
+            "link_ok": all(c.get("ok") for c in on_path) if on_path else None}
 
 
 def compute_metrics(*, probes: Iterable[Mapping[str, Any]], events: Iterable[Mapping[str, Any]],
-                    migration: Mapping[str, Any], link: Mapping[str, Any] | None, vm_mac: str,
+                    migration: Mapping[str, Any], links: Sequence[Mapping[str, Any]] | None,
+                    vm_mac: str,
                     migration_start_t: float, kv_rows: Iterable[Mapping[str, Any]] | None = None,
                     predicted: Mapping[str, Any] | None = None,
                     migration_back: Mapping[str, Any] | None = None,
-                    migration_back_start_t: float | None = None) -> dict:
+                    migration_back_start_t: float | None = None,
+                    link_path: Sequence[int] | None = None) -> dict:
     """metrics.json for one run: every key of METRIC_KEYS and the details documented above."""
     probe_list = parse_probes(probes)
     event_list = list(events)
@@ -272,7 +272,7 @@ def compute_metrics(*, probes: Iterable[Mapping[str, Any]], events: Iterable[Map
     out["flow_convergence_ms"] = None if move is None else move.get("flow_convergence_ms")
     out["dest_convergence_ms"] = None if move is None else move.get("dest_convergence_ms")
     out["move_t"] = None if move is None else move.get("t_packet_in")
-    out.update(link_metrics(link))
+    out.update(link_metrics(links, link_path))
     kv = kv_integrity(kv_rows) if kv_rows is not None else {
         "kv_readback": 0, "kv_readback_failures": 0, "kv_integrity_ok": None}
     out.update(kv)

@@ -2,8 +2,8 @@
 
 Why only stored files: a figure must be reproducible from the folder alone, months later and
 on another machine, and a plotting bug must never need the experiment to be run again. Inputs:
-config.yaml, metrics.json, rounds.csv and probes.csv of a run; config.yaml and summary.csv of a
-sweep. One style (``STYLE``), fixed output names, PNG and SVG side by side:
+config.yaml, metrics.json, migration/rounds.csv and probes.csv of a run; config.yaml and summary.csv
+of a sweep. One style (``STYLE``), fixed output names, PNG and SVG side by side:
 
 * run: ``timeline.png/.svg``: the pre-copy rounds (bytes on the wire, goodput), the dirty rate
   and throttle, and the client's view (probe RTT by answering site, lost probes, the longest
@@ -119,8 +119,8 @@ def plot_run(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Pat
     metrics = _json(run_dir / "metrics.json")
     if not metrics:
         raise FileNotFoundError(f"{run_dir / 'metrics.json'}: missing or empty; not a run folder")
-    rounds = _typed(read_csv(run_dir / "rounds.csv")) if (run_dir / "rounds.csv").is_file() \
-        else []
+    rounds_file = run_dir / "migration" / "rounds.csv"       # the migrator writes it
+    rounds = _typed(read_csv(rounds_file)) if rounds_file.is_file() else []
     probes = _typed(read_csv(run_dir / "probes.csv")) if (run_dir / "probes.csv").is_file() \
         else []
     start = metrics.get("migration_start_t") or 0.0

@@ -16,10 +16,13 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
+from ground.errors import NotAsAskedError
+from ground.protocol import Kind, Message, parse_line
+
 log = logging.getLogger(__name__)
 
 
-class ProcError(RuntimeError):
+class ProcError(NotAsAskedError):
     """A process did not say what it should have, in time, or exited early."""
 
 
@@ -82,21 +85,24 @@ class Proc:
         return "\n".join(self.output[-n:] + err)
 
 
-def wait_line(lines: queue.Queue, procs: dict[str, Proc], name: str, prefix: str,
-              timeout_s: float) -> str:
-    """Lines of other processes met meanwhile are dropped: use only before anything else
-    speaks (start-up handshakes)."""
+def wait_for(lines: queue.Queue, procs: dict[str, Proc], name: str, kind: Kind,
+             timeout_s: float) -> Message:
+    """The first message of ``kind`` that process ``name`` says (``ground.protocol``). Lines of
+    other processes met meanwhile are dropped: use only before anything else speaks (start-up
+    handshakes)."""
     deadline = time.monotonic() + timeout_s
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
-            raise ProcError(f"{name} did not print {prefix!r} within {timeout_s:.0f} s:\n"
+            raise ProcError(f"{name} did not say {kind.value} within {timeout_s:.0f} s:\n"
                             f"{procs[name].tail()}")
         try:
             who, line = lines.get(timeout=left)
         except queue.Empty:
             continue
         if who == name and line is None:
-            raise ProcError(f"{name} exited before printing {prefix!r}:\n{procs[name].tail()}")
-        if who == name and line.startswith(prefix):
-            return line
+            raise ProcError(f"{name} exited before saying {kind.value}:\n{procs[name].tail()}")
+        if who == name:
+            msg = parse_line(line)
+            if msg is not None and msg.kind is kind:
+                return msg

@@ -13,7 +13,7 @@
    verified the image (VERIFIED), the runner re-plugs the VM's cable at the destination switch,
    says GO; the guest resumes there (RESUMED) and the announcer sends its burst;
 6. the cool-down, then the clients stop and read back every key they wrote; everything is
-   torn down (always, Ctrl-C included) and metrics.json, rounds.csv, the plots and report.md
+   torn down (always, Ctrl-C included) and metrics.json, the plots and report.md
    are written from the stored files.
 
 Downtime: the source's pause-to-ACK (final copy + verify) plus the switchover the runner
@@ -36,11 +36,14 @@ from typing import Any
 
 import yaml
 
-from experiments.procs import Proc, ProcError, wait_line
+from experiments.procs import Proc, ProcError, wait_for
 from experiments.progress import Progress
 from experiments.spec import ExperimentSpec, resolved_dict
 from experiments.testbed import controlled_network
 from ground.config import ConfigError
+from ground.errors import NotAsAskedError
+from ground.protocol import Kind, Message, format_line, parse_line
+from topologies.plan import wan_path
 
 log = logging.getLogger("wanmig.run")
 
@@ -50,7 +53,7 @@ MIGRATION_PORT = 7700
 PY = sys.executable
 
 
-class RunError(RuntimeError):
+class RunError(NotAsAskedError):
     """The run could not go on (preflight failed, a step timed out); the message says which."""
 
 
@@ -70,7 +73,8 @@ def _write_json(path: Path, data: Any) -> None:
 
 
 def preflight(net: Any, spec: ExperimentSpec, out: Path) -> list[dict]:
-    """Every WAN link measured; a link off by more than its tolerance stops the run."""
+    """Every WAN link measured (``linkcheck.json``: one record per link, in link order); a link
+    off by more than its tolerance stops the run."""
     from topologies.linkcheck import run_linkcheck
 
     checks = []
@@ -82,7 +86,7 @@ def preflight(net: Any, spec: ExperimentSpec, out: Path) -> list[dict]:
         log.info("link %d: RTT %.2f ms (asked %.0f), goodput %s Mbit/s (asked %s): %s", i,
                  c.rtt_ms_measured, w.rtt_ms, f"{c.goodput_mbps:.1f}" if c.goodput_mbps
                  else "-", w.bw_mbps, "ok" if c.ok else "OFF")
-    _write_json(out / "linkcheck.json", checks[0] if len(checks) == 1 else checks)
+    _write_json(out / "linkcheck.json", checks)
     bad = [c for c in checks if not c["ok"]]
     if bad:
         raise RunError(f"link preflight failed, the WAN is not what was asked: {bad}")
@@ -100,7 +104,10 @@ class Run:
         self.image = f"r{os.getpid() % 100000}"
         self.times: dict[str, float] = {}
         self.vm_mac = ""
-        self.link: dict = {}                  # the preflight's measurement of the WAN
+        self.path: dict = {}                  # the migration's path as the preflight measured it
+        self.prepared: Any = None             # the VM's cable at the destination, not yet up
+        self.iface = ""                       # the VM's interface once moved
+        self.bar: Progress | None = None
 
     # -- pieces ---------------------------------------------------------------------------------
     def _start(self, name: str, node: Any, argv: list[str], stdin: bool = False) -> Proc:
@@ -136,10 +143,10 @@ class Run:
                 str(c.kv_rate_hz), "--value-bytes", str(c.kv_value_bytes), "--seed",
                 str(self.spec.seed), "--out", str(self.out)]
         self._start("clients", self.net.host(c.host), argv)
-        wait_line(self.lines, self.procs, "clients", "READY", 30)
+        wait_for(self.lines, self.procs, "clients", Kind.READY, 30)
 
     def _migrate(self) -> None:
-        from topologies.mobility import complete_move, prepare_move, unplug_old
+        from topologies.mobility import prepare_move
 
         p, plan = self.spec.placement, self.net.plan
         dst = next(h for h in plan.hosts if h.name == p.destination)
@@ -148,28 +155,30 @@ class Run:
         key.chmod(0o600)
         policy = self.out / "logs" / "policy.yaml"
         policy.write_text(yaml.safe_dump(dataclasses.asdict(self.spec.policy)))
-        rtt = self.link.get("rtt_ms_measured") or next(
-            (w.rtt_ms for w in self.spec.topology.wan), 0.0)
-        goodput = self.link.get("goodput_mbps")
+        rtt = self.path.get("rtt_ms_measured") or self.path.get("rtt_ms_configured") or 0.0
+        goodput = self.path.get("goodput_mbps")
         budget = self.spec.policy.time_budget_s + 120
         # The VM's NIC at the destination is plugged in (down) before the migration starts, as
         # a destination hypervisor's vSwitch port would be; switchover only brings it up.
-        prepared = prepare_move(self.net, VM_NAME, dst.switch)
+        self.prepared = prepare_move(self.net, VM_NAME, dst.switch)
         self._start("dest", self.net.host(p.destination), [
             PY, "-m", "wanmig.cli", "migrate-dest", "--listen", f"{dst.ip}:{MIGRATION_PORT}",
             "--vm", self.image, "--tag", "dst", "--source-tag", "src", "--location",
             p.destination_site, "--key-file", str(key), "--timeout-s", str(budget), "--gate",
             "--json"], stdin=True)
-        wait_line(self.lines, self.procs, "dest", "LISTENING", 60)
+        wait_for(self.lines, self.procs, "dest", Kind.LISTENING, 60)
         self._start("source", self.net.host(p.source), [
             PY, "-m", "wanmig.cli", "migrate-source", "--connect", f"{dst.ip}:{MIGRATION_PORT}",
             "--vm", self.image, "--tag", "src", "--key-file", str(key), "--rtt-hint-ms",
             str(rtt), *(["--bw-hint-mbps", str(goodput)] if goodput else []),
             "--policy-file", str(policy), "--timeout-s", "60", "--progress", "--out",
             str(self.out / "migration")])
+        handlers = {Kind.STARTED: self._on_started, Kind.PAUSED: self._on_paused,
+                    Kind.PROGRESS: self._on_progress, Kind.VERIFIED: self._on_verified,
+                    Kind.RESUMED: self._on_resumed}
         ended: set[str] = set()
         deadline = time.monotonic() + budget
-        with Progress(total_bytes=self.spec.vm.memory_bytes) as bar:
+        with Progress(total_bytes=self.spec.vm.memory_bytes) as self.bar:
             while ended != {"source", "dest"}:
                 if time.monotonic() > deadline:
                     raise RunError(f"migration still running after {budget:.0f} s")
@@ -179,31 +188,49 @@ class Run:
                     continue
                 if line is None:
                     ended.add(who)
-                elif who == "source" and line.startswith("STARTED "):
-                    self.times["migration_start_t"] = float(line.split()[1])
-                elif who == "source" and line.startswith("PAUSED "):
-                    self.times["paused_t"] = float(line.split()[1])
-                elif who == "source" and line.startswith("PROGRESS "):
-                    r = json.loads(line[len("PROGRESS "):])
-                    # The engine's clock starts with round 0 (after connecting and, for the
-                    # adaptive policy, measuring the codecs): rounds.csv is relative to that.
-                    self.times.setdefault("rounds_start_t", r["t"] - r["duration_s"])
-                    left = r["dirty_rate_Bps"] * r["duration_s"]     # the next round's pages
-                    bar.update(r["phase"], r["round"], left, r["goodput_Bps"], r["eta_s"],
-                               r["expected_downtime_s"] * 1e3)
-                elif who == "dest" and line.startswith("VERIFIED "):
-                    self.times["verified_t"] = float(line.split()[1])
-                    t0 = time.time()
-                    self.iface = complete_move(self.net, prepared)
-                    self.times["network_move_ms"] = (time.time() - t0) * 1e3
-                    self.procs["dest"].send("GO")
-                elif who == "dest" and line.startswith("RESUMED "):
-                    self.times["resumed_t"] = float(line.split()[1])
-                    self.procs["announce"].send(self.iface)
-                    unplug_old(self.net, prepared)
+                    continue
+                msg = parse_line(line)          # None: a log line or the result record
+                if msg is not None and msg.kind in handlers:
+                    handlers[msg.kind](msg)
         for name in ("source", "dest"):
             rc = self.procs[name].wait(30)
             log.info("%s exited %d", name, rc)
+
+    # -- what the migrator says (ground.protocol), one handler per kind -------------------------
+    def _on_started(self, msg: Message) -> None:
+        self.times["migration_start_t"] = msg.t
+
+    def _on_paused(self, msg: Message) -> None:
+        self.times["paused_t"] = msg.t
+
+    def _on_progress(self, msg: Message) -> None:
+        r = msg.fields
+        # The engine's clock starts with round 0 (after connecting and, for the adaptive
+        # policy, measuring the codecs): rounds.csv is relative to that.
+        self.times.setdefault("rounds_start_t", msg.t - r["duration_s"])
+        left = r["dirty_rate_Bps"] * r["duration_s"]          # the next round's pages
+        assert self.bar is not None
+        self.bar.update(r["phase"], r["round"], left, r["goodput_Bps"], r["eta_s"],
+                        r["expected_downtime_s"] * 1e3)
+
+    def _on_verified(self, msg: Message) -> None:
+        """The image is verified at the destination: the VM's cable goes to the destination
+        switch, then GO resumes the guest there."""
+        from topologies.mobility import complete_move
+
+        self.times["verified_t"] = msg.t
+        t0 = time.time()
+        self.iface = complete_move(self.net, self.prepared)
+        self.times["network_move_ms"] = (time.time() - t0) * 1e3
+        self.procs["dest"].send(format_line(Kind.GO))
+
+    def _on_resumed(self, msg: Message) -> None:
+        """The guest runs at the destination: it announces itself; the old cable goes."""
+        from topologies.mobility import unplug_old
+
+        self.times["resumed_t"] = msg.t
+        self.procs["announce"].send(format_line(Kind.GO, iface=self.iface))
+        unplug_old(self.net, self.prepared)
 
     # -- the run --------------------------------------------------------------------------------
     def execute(self) -> None:
@@ -212,7 +239,7 @@ class Run:
         self._start_guest(vm_host)
         self._start("announce", vm_host, [PY, "-m", "migrator.guest.announce", "--iface", "-",
                                           "--mac", self.vm_mac, "--first-now"], stdin=True)
-        wait_line(self.lines, self.procs, "announce", '{"event": "waiting"', 60)
+        wait_for(self.lines, self.procs, "announce", Kind.READY, 60)
         self._start_clients()
         log.info("warm-up %.0f s: VM %s (%s) at %s, clients at %s", self.spec.schedule.warmup_s,
                  VM_NAME, self.vm_ip, self.spec.placement.source, self.spec.clients.host)
@@ -267,7 +294,7 @@ def run_experiment(spec: ExperimentSpec, out: Path) -> dict:
             checks = preflight(net, spec, out)
             fabric["preflight"] = drops()
             run = Run(spec, out, net)
-            run.link = checks[0]
+            run.path = path_figures(checks, migration_path(spec))
             try:
                 run.execute()
             finally:
@@ -294,11 +321,36 @@ def fabric_metrics(fabric: dict[str, int | None]) -> dict[str, int | None]:
             "fabric_drops": delta("preflight", "end")}
 
 
+def migration_path(spec: ExperimentSpec) -> list[int]:
+    """The WAN links (1-based) the migration crosses, from the source's site on."""
+    return wan_path(spec.topology, spec.placement.source_site, spec.placement.destination_site)
+
+
+def path_figures(checks: list[dict], path: list[int]) -> dict:
+    """The migration's path as the preflight measured it: RTTs summed (configured and
+    measured), the smallest goodput of its links (None where a link's was not measured)."""
+    on = [c for c in checks if c.get("link") in set(path)]
+    rtts = [c.get("rtt_ms_measured") for c in on]
+    goodputs = [c.get("goodput_mbps") for c in on]
+    return {"rtt_ms_configured": sum(c.get("rtt_ms_configured") or 0.0 for c in on),
+            "rtt_ms_measured": None if None in rtts else sum(rtts),
+            "goodput_mbps": None if not goodputs or None in goodputs else min(goodputs)}
+
+
+def read_linkchecks(path: Path) -> list[dict]:
+    """linkcheck.json: one record per WAN link (a run stored before every run wrote a list
+    has one record, not in a list)."""
+    data = _read_json(path)
+    if data is None:
+        return []
+    return data if isinstance(data, list) else [data]
+
+
 def collect(spec: ExperimentSpec, out: Path, run: Run | None, error: str | None,
             fabric: dict[str, int | None] | None = None) -> dict:
-    """metrics.json and rounds.csv from what the run stored (partial runs included)."""
-    from experiments.metrics import ROUND_COLUMNS, compute_metrics, prediction, round_rows
-    from experiments.summary import read_csv, write_csv
+    """metrics.json from what the run stored (partial runs included)."""
+    from experiments.metrics import compute_metrics, prediction
+    from experiments.summary import read_csv
 
     mig_dir = out / "migration"
     result = _read_json(mig_dir / "result.json")
@@ -310,18 +362,18 @@ def collect(spec: ExperimentSpec, out: Path, run: Run | None, error: str | None,
         result["resume_s"] = times["resumed_t"] - times["verified_t"]
         if "paused_t" in times:
             result["downtime_s"] = times["resumed_t"] - times["paused_t"]
-        write_csv(out / "rounds.csv", ROUND_COLUMNS, round_rows(result.get("rounds", [])))
-    link = _read_json(out / "linkcheck.json")
+    links = read_linkchecks(out / "linkcheck.json")
+    path = migration_path(spec)
     probes = read_csv(out / "probes.csv") if (out / "probes.csv").exists() else []
     kv = read_csv(out / "kv.csv") if (out / "kv.csv").exists() else None
     events = _read_jsonl(out / "controller_events.jsonl")
     pred = prediction(spec, compression_ratio=(result or {}).get("compression_ratio") or 1.0,
                       nonzero_frac=nonzero_fraction(result, spec.vm.memory_bytes),
-                      goodput_mbps=(link or {}).get("goodput_mbps"),
+                      goodput_mbps=path_figures(links, path)["goodput_mbps"],
                       dirty_rate_mibps=round0_dirty_mibps(result))
     metrics = compute_metrics(
         probes=probes, events=events, migration=result or {"outcome": "not started"},
-        link=link, vm_mac=run.vm_mac if run else "",
+        links=links, link_path=path, vm_mac=run.vm_mac if run else "",
         migration_start_t=times.get("rounds_start_t", times.get("migration_start_t",
                                                                   time.time())),
         kv_rows=kv, predicted=pred)

@@ -12,7 +12,8 @@ memory-mapped RX ring (``TPACKET_V2``) and stay in their slot until due, then le
 ring (kernel-counted), a frame longer than a slot, a full send buffer, or a frame the output
 qdisc refuses is a counted drop, never a crash.
 
-Protocol with the parent: one line ``READY {json}`` on stdout once the rings are bound; the
+Protocol with the parent (``ground.protocol``): READY with the parameters it runs with, once the
+rings are bound; the
 counters as JSON in ``--stats`` (rewritten every second and on exit). SIGTERM or SIGINT end it.
 """
 
@@ -33,6 +34,7 @@ import time
 from array import array
 from dataclasses import asdict, dataclass
 
+from ground.protocol import Kind, say
 from topologies.linkmodel import LOST, LinkModel
 from topologies.packetring import (
     HEADER,
@@ -267,10 +269,8 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    print("READY " + json.dumps({"pid": os.getpid(), "delay_ms": args.delay_ms,
-                                 "jitter_ms": args.jitter_ms, "loss_pct": args.loss_pct,
-                                 "rate_mbps": args.rate_mbps, "queue_pkts": args.queue_pkts}),
-          flush=True)
+    say(Kind.READY, pid=os.getpid(), delay_ms=args.delay_ms, jitter_ms=args.jitter_ms,
+        loss_pct=args.loss_pct, rate_mbps=args.rate_mbps, queue_pkts=args.queue_pkts)
     relay.run(args.stats)
     return 0
 

@@ -13,12 +13,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from ground.errors import NotAsAskedError
+
 PING_COUNTS = re.compile(r"(\d+) packets transmitted, (\d+) received")
 PING_RTT = re.compile(r"rtt min/avg/max/mdev = ([\d.]+)/([\d.]+)/([\d.]+)/([\d.]+) ms")
 IPERF_PORT = 5201
 
 
-class MeasureError(RuntimeError):
+class MeasureError(NotAsAskedError):
     """A measurement tool failed or printed something that cannot be read."""
 
 

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ground.errors import NotAsAskedError
+from ground.protocol import Kind, ProtocolError, parse_line
 from topologies.cleanup import Registry, netns_inode
 from topologies.detect import Choice
 from topologies.plan import PREFIX_LEN, NetworkPlan, plan_network
@@ -39,7 +41,7 @@ STP_TIMEOUT_S = 90.0
 MIN_TCP_BUFFER = 6 << 20
 
 
-class LinkError(RuntimeError):
+class LinkError(NotAsAskedError):
     """A link could not be set up as asked: never carried on with as a warning."""
 
 
@@ -380,13 +382,17 @@ class WanNetwork:
         link.relay_proc = proc
         ready, _, _ = select.select([proc.stdout], [], [], READY_TIMEOUT_S)
         line = proc.stdout.readline() if ready else ""
-        if not line.startswith("READY "):
+        try:
+            msg = parse_line(line)
+        except ProtocolError:
+            msg = None
+        if msg is None or msg.kind is not Kind.READY:
             proc.kill()
             errlog.flush()
             err = (self.workdir / f"{link.relay}.log").read_text()[-2000:]
             raise LinkError(f"delay line of WAN link {link.index} did not start "
                             f"(got {line!r}): {err}")
-        got = json.loads(line[6:])
+        got = msg.fields
         asked = {"delay_ms": delay, "jitter_ms": d.jitter_ms, "loss_pct": d.loss_pct,
                  "rate_mbps": d.bw_mbps, "queue_pkts": d.queue_pkts}
         if any(got.get(k) != v for k, v in asked.items()):

@@ -136,21 +136,36 @@ def plan_network(spec: TopologySpec) -> NetworkPlan:
     return NetworkPlan(tuple(hosts), tuple(switches), tuple(fabric), wan, site_index)
 
 
-def wan_rtt_between(spec: TopologySpec, a: str, b: str) -> float:
-    """The smallest sum of WAN RTTs on a path of WAN links from site ``a`` to site ``b``."""
-    best = {a: 0.0}
+def wan_path(spec: TopologySpec, a: str, b: str) -> list[int]:
+    """The WAN links (1-based indices, in order from ``a``) of the path from site ``a`` to
+    site ``b`` with the smallest sum of RTTs; empty when ``a`` is ``b``."""
+    best: dict[str, float] = {a: 0.0}
+    via: dict[str, tuple[str, int]] = {}
     frontier = [a]
     while frontier:
         site = min(frontier, key=best.__getitem__)
         frontier.remove(site)
-        for w in spec.wan:
+        for k, w in enumerate(spec.wan, start=1):
             if site in (w.a, w.b):
                 other = w.b if site == w.a else w.a
                 cost = best[site] + w.rtt_ms
                 if cost < best.get(other, float("inf")):
                     best[other] = cost
+                    via[other] = (site, k)
                     frontier.append(other)
-    return best[b]
+    if b not in best:
+        raise ValueError(f"no WAN path from {a} to {b}")
+    path: list[int] = []
+    site = b
+    while site != a:
+        site, k = via[site]
+        path.append(k)
+    return path[::-1]
+
+
+def wan_rtt_between(spec: TopologySpec, a: str, b: str) -> float:
+    """The smallest sum of WAN RTTs on a path of WAN links from site ``a`` to site ``b``."""
+    return sum(spec.wan[k - 1].rtt_ms for k in wan_path(spec, a, b))
 
 
 def control_rtts(spec: TopologySpec) -> dict[str, float]:

@@ -32,6 +32,7 @@ from controller.eventlog import read_events
 from experiments.bench.packetin import measure
 from experiments.testbed import controlled_network
 from ground.meta import new_run_dir, results_root, run_metadata, write_bench_table
+from ground.protocol import Kind, parse_line
 from ground.table import render
 from topologies.detect import as_record, detect
 from topologies.mobility import move_host
@@ -77,7 +78,8 @@ def run_moves(controller_site: str, moves: int, rtt_ms: float, choice: object, w
             iface = move_host(net, VM, f"{to_site}s1")
             out = vm.cmd(f"{sys.executable} -m migrator.guest.announce --iface {iface} --mac {mac} "
                          "--rounds 1 --first-now")
-            if '"rarp"' not in out:
+            if not any((m := parse_line(line)) is not None and m.kind is Kind.RARP
+                       for line in out.splitlines()):
                 raise RuntimeError(f"announce failed: {out}")
             ev = _wait_moves(events, mac, i + 1, timeout_s=5 + 4 * rtt_ms / 1e3)[i]
             dest = [ms for d, ms in ev["barrier_ms"].items() if site_of[int(d)] == to_site]

@@ -88,7 +88,7 @@ def tcp_baseline(streams: int, seconds: float = 1.0, chunk: int = 4 << 20) -> fl
 def main(argv: Sequence[str] | None = None) -> int:
     from ground import meta
     from ground.table import render
-    from migrator.endpoints import migrate_loopback, migrate_loopback_real, real_vm_available
+    from migrator.loopback import migrate_loopback, migrate_loopback_real, real_vm_available
 
     ap = argparse.ArgumentParser(prog="python -m experiments.bench.loopback", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -1,4 +1,5 @@
-"""What a finished migration is reported as: the JSON summary and the per-round CSV.
+"""What a finished migration is reported as: the JSON summary and ``rounds.csv`` (its only
+writer).
 
 Pure functions of the engine's ``MigrationResult``: the same record gives the same summary
 whether it came from a loopback run, a two-site experiment or a unit test, and the prediction
@@ -18,8 +19,11 @@ from migrator.core.records import MigrationResult, RoundRecord
 from migrator.memory.pages import PAGE_SIZE
 
 MIB = 1024 * 1024
-CSV_COLUMNS = ("round", "pages_raw", "bytes_raw", "bytes_on_wire", "codec", "duration_s",
-               "goodput_mbps", "dirty_rate_mibps", "throttle", "phase")
+# rounds.csv, one row per round (README, "Results"): pages = non-zero pages sent with their
+# data, zero_pages = pages sent as a bare index; bytes_raw = guest bytes of those non-zero pages.
+ROUND_COLUMNS = ("round", "phase", "t_start_s", "duration_s", "pages", "zero_pages", "bytes_raw",
+                 "bytes_on_wire", "codec", "goodput_mbps", "dirty_rate_mibps", "throttle",
+                 "expected_downtime_ms")
 
 
 def model_inputs(result: MigrationResult, *, rtt_s: float, max_rounds: int
@@ -84,22 +88,30 @@ def summary(result: MigrationResult, *, rtt_s: float, max_rounds: int,
     return out
 
 
-def round_row(r: RoundRecord) -> dict:
-    return {"round": r.round, "pages_raw": r.pages, "bytes_raw": r.bytes_raw,
-            "bytes_on_wire": r.bytes_on_wire, "codec": r.codec,
-            "duration_s": round(r.duration_s, 6),
-            "goodput_mbps": round(r.goodput_Bps * 8 / 1e6, 3),
-            "dirty_rate_mibps": round(r.dirty_rate_Bps / MIB, 3),
-            "throttle": r.throttle, "phase": r.phase}
+def round_rows(rounds: Iterable[RoundRecord]) -> list[dict]:
+    """The rows of ``rounds.csv`` (columns ``ROUND_COLUMNS``); ``t_start_s`` is from the first
+    page sent (rounds run back to back)."""
+    out = []
+    t = 0.0
+    for r in rounds:
+        out.append({"round": r.round, "phase": r.phase, "t_start_s": round(t, 6),
+                    "duration_s": round(r.duration_s, 6), "pages": r.pages,
+                    "zero_pages": r.zero_pages, "bytes_raw": r.bytes_raw,
+                    "bytes_on_wire": r.bytes_on_wire, "codec": r.codec,
+                    "goodput_mbps": round(r.goodput_Bps * 8 / 1e6, 3),
+                    "dirty_rate_mibps": round(r.dirty_rate_Bps / MIB, 3),
+                    "throttle": r.throttle,
+                    "expected_downtime_ms": round(r.expected_downtime_s * 1e3, 3)})
+        t += r.duration_s
+    return out
 
 
 def rounds_csv(rounds: Iterable[RoundRecord]) -> str:
-    """The per-round CSV text, header first (columns ``CSV_COLUMNS``)."""
+    """The text of ``rounds.csv``, header first: the one writer of that file."""
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    w = csv.DictWriter(buf, fieldnames=ROUND_COLUMNS, lineterminator="\n")
     w.writeheader()
-    for r in rounds:
-        w.writerow(round_row(r))
+    w.writerows(round_rows(rounds))
     return buf.getvalue()
 
 

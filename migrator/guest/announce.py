@@ -3,16 +3,18 @@
 QEMU's announce_self defaults: 5 rounds, the first 50 ms after resume, each gap 100 ms longer
 than the last (50, 150, 250, 350 ms). The frame is a RARP request (ethertype 0x8035, opcode 3)
 with source and target hardware address the VM's MAC and zero protocol addresses, to broadcast.
-``python -m migrator.guest.announce --iface vm-eth0 --mac 02:00:...`` prints the wall-clock time of
-each frame sent (one JSON line each).
+``python -m migrator.guest.announce --iface vm-eth0 --mac 02:00:...`` says RARP with the
+wall-clock time of each frame sent; with ``--iface -`` it loads scapy, says READY and waits for
+GO with the interface's name (``ground.protocol``).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
+
+from ground.protocol import Kind, ProtocolError, parse_line, say
 
 RARP_TYPE = 0x8035
 RARP_REQUEST = 3
@@ -50,8 +52,7 @@ def announce(iface: str, mac: str, rounds: int = 5, initial_ms: float = 50,
                 time.sleep(gap / 1e3)
             sock.send(frame)
             times.append(time.time())
-            print(json.dumps({"event": "rarp", "t": times[-1], "mac": mac, "iface": iface}),
-                  flush=True)
+            say(Kind.RARP, t=times[-1], mac=mac, iface=iface)
     finally:
         sock.close()
     return times
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m migrator.guest.announce", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--iface", required=True,
-                   help="interface, or - to read its name from stdin when it is time (the VM "
+                   help="interface, or - to read it from GO on stdin when it is time (the VM "
                         "resumed): scapy is loaded beforehand, so the burst starts at once")
     p.add_argument("--mac", required=True)
     p.add_argument("--rounds", type=int, default=5)
@@ -72,10 +73,17 @@ def main(argv: list[str] | None = None) -> int:
         import scapy.config  # noqa: F401 - seconds to import: not while the VM waits
         import scapy.layers.l2  # noqa: F401
 
-        print(json.dumps({"event": "waiting"}), flush=True)
-        iface = sys.stdin.readline().strip()
+        say(Kind.READY)
+        line = sys.stdin.readline()
+        try:
+            go = parse_line(line)
+        except ProtocolError as exc:
+            print(f"announce: {exc}", file=sys.stderr)
+            return 1
+        iface = str(go.fields.get("iface", "")) if go is not None and go.kind is Kind.GO else ""
         if not iface:
-            print(json.dumps({"event": "cancelled"}), flush=True)
+            print(f"announce: no GO with an interface on stdin (got {line!r}): nothing sent",
+                  file=sys.stderr)
             return 1
         from scapy.config import conf
 

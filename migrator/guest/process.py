@@ -33,10 +33,10 @@ Service (``migrator.guest.service``), answered only while the VM runs:
   ``[A-Za-z0-9_.-]{1,64}``, values 1-1024 printable ASCII without spaces; a line over 2048 bytes
   closes the connection; a full store answers ``ERR store full ...``.
 
-The guest prints ``READY <pid>`` once it serves, logs to stderr, and exits 0 on SIGTERM/SIGINT
-(it never unlinks memory: the launcher owns it).  Measured on this machine (2 cores, 256 MiB
-guest, 3 s, no clients): web 20.0 MiB/s at 11 % of a core, memory-intensive 299.8 MiB/s at 23 %,
-idle 5 % (the 1 ms tick); the ceiling is about 2.5 GiB/s of page writes on one core.
+The guest says ``READY {"pid": ...}`` (``ground.protocol``) once it serves, logs to stderr, and
+exits 0 on SIGTERM/SIGINT (it never unlinks memory: the launcher owns it).  Measured on this machine
+(2 cores, 256 MiB guest, 3 s, no clients): web 20.0 MiB/s at 11 % of a core, memory-intensive 299.8
+MiB/s at 23 %, idle 5 % (the 1 ms tick); the ceiling is about 2.5 GiB/s of page writes on one core.
 
 ## Why the loop looks like this
 
@@ -62,6 +62,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ground.config import ConfigError
+from ground.protocol import Kind, say
 from migrator.guest.control import (
     CMD_PAUSE,
     CMD_RUN,
@@ -174,7 +175,7 @@ class Guest:
             self._open()
             assert self.ctl is not None and self.mem is not None
             applied = self.ctl.guest_start(os.getpid(), self.location, self.mem.tag)
-            print(f"READY {os.getpid()}", flush=True)
+            say(Kind.READY, pid=os.getpid())
             self._loop(applied)
             return 0
         except Exception as exc:

@@ -33,6 +33,8 @@ from typing import Any
 import numpy as np
 
 from ground.config import ConfigError
+from ground.errors import NotAsAskedError
+from ground.protocol import Kind, ProtocolError, parse_line
 from migrator.guest.control import ControlState, check_location
 from migrator.guest.image import GuestMemory, image_name, remove_segments
 from migrator.guest.kvstore import KVStore
@@ -46,7 +48,7 @@ log = logging.getLogger(__name__)
 _REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-class GuestStartError(RuntimeError):
+class GuestStartError(NotAsAskedError):
     """The guest process did not come up (its exit status or the timeout is in the message)."""
 
 
@@ -220,7 +222,7 @@ def _check_port(name: str, port: object) -> int:
 
 
 def _wait_ready(proc: Any, timeout: float) -> int:
-    """The pid from the guest's ``READY <pid>`` line; GuestStartError on exit or timeout."""
+    """The pid the guest says READY with; GuestStartError on exit or timeout."""
     deadline = time.monotonic() + timeout
     buf = b""
     fd = proc.stdout.fileno()
@@ -239,10 +241,14 @@ def _wait_ready(proc: Any, timeout: float) -> int:
                                           "(its log is on its stderr)")
                 buf += chunk
     line = buf.split(b"\n", 1)[0].decode(errors="replace").strip()
-    parts = line.split()
-    if len(parts) != 2 or parts[0] != "READY" or not parts[1].isdigit():
-        raise GuestStartError(f"guest said {line!r}, expected 'READY <pid>'")
-    return int(parts[1])
+    try:
+        msg = parse_line(line)
+    except ProtocolError:
+        msg = None
+    pid = msg.fields.get("pid") if msg is not None and msg.kind is Kind.READY else None
+    if not isinstance(pid, int) or isinstance(pid, bool):
+        raise GuestStartError(f"guest said {line!r}, expected READY with its pid")
+    return pid
 
 
 def start_guest(vm: str, npages: int, workload: str | WorkloadParams | Mapping, seed: int,

@@ -344,7 +344,7 @@ def listen(addr: tuple[str, int], bdp_hint_bytes: float = 0.0,
            streams: int = 4) -> tuple[socket.socket, dict]:
     """A listening socket with SO_RCVBUF sized before listen (the window scale is fixed at the
     SYN, so it must be set here); returns it and what the kernel granted."""
-    from migrator.transport.sender import size_buffer
+    from migrator.transport.sockets import size_buffer
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:

@@ -13,6 +13,7 @@ import pytest
 
 from controller.eventlog import read_events
 from experiments.testbed import controlled_network
+from ground.protocol import Kind, parse_line
 from tests.integration.helpers import assert_nothing_left
 from topologies.mobility import move_host
 from topologies.spec import parse_topology
@@ -80,7 +81,8 @@ def test_moved_host_is_reached_again_within_rtt_plus_100ms(choice, tmp_path, con
             new_if = move_host(net, "dc1h1", "dc2s1")
             out = vm.cmd(f"{sys.executable} -m migrator.guest.announce --iface {new_if} "
                          f"--mac {mac}")
-            rarps = [json.loads(line)["t"] for line in out.splitlines() if '"rarp"' in line]
+            rarps = [m.t for line in out.splitlines()
+                     if (m := parse_line(line)) is not None and m.kind is Kind.RARP]
             assert rarps, f"no RARP sent: {out}"
             deadline = time.time() + 2.0
             while time.time() < deadline and not [t for t in reply_times(log) if t > rarps[0]]:

@@ -9,9 +9,12 @@ import signal
 
 import pytest
 
+import topologies.cli as topologies_cli
 import topologies.detect as detect
-import wanmig.cli as cli
-from wanmig.cli import EXIT_FAIL, EXIT_INPUT, EXIT_OK, main
+from ground.errors import Exit
+from wanmig.cli import main
+
+EXIT_OK, EXIT_FAIL, EXIT_INPUT = Exit.OK, Exit.FAIL, Exit.INPUT
 
 
 @pytest.fixture(autouse=True)
@@ -23,8 +26,8 @@ def _never_privileged(monkeypatch):
     def forbidden(*_a, **_k):
         raise AssertionError("input should have been rejected before this point")
 
-    monkeypatch.setattr(cli, "_need_root", forbidden)
-    monkeypatch.setattr(cli, "_ready_choice", forbidden)
+    monkeypatch.setattr(topologies_cli, "need_root", forbidden)
+    monkeypatch.setattr(topologies_cli, "ready_choice", forbidden)
     monkeypatch.setattr(detect, "probe_netem", forbidden)
     monkeypatch.setattr(detect, "probe_ovs_module", forbidden)
     previous = signal.getsignal(signal.SIGTERM)   # main() installs its own SIGTERM handler

@@ -17,7 +17,6 @@ from experiments.metrics import (
     move_event,
     prediction,
     probe_metrics,
-    round_rows,
 )
 from experiments.spec import parse_experiment
 from experiments.summary import read_csv, run_table
@@ -30,7 +29,7 @@ def fixture_metrics(**overrides) -> dict:
     args = dict(probes=read_csv(RUN / "probes.csv"),
                 events=read_events(RUN / "controller_events.jsonl"),
                 migration=json.loads((RUN / "migration.json").read_text()),
-                link=json.loads((RUN / "linkcheck.json").read_text()), vm_mac=VM_MAC,
+                links=json.loads((RUN / "linkcheck.json").read_text()), vm_mac=VM_MAC,
                 migration_start_t=1000.0, kv_rows=read_csv(RUN / "kv.csv"))
     args.update(overrides)
     return compute_metrics(**args)
@@ -96,17 +95,6 @@ def test_move_event_matches_mac_case_insensitively_and_needs_convergence():
               {"event": "learn", "mac": VM_MAC, "t_packet_in": 6.0, "flow_convergence_ms": 1}]
     assert move_event(events, VM_MAC, 3.0)["flow_convergence_ms"] == 4.0
     assert move_event(events, VM_MAC, 5.5) is None
-
-
-def test_round_rows_start_times_are_cumulative():
-    rounds = json.loads((RUN / "migration.json").read_text())["rounds"]
-    rows = round_rows(rounds)
-    assert [r["t_start_s"] for r in rows] == [0.0, 1.0, 1.2]
-    assert rows[0]["goodput_mbps"] == pytest.approx(16 * 2 ** 20 * 8 / 1e6)
-    assert rows[1]["dirty_rate_mibps"] == pytest.approx(5.0)
-    assert rows[2]["phase"] == "stop-copy"
-    stored = read_csv(RUN / "rounds.csv")
-    assert [float(r["t_start_s"]) for r in stored] == [0.0, 1.0, 1.2]
 
 
 def test_prediction_follows_the_link_and_the_model():

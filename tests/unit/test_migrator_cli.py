@@ -1,22 +1,25 @@
-"""migrator.cli: every bad argument is refused with exit 2 and a message naming it, before
-anything starts (no result folder, no guest, no socket)."""
+"""migrator.cli and migrator.args: every bad argument is refused with exit 2 and a message
+naming it, before anything starts (no result folder, no guest, no socket)."""
 
 from __future__ import annotations
 
-import argparse
+import signal
 
 import pytest
 
 from ground.config import ConfigError
-from migrator.cli import add_subcommands, check_fits, parse_hostport, parse_size
+from migrator.args import check_fits, parse_hostport, parse_size
+from wanmig.cli import main
 
 
 def _run(argv, capsys, tmp_path, monkeypatch):
+    """The migrator's subcommands through the wanmig command, which maps errors to statuses."""
     monkeypatch.setenv("WANMIG_RESULTS", str(tmp_path / "results"))
-    p = argparse.ArgumentParser(prog="wanmig")
-    add_subcommands(p.add_subparsers(dest="command", required=True))
-    args = p.parse_args(argv)
-    code = args.func(args)
+    previous = signal.getsignal(signal.SIGTERM)   # main() installs its own SIGTERM handler
+    try:
+        code = main(argv)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return code, capsys.readouterr().err
 
 

@@ -128,9 +128,9 @@ def test_destination_killed_mid_round_leaves_the_guest_running_at_the_source(vm_
     # SIGKILL gave the destination no chance to remove the image it was receiving into; no
     # process maps it any more, so `wanmig clean` takes it.
     assert segments(vm_name) == [f"wanmig-{vm_name}-dst.ram"]
-    from topologies.cleanup import clean_vm_memory
+    from migrator.guest.image import clean_images
 
-    clean_vm_memory()
+    clean_images()
     assert segments(vm_name) == []
 
 

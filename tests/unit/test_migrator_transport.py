@@ -13,14 +13,16 @@ import pytest
 
 from migrator.core.engine import PreCopyEngine
 from migrator.core.policy import MigrationPolicy
-from migrator.endpoints import MonotonicClock, migrate_loopback, run_dest, run_source
+from migrator.endpoints import MonotonicClock, run_dest, run_source
 from migrator.guest.localvm import InProcessVM
+from migrator.loopback import migrate_loopback
 from migrator.memory.pages import PAGE_SIZE
 from migrator.memory.workload import WorkloadParams
 from migrator.transport.channel import Channel, client_handshake, server_handshake
 from migrator.transport.flowctl import GoodputMeter, StreamAdapter, TokenBucket, buffer_plan
+from migrator.transport.options import TransportOptions
 from migrator.transport.receiver import RoundOrderedMemory
-from migrator.transport.sender import TcpSender, TransportOptions
+from migrator.transport.sender import TcpSender
 from migrator.wire.frames import HEADER, MAGIC, MAX_FRAME, WIRE_VERSION, MsgType
 from migrator.wire.messages import Pages, Round, to_frame
 
