@@ -33,7 +33,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 - after choosing the backend
 import yaml  # noqa: E402
 
-from experiments.summary import cell, read_csv, read_summary, run_rows  # noqa: E402
+from experiments.summary import (  # noqa: E402
+    LINK_TABLE,
+    cell,
+    link_rows,
+    read_csv,
+    read_summary,
+    run_rows,
+)
 
 log = logging.getLogger("wanmig.plot")
 
@@ -334,6 +341,10 @@ def write_report(directory: str | Path) -> Path:
             raise FileNotFoundError(f"{directory}: neither summary.csv nor metrics.json")
         text = [f"# Run {directory.name}", "", _title(directory, metrics), "",
                 _md_table(("metric", "value"), run_rows(metrics)), ""]
+        if metrics.get("links"):
+            text += ["## WAN links", "", "The path figures above sum the RTTs of the links the "
+                     "migration crosses and take the smallest rate.", "",
+                     _md_table(LINK_TABLE, link_rows(metrics)), ""]
         if (directory / "timeline.png").is_file():
             text.append("![timeline](timeline.png)\n")
     path.write_text("\n".join(text))

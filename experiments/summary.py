@@ -137,9 +137,9 @@ RUN_TABLE = (("outcome", "outcome", ""), ("stop reason", "stop_reason", ""),
              ("VM memory", "vm_memory_bytes", "B"), ("compression ratio", "compression_ratio", ""),
              ("mean goodput", "mean_goodput_mbps", "Mbit/s"),
              ("probes lost", "probes_lost", ""), ("site before / after", None, ""),
-             ("link RTT configured", "link_rtt_ms_configured", "ms"),
-             ("link RTT measured", "link_rtt_ms_measured", "ms"),
-             ("link bandwidth", "link_bw_mbps", "Mbit/s"), ("link backend", "link_backend", ""),
+             ("path RTT configured", "link_rtt_ms_configured", "ms"),
+             ("path RTT measured", "link_rtt_ms_measured", "ms"),
+             ("path bandwidth", "link_bw_mbps", "Mbit/s"), ("link backend", "link_backend", ""),
              ("frames the switch dropped", "fabric_drops", ""),
              ("integrity", "integrity_ok", ""),
              ("predicted total time", "predicted_total_time_s", "s"),
@@ -157,6 +157,20 @@ def run_rows(metrics: Mapping[str, Any]) -> list[tuple[str, str]]:
                 text += f" {unit}"
         rows.append((label, text))
     return rows
+
+
+LINK_TABLE = ("link", "between", "RTT configured ms", "RTT measured ms", "bw Mbit/s",
+              "goodput Mbit/s", "backend", "preflight", "on the path")
+
+
+def link_rows(metrics: Mapping[str, Any]) -> list[tuple[str, ...]]:
+    """One row per WAN link as the preflight measured it (``metrics["links"]``)."""
+    path = set(metrics.get("link_path") or ())
+    return [(str(lk.get("link")), f"{lk.get('src')} - {lk.get('dst')}",
+             _fmt(lk.get("rtt_ms_configured")), _fmt(lk.get("rtt_ms_measured")),
+             _fmt(lk.get("bw_mbps")), _fmt(lk.get("goodput_mbps")), _fmt(lk.get("backend")),
+             "ok" if lk.get("ok") else "OFF", "yes" if lk.get("link") in path else "no")
+            for lk in metrics.get("links") or ()]
 
 
 def run_table(metrics: Mapping[str, Any]) -> str:

@@ -13,13 +13,13 @@ site's switches: the VM is reachable from its new site) and ``all_ms`` (the last
 switch, ``flow_convergence_ms``). With two sites a move always touches both (the stale entry at the
 old site is deleted), so ``all_ms`` includes one control RTT whenever either site is remote.
 
-Writes ``results/bench/<time>-controller/`` (bench.json, table.md, each run's event log).
+Writes ``results/bench/<time>-controller/`` (``experiments.bench.harness``; each placement's
+network and event log under ``runs/``).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -29,9 +29,10 @@ from pathlib import Path
 import numpy as np
 
 from controller.eventlog import read_events
+from experiments.bench.harness import Bench, Verdict, at_least, at_most
 from experiments.bench.packetin import measure
 from experiments.testbed import controlled_network
-from ground.meta import new_run_dir, results_root, run_metadata, write_bench_table
+from ground.errors import Exit
 from ground.protocol import Kind, parse_line
 from ground.table import render
 from topologies.detect import as_record, detect
@@ -106,8 +107,7 @@ def summarize(rows: list[dict], control_rtt_ms: float) -> list[dict]:
                     "dest_site_median_ms": float(np.median(dest)),
                     "dest_site_p95_ms": float(np.percentile(dest, 95)),
                     "all_median_ms": float(np.median(every)),
-                    "all_p95_ms": float(np.percentile(every, 95)),
-                    "dest_site_ok": bool(np.median(dest) <= target)})
+                    "all_p95_ms": float(np.percentile(every, 95))})
     return out
 
 
@@ -116,22 +116,30 @@ def rate_rows(repeats: int = 3) -> list[dict]:
     for kind in ("learn", "move", "forward"):
         runs = [measure(kind) for _ in range(repeats)]
         rates = sorted(r["per_s"] for r in runs)
-        rows.append({**runs[0], "per_s": rates[len(rates) // 2], "per_s_all": rates,
-                     "ok": rates[len(rates) // 2] >= RATE_TARGET})
+        rows.append({**runs[0], "per_s": rates[len(rates) // 2], "per_s_all": rates})
     return rows
+
+
+def rate_verdict(row: dict) -> Verdict:
+    return at_least(f"packet-ins per s ({row['kind']}, median of 3)", row["per_s"], RATE_TARGET,
+                    fmt=".0f")
+
+
+def convergence_verdict(c: dict) -> Verdict:
+    return at_most(f"convergence at the destination site, median, controller {c['controller']}",
+                   c["dest_site_median_ms"], c["target_ms"], fmt=".1f", unit=" ms")
 
 
 def tables(rate: list[dict], conv: list[dict], rtt_ms: float) -> str:
     t1 = render(("packet-in", "per s (median of 3)", "OpenFlow msgs each", "target"),
                 [(r["kind"], f"{r['per_s']:.0f}", f"{r['openflow_msgs_per_packet_in']:.0f}",
-                  f">= {RATE_TARGET:.0f} {'ok' if r['ok'] else 'MISSED'}") for r in rate])
+                  rate_verdict(r).cell()) for r in rate])
     t2 = render(("controller", "moves", "dest site median / p95 ms", "all switches median / "
                  "p95 ms", "target (dest site)"),
                 [(c["controller"], c["moves"],
                   f"{c['dest_site_median_ms']:.1f} / {c['dest_site_p95_ms']:.1f}",
                   f"{c['all_median_ms']:.1f} / {c['all_p95_ms']:.1f}",
-                  f"<= {c['target_ms']:.0f} {'ok' if c['dest_site_ok'] else 'MISSED'}")
-                 for c in conv])
+                  convergence_verdict(c).cell()) for c in conv])
     return f"{t1}\n\nmoves at WAN RTT = control RTT = {rtt_ms:g} ms\n{t2}"
 
 
@@ -145,30 +153,31 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.moves < 2:
         p.error(f"--moves: got {args.moves}, expected at least 2")
-    out = new_run_dir("controller", results_root() / "bench")
-    meta = run_metadata()
+    if not args.rate_only and os.geteuid() != 0:
+        print("bench: moves need root (sudo make bench), or use --rate-only", file=sys.stderr)
+        return Exit.INPUT
+    bench = Bench("controller", "Controller benchmark", argv)
     rate = rate_rows()
+    for row in rate:
+        bench.add({"part": "rate", **row}, rate_verdict(row))
     conv: list[dict] = []
-    moves: list[dict] = []
     if not args.rate_only:
-        if os.geteuid() != 0:
-            print("bench: moves need root (sudo make bench), or use --rate-only",
-                  file=sys.stderr)
-            return 2
         facts, choice = detect()
         if not choice.ok:
             print("bench: " + "; ".join(choice.problems), file=sys.stderr)
-            return 2
-        meta.update(as_record(facts, choice))
+            return Exit.INPUT
+        bench.meta.update(as_record(facts, choice))
+        moves: list[dict] = []
         for site in ("dc1", "dc2"):
             log.info("moves with the controller at %s", site)
-            moves += run_moves(site, args.moves, args.rtt, choice, out / f"controller_at_{site}")
+            for row in run_moves(site, args.moves, args.rtt, choice,
+                                 bench.run_dir(f"controller_at_{site}")):
+                moves.append(row)
+                bench.add({"part": "move", **row})
         conv = summarize(moves, args.rtt)
-    (out / "bench.json").write_text(json.dumps(
-        {"meta": meta, "rate": rate, "convergence": conv, "moves": moves}, indent=2))
-    text = tables(rate, conv, args.rtt)
-    write_bench_table(out, "Controller benchmark", text)
-    return 0
+        bench.judge(*[convergence_verdict(c) for c in conv])
+        bench.meta["convergence"] = conv
+    return bench.finish(tables(rate, conv, args.rtt))
 
 
 if __name__ == "__main__":

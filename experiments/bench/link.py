@@ -6,13 +6,12 @@ Targets (issue: two-site WAN emulator):
   150 ms (iperf3, slow start left out with --omit);
 - the delay line's CPU cost per Gbit/s carried, and its highest rate at 0 and 150 ms (unshaped).
 
-Writes ``results/bench/<time>-link/bench.json`` and ``table.md`` and prints the table.
+Writes ``results/bench/<time>-link/`` (``experiments.bench.harness``) and prints the table.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -20,7 +19,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ground.meta import new_run_dir, results_root, run_metadata, write_bench_table
+from experiments.bench.harness import Bench, Verdict, at_least, at_most
+from ground.errors import Exit
 from ground.table import render
 from topologies.detect import as_record, detect
 from topologies.linkcheck import run_linkcheck
@@ -91,14 +91,16 @@ def run_case(case: Case, choice: object, workdir: Path, seconds: float) -> dict:
     return row
 
 
-def verdicts(row: dict) -> tuple[str, str]:
-    rtt = "ok" if abs(row["rtt_ms_measured"] - row["rtt_ms_configured"]) <= \
-        row["rtt_tolerance_ms"] else "MISSED"
+def verdicts(row: dict) -> tuple[Verdict, Verdict | None]:
+    """RTT within its tolerance; goodput at least 90 % of a 100 Mbit/s link, 80 % above."""
+    err = row["rtt_ms_measured"] - row["rtt_ms_configured"]
+    rtt = at_most(f"RTT error, {row['case']}", abs(err), row["rtt_tolerance_ms"], unit=" ms")
     if row["bw_mbps"] is None:
-        return rtt, "-"
-    frac = row["goodput_mbps"] / row["bw_mbps"]
+        return rtt, None
     target = 0.9 if row["bw_mbps"] <= 100 else 0.8
-    return rtt, f"{frac:.0%} {'ok' if frac >= target else 'MISSED'} (>= {target:.0%})"
+    goodput = at_least(f"goodput / bw, {row['case']}", 100 * row["goodput_mbps"] / row["bw_mbps"],
+                       100 * target, fmt=".0f", unit=" %")
+    return rtt, goodput
 
 
 def table(rows: list[dict]) -> str:
@@ -108,9 +110,9 @@ def table(rows: list[dict]) -> str:
         err = r["rtt_ms_measured"] - r["rtt_ms_configured"]
         cpu = f"{r['relay_cores_per_gbps']:.2f}" if r.get("relay_cores_per_gbps") else "-"
         out.append((r["case"], r["forwarding"], f"{r['rtt_ms_measured']:.2f}",
-                    f"{err:+.2f} / {r['rtt_tolerance_ms']:.2f} {rtt_v}",
-                    f"{r['rtt_mdev_ms']:.2f}", f"{r['goodput_mbps']:.1f}", gp_v,
-                    str(r["retransmits"]), cpu))
+                    f"{err:+.2f} / {r['rtt_tolerance_ms']:.2f} {'ok' if rtt_v.ok else 'MISSED'}",
+                    f"{r['rtt_mdev_ms']:.2f}", f"{r['goodput_mbps']:.1f}",
+                    gp_v.cell() if gp_v else "-", str(r["retransmits"]), cpu))
     return render(("case", "forwarding", "RTT ms", "RTT err / tol", "mdev", "goodput Mbit/s",
                    "goodput / bw", "retr", "relay cores per Gbit/s"), out)
 
@@ -125,26 +127,21 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if os.geteuid() != 0:
         print("bench: needs root (sudo make bench)", file=sys.stderr)
-        return 2
+        return Exit.INPUT
     facts, choice = detect()
     if not choice.ok:
         print("bench: " + "; ".join(choice.problems), file=sys.stderr)
-        return 2
-    out = new_run_dir("link", results_root() / "bench")
-    meta = {**run_metadata(), **as_record(facts, choice)}
-    (out / "meta.json").write_text(json.dumps(meta, indent=2))
-    rows = []
+        return Exit.INPUT
+    bench = Bench("link", "WAN link benchmark", argv, meta=as_record(facts, choice))
     for case in cases(args.quick):
         if args.only and args.only not in case.label:
             continue
         log.info("bench case %s", case.label)
-        rows.append(run_case(case, choice, out / "runs" / f"case{len(rows) + 1}", args.seconds))
-        (out / "bench.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
-    text = table(rows)
-    write_bench_table(out, "WAN link benchmark", text,
-                      f"backend {choice.link_backend}, datapath {choice.ovs_datapath}, "
-                      f"kernel {facts.kernel}, commit {meta['git']['commit']}")
-    return 0
+        row = run_case(case, choice, bench.run_dir(f"case{len(bench.rows) + 1}"), args.seconds)
+        bench.add(row, *[v for v in verdicts(row) if v is not None])
+    return bench.finish(table(bench.rows),
+                        f"backend {choice.link_backend}, datapath {choice.ovs_datapath}, "
+                        f"kernel {facts.kernel}, commit {bench.meta['git']['commit']}")
 
 
 if __name__ == "__main__":

@@ -18,14 +18,12 @@ loopback TCP (36 Gbit/s here, a memory copy) never makes; on two cores that rati
 cost per byte of Python, not the migration's overhead.
 
 ``python -m experiments.bench.loopback [--memory 1GiB] [--codec none]``; writes
-``loopback.json`` and ``loopback.txt`` under ``$WANMIG_RESULTS/bench/`` (default
-``results/bench/``) in a ``<timestamp>-loopback`` folder.
+``results/bench/<time>-loopback/`` (``experiments.bench.harness``).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import socket
 import sys
@@ -33,8 +31,11 @@ import threading
 import time
 from collections.abc import Sequence
 
+from experiments.bench.harness import Bench, at_most, holds
 from ground.config import ConfigError
-from migrator.cli import check_fits, mem_available, parse_size
+from ground.errors import Exit
+from ground.table import render
+from migrator.args import check_fits, mem_available, parse_size
 from migrator.core.policy import MigrationPolicy
 from migrator.memory.pages import PAGE_SIZE
 from migrator.memory.workload import PRESETS
@@ -86,8 +87,6 @@ def tcp_baseline(streams: int, seconds: float = 1.0, chunk: int = 4 << 20) -> fl
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from ground import meta
-    from ground.table import render
     from migrator.loopback import migrate_loopback, migrate_loopback_real, real_vm_available
 
     ap = argparse.ArgumentParser(prog="python -m experiments.bench.loopback", description=__doc__,
@@ -104,8 +103,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_fits(size, 2, mem_available())
     except ConfigError as exc:
         print(f"bad input: {exc}", file=sys.stderr)
-        return 2
-    started = meta.run_metadata(list(argv) if argv is not None else sys.argv)
+        return Exit.INPUT
+    bench = Bench("loopback", f"Loopback migration: {args.memory} {args.workload}, codec "
+                  f"{args.codec}", list(argv) if argv is not None else None)
     policy = MigrationPolicy(codec=args.codec, streams=args.streams)
     real = real_vm_available() and not args.in_process
     fn = migrate_loopback_real if real else migrate_loopback
@@ -118,8 +118,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     ideal_own = wire / own if own > 0 else float("nan")
     ratio_tcp = s["total_time_s"] / ideal_tcp
     ratio_own = s["total_time_s"] / ideal_own
-    ok = s["outcome"] == "completed" and bool(s["integrity_ok"]) and ratio_own <= TARGET
-    rows = [("guest", "shared-memory process" if real else "in-process"),
+    guest = "shared-memory process" if real else "in-process"
+    bench.add({"guest": guest, "summary": s, "transport": run.transport,
+               "tcp_baseline_Bps": baseline, "ideal_time_tcp_s": ideal_tcp,
+               "ratio_tcp": ratio_tcp, "ideal_time_own_s": ideal_own, "ratio_own": ratio_own},
+              holds("outcome, digest equal", f"{s['outcome']}, {s['integrity_ok']}",
+                    "completed, True", s["outcome"] == "completed" and bool(s["integrity_ok"])),
+              at_most("total time / (bytes on wire / own goodput)", ratio_own, TARGET))
+    rows = [("guest", guest),
             ("memory", f"{size >> 20} MiB, workload {args.workload}, codec {args.codec}"),
             ("outcome / digest equal", f"{s['outcome']} / {s['integrity_ok']}"),
             ("total time", f"{s['total_time_s']:.3f} s"),
@@ -129,19 +135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             ("TCP baseline", f"{baseline * 8 / 1e9:.2f} Gbit/s -> ideal {ideal_tcp:.3f} s, "
                              f"ratio {ratio_tcp:.2f} (reported, not judged)"),
             ("own goodput", f"{own * 8 / 1e9:.2f} Gbit/s -> ideal {ideal_own:.3f} s, ratio "
-                            f"{ratio_own:.2f} (target <= {TARGET})"),
-            ("verdict", "OK" if ok else "OFF")]
-    table = render(("loopback migration", "result"), rows)
-    print(table)
-    out = meta.new_run_dir("loopback", meta.results_root() / "bench")
-    doc = {"meta": started, "guest": rows[0][1], "summary": s, "transport": run.transport,
-           "tcp_baseline_Bps": baseline, "ideal_time_tcp_s": ideal_tcp, "ratio_tcp": ratio_tcp,
-           "ideal_time_own_s": ideal_own, "ratio_own": ratio_own, "target_ratio": TARGET,
-           "ok": ok}
-    (out / "loopback.json").write_text(json.dumps(doc, indent=2, default=str) + "\n")
-    (out / "loopback.txt").write_text(table + "\n")
-    print(f"written {out}")
-    return 0 if ok else 1
+                            f"{ratio_own:.2f}")]
+    return bench.finish(render(("loopback migration", "result"), rows))
 
 
 if __name__ == "__main__":

@@ -9,21 +9,25 @@ Targets (issue: pre-copy live migrator):
   the setup before it (connecting, measuring the codecs) is reported in its own column;
 - downtime within the target plus one RTT.
 
-Writes ``results/bench/<time>-wan/`` (bench.json, table.md, every run's folder).
+Writes ``results/bench/<time>-wan/`` (``experiments.bench.harness``; every run's folder under
+``runs/``).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
 import sys
+from typing import Any
 
+from experiments.bench.harness import Bench, Verdict, at_least, at_most
 from experiments.metrics import prediction
 from experiments.runner import nonzero_fraction, round0_dirty_mibps, run_experiment
 from experiments.spec import parse_experiment
-from ground.meta import new_run_dir, results_root, run_metadata, write_bench_table
+from ground.errors import Exit
 from ground.table import render
 
 log = logging.getLogger("wanmig.bench")
@@ -39,7 +43,8 @@ def spec(rtt_ms: float, bw_mbps: float, memory: str, codec: str, streams: int = 
         "schedule": {"warmup_s": 5, "cooldown_s": 3}})
 
 
-def judge(s, m: dict, result: dict | None) -> dict:
+def judge(s: Any, m: dict, result: dict | None) -> tuple[dict, list[Verdict]]:
+    """One run's row and its three verdicts."""
     bw = s.topology.wan[0].bw_mbps
     rtt = s.topology.wan[0].rtt_ms
     bound = prediction(s, compression_ratio=m.get("compression_ratio") or 1.0,
@@ -50,33 +55,32 @@ def judge(s, m: dict, result: dict | None) -> dict:
     total = m.get("total_time_s")
     down = m.get("downtime_ms")
     limit = s.policy.downtime_target_ms + rtt
-    return {"outcome": m.get("outcome"), "integrity_ok": m.get("integrity_ok"),
-            "utilisation": util, "utilisation_ok": util >= 0.9,
-            "total_time_s": total, "model_lower_bound_s": lower,
-            "time_ratio": total / lower if total and lower else None,
-            "time_ok": bool(total and lower and total <= 1.25 * lower),
-            "downtime_ms": down, "downtime_limit_ms": limit,
-            "downtime_ok": down is not None and down <= limit,
-            "client_outage_ms": m.get("client_outage_ms"), "rounds": m.get("rounds"),
-            "setup_s": (result or {}).get("setup_s"),
-            "compression_ratio": m.get("compression_ratio"),
-            "mean_goodput_mbps": m.get("mean_goodput_mbps")}
+    row = {"outcome": m.get("outcome"), "integrity_ok": m.get("integrity_ok"),
+           "utilisation": util, "total_time_s": total, "model_lower_bound_s": lower,
+           "time_ratio": total / lower if total and lower else None,
+           "downtime_ms": down, "downtime_limit_ms": limit,
+           "client_outage_ms": m.get("client_outage_ms"), "rounds": m.get("rounds"),
+           "setup_s": (result or {}).get("setup_s"),
+           "compression_ratio": m.get("compression_ratio"),
+           "mean_goodput_mbps": m.get("mean_goodput_mbps")}
+    inf = float("inf")
+    return row, [at_least("link utilisation", 100 * util, 90.0, fmt=".0f", unit=" %"),
+                 at_most("total time / model bound", row["time_ratio"] or inf, 1.25, unit="x"),
+                 at_most("downtime", down if down is not None else inf, limit, fmt=".0f",
+                         unit=" ms")]
 
 
-def table(rows: list[dict]) -> str:
-    def ok(flag: bool) -> str:
-        return "ok" if flag else "MISSED"
-    return render(("run", "outcome", "utilisation", "total s / bound s", "downtime ms / limit",
+def table(rows: list[dict], verdicts: list[list[Verdict]]) -> str:
+    return render(("run", "outcome", "utilisation", "total s / bound s", "downtime ms",
                    "outage ms", "rounds", "ratio", "setup s"),
-                  [(r["run"], r["outcome"], f"{r['utilisation']:.0%} {ok(r['utilisation_ok'])}",
-                    f"{r['total_time_s']:.2f} / {r['model_lower_bound_s']:.2f} = "
-                    f"{r['time_ratio']:.2f}x {ok(r['time_ok'])}" if r["time_ratio"] else "-",
-                    f"{r['downtime_ms']:.0f} / {r['downtime_limit_ms']:.0f} "
-                    f"{ok(r['downtime_ok'])}" if r["downtime_ms"] is not None else "-",
+                  [(i, r["outcome"], util.cell(),
+                    f"{r['total_time_s']:.2f} / {r['model_lower_bound_s']:.2f}: {time_.cell()}"
+                    if r["time_ratio"] else "-", down.cell(),
                     f"{r['client_outage_ms']:.0f}" if r["client_outage_ms"] else "-",
                     r["rounds"], f"{r['compression_ratio']:.2f}" if r["compression_ratio"]
                     else "-", f"{r['setup_s']:.2f}" if r.get("setup_s") is not None else "-")
-                   for r in rows])
+                   for i, (r, (util, time_, down)) in enumerate(zip(rows, verdicts, strict=True),
+                                                              start=1)])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,21 +96,21 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if os.geteuid() != 0:
         print("bench: needs root (sudo make bench)", file=sys.stderr)
-        return 2
+        return Exit.INPUT
     s = spec(args.rtt, args.bw, args.memory, args.codec, args.streams)
-    out = new_run_dir("wan", results_root() / "bench")
-    rows = []
+    bench = Bench("wan", f"Migration across the WAN: {args.memory} web, {args.rtt:g} ms, "
+                         f"{args.bw:g} Mbit/s, {args.codec}", argv)
+    per_run: list[list[Verdict]] = []
     for i in range(1, args.runs + 1):
-        m = run_experiment(s, out / f"run{i}")
-        result_path = out / f"run{i}" / "migration" / "result.json"
+        run_dir = bench.run_dir(f"run{i}")
+        m = run_experiment(s, run_dir)
+        result_path = run_dir / "migration" / "result.json"
         result = json.loads(result_path.read_text()) if result_path.exists() else None
-        rows.append({"run": i, **judge(s, m, result)})
-        (out / "bench.json").write_text(json.dumps({"meta": run_metadata(), "rows": rows},
-                                                   indent=2, default=str))
-    text = table(rows)
-    write_bench_table(out, f"Migration across the WAN: {args.memory} web, {args.rtt:g} ms, "
-                           f"{args.bw:g} Mbit/s, {args.codec}", text)
-    return 0
+        row, verdicts = judge(s, m, result)
+        per_run.append(verdicts)
+        bench.add({"run": i, **row}, *[dataclasses.replace(v, what=f"run {i}: {v.what}")
+                                       for v in verdicts])
+    return bench.finish(table(bench.rows, per_run))
 
 
 if __name__ == "__main__":

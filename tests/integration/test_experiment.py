@@ -35,14 +35,15 @@ def test_small_run_end_to_end(choice, tmp_path):
     out = tmp_path / "run"
     m = run_experiment(spec, out)
     context = json.dumps(m, indent=1, default=str)
-    for name in ("config.yaml", "meta.json", "metrics.json", "rounds.csv", "probes.csv",
-                 "kv.csv", "controller_events.jsonl", "linkcheck.json"):
+    for name in ("config.yaml", "meta.json", "metrics.json", "migration/rounds.csv",
+                 "probes.csv", "kv.csv", "controller_events.jsonl", "linkcheck.json"):
         assert (out / name).stat().st_size > 0, f"{name} missing or empty\n{context}"
     assert m["outcome"] == "completed", context
     assert m["integrity_ok"] is True and m["kv_readback"] > 0, context
     assert m["site_before"] == "dc1" and m["site_after"] == "dc2", context
     assert m["link_backend"] == json.loads((out / "meta.json").read_text())["link_backend"]
     assert abs(m["link_rtt_ms_measured"] - RTT_MS) <= 1.0, context
+    assert [lk["link"] for lk in m["links"]] == [1] and m["link_path"] == [1], context
     # The client is at the destination: its last reply before the pause was in flight for a
     # one-way WAN delay, the first after the resume is local. So the gap it sees may be
     # shorter than the VM's downtime by up to that delay (and one probe interval).

@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from migrator.codecs.speed import for_chooser, main, measure_codec_speeds
+from experiments.bench.codecs import main
+from migrator.codecs.speed import for_chooser, measure_codec_speeds
 from migrator.memory.pages import PAGE_SIZE, PageMix, fill_pages
 
 MIX = PageMix(0.25, 0.5, 0.25)
@@ -56,10 +57,12 @@ def test_all_zero_sample_rejected():
 def test_main_writes_json(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("WANMIG_RESULTS", str(tmp_path))
     assert main(["--mib", "1", "--seconds", "0.01", "--codecs", "none", "zstd-3"]) == 0
-    files = list((tmp_path / "bench").glob("*-codecs/codecs.json"))
+    files = list((tmp_path / "bench").glob("*-codecs/bench.json"))
     assert len(files) == 1
     doc = json.loads(files[0].read_text())
-    assert set(doc["results"]) == {"none", "zstd-3"}
-    assert doc["results"]["zstd-3"]["ratio"] > 1.5 and "git" in doc["meta"]
-    assert 0.25 < doc["sample"]["zero_page_fraction"] < 0.45   # 0.35 mix, 256 pages, sd 0.03
+    results = {r["codec"]: r for r in doc["rows"]}
+    assert set(results) == {"none", "zstd-3"}
+    assert results["zstd-3"]["ratio"] > 1.5 and "git" in doc["meta"]
+    assert 0.25 < doc["meta"]["sample"]["zero_page_fraction"] < 0.45   # 0.35 mix, 256 pages
+    assert (files[0].parent / "table.md").is_file()
     assert "zstd-3" in capsys.readouterr().out

@@ -1,0 +1,114 @@
+"""One harness for every benchmark: one result layout, one verdict format.
+
+Every benchmark writes ``results/bench/<time>-<name>/`` (under ``$WANMIG_RESULTS`` if set)::
+
+    bench.json   {"name", "title", "meta", "rows": [...], "verdicts": [...], "ok"}
+                 rewritten after every row, so an interrupted benchmark keeps what it measured
+    table.md     the title, the table, every verdict, a footer (printed too)
+    runs/        each measured run's own files (network logs, experiment folders)
+
+A verdict is one measured figure against its target, always shown the same way:
+``93 % ok (>= 90 %)`` or ``79 % MISSED (>= 80 %)``. A benchmark exits 0 when every verdict is ok,
+1 when a target was missed (the table says which), 2 when it could not run here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from ground.errors import Exit
+from ground.meta import new_run_dir, results_root, run_metadata
+from ground.table import render
+
+log = logging.getLogger("wanmig.bench")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    what: str           # the figure: "goodput, 150 ms, 100 Mbit/s"
+    value: str          # as measured, with its unit: "93 %"
+    target: str         # ">= 90 %"
+    ok: bool
+
+    def cell(self) -> str:
+        return f"{self.value} {'ok' if self.ok else 'MISSED'} ({self.target})"
+
+
+def at_least(what: str, value: float, target: float, fmt: str = ".2f", unit: str = ""
+             ) -> Verdict:
+    return Verdict(what, f"{value:{fmt}}{unit}", f">= {target:{fmt}}{unit}", value >= target)
+
+
+def at_most(what: str, value: float, target: float, fmt: str = ".2f", unit: str = ""
+            ) -> Verdict:
+    return Verdict(what, f"{value:{fmt}}{unit}", f"<= {target:{fmt}}{unit}", value <= target)
+
+
+def holds(what: str, value: str, target: str, ok: bool) -> Verdict:
+    """A verdict that is not a comparison of two numbers (an outcome, a digest)."""
+    return Verdict(what, value, target, ok)
+
+
+class Bench:
+    """``bench = Bench("link", "WAN link benchmark")``; ``bench.add(row, *verdicts)`` per
+    measurement; ``return bench.finish(table_text)``."""
+
+    def __init__(self, name: str, title: str, argv: list[str] | None = None,
+                 meta: dict | None = None) -> None:
+        self.name, self.title = name, title
+        self.out = new_run_dir(name, results_root() / "bench")
+        self.meta = {**run_metadata(argv if argv is not None else sys.argv), **(meta or {})}
+        self.rows: list[dict] = []
+        self.verdicts: list[Verdict] = []
+        self.save()
+
+    def run_dir(self, label: str) -> Path:
+        """Where one measured run keeps its own files."""
+        path = self.out / "runs" / label
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def add(self, row: dict, *verdicts: Verdict) -> None:
+        self.rows.append(row)
+        self.verdicts.extend(verdicts)
+        self.save()
+
+    def judge(self, *verdicts: Verdict) -> None:
+        """Verdicts on the rows as a whole (a median over many rows, say)."""
+        self.verdicts.extend(verdicts)
+        self.save()
+
+    @property
+    def ok(self) -> bool:
+        return all(v.ok for v in self.verdicts)
+
+    def save(self) -> None:
+        doc: dict[str, Any] = {"name": self.name, "title": self.title, "meta": self.meta,
+                               "rows": self.rows,
+                               "verdicts": [asdict(v) for v in self.verdicts], "ok": self.ok}
+        (self.out / "bench.json").write_text(json.dumps(doc, indent=2, default=str) + "\n")
+
+    def verdict_table(self) -> str:
+        return render(("target", "measured"), [(v.what, v.cell()) for v in self.verdicts])
+
+    def finish(self, table: str, footer: str = "") -> Exit:
+        """table.md written and printed; the exit status the verdicts say."""
+        self.save()
+        parts = [f"# {self.title}", "", "```", table, "```"]
+        if self.verdicts:
+            missed = sum(not v.ok for v in self.verdicts)
+            parts += ["", f"Targets: {len(self.verdicts) - missed} of {len(self.verdicts)} met",
+                      "", "```", self.verdict_table(), "```"]
+        if footer:
+            parts += ["", footer]
+        (self.out / "table.md").write_text("\n".join(parts) + "\n")
+        print(table)
+        if self.verdicts:
+            print(self.verdict_table())
+        print(f"written: {self.out}")
+        return Exit.OK if self.ok else Exit.FAIL
