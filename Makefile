@@ -43,13 +43,9 @@ test: setup
 unit: setup
 	$(PY) -m pytest tests/unit
 
-# Each writes results/bench/<time>-<part>/ and prints its table.
+# Every benchmark in turn; each writes results/bench/<time>-<name>/ and prints its table.
 bench: setup
-	$(PY) -m experiments.bench.link
-	$(PY) -m experiments.bench.controller
-	$(PY) -m migrator.codecs.speed
-	$(PY) -m experiments.bench.loopback
-	$(PY) -m experiments.bench.wan
+	$(PY) -m experiments.bench
 
 lint: setup
 	$(VENV)/bin/ruff check .
