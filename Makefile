@@ -41,7 +41,7 @@ test: setup
 	$(PY) -m pytest
 
 unit: setup
-	$(PY) -m pytest tests/unit
+	$(PY) -m pytest tests/unit tests/processes
 
 # Every benchmark in turn; each writes results/bench/<time>-<name>/ and prints its table.
 bench: setup

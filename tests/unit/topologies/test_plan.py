@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 
 from topologies.names import node_names
-from topologies.plan import address, border_switch, plan_network
+from topologies.plan import address, border_switch, plan_network, wan_path, wan_rtt_between
 from topologies.spec import MAX_SITES, NODE_NAME_MAX, SITE_NAME_MAX, ConfigError, parse_topology
 
 IFNAMSIZ_MAX = 15  # Linux interface names: 16 bytes including the NUL
@@ -189,3 +189,14 @@ def test_largest_site_count_is_addressable():
     for h in plan_network(spec).hosts:
         ipaddress.IPv4Address(h.ip)
         assert re.fullmatch(r"02(:[0-9a-f]{2}){5}", h.mac), h.mac
+
+
+def test_wan_path_takes_the_smallest_rtt_and_keeps_the_order_of_the_links():
+    spec = parse_topology({
+        "sites": [{"name": "a"}, {"name": "b"}, {"name": "c"}],
+        "wan": [{"between": ["a", "b"], "rtt_ms": 40}, {"between": ["b", "c"], "rtt_ms": 60},
+                {"between": ["a", "c"], "rtt_ms": 150}]})
+    assert wan_path(spec, "a", "c") == [1, 2]           # 100 ms through b beats 150 direct
+    assert wan_path(spec, "c", "a") == [2, 1]
+    assert wan_path(spec, "b", "b") == []
+    assert wan_rtt_between(spec, "a", "c") == 100.0

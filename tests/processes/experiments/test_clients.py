@@ -27,7 +27,7 @@ from experiments.clients import (
     run_clients,
 )
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 class FakeGuest:

@@ -14,7 +14,7 @@ from experiments.progress import Progress, format_line
 from experiments.summary import read_summary, summary_rows, write_summary
 from ground.config import ConfigError
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 
 
 def assert_files(paths: list[Path]) -> None:
@@ -95,7 +95,7 @@ def test_plot_command_on_a_sweep_and_a_bad_folder(tmp_path, capsys):
 def test_validate_command_prints_the_resolved_spec(capsys):
     parser = argparse.ArgumentParser()
     add_subcommands(parser.add_subparsers(dest="command"))
-    repo = Path(__file__).resolve().parents[2]
+    repo = Path(__file__).resolve().parents[3]
     args = parser.parse_args(["validate", str(repo / "experiments" / "rtt_sweep.yaml")])
     assert args.func(args) == 0
     out = capsys.readouterr().out

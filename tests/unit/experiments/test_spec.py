@@ -11,7 +11,7 @@ from experiments.spec import load_experiment, parse_experiment, parse_memory, re
 from ground.config import ConfigError
 from migrator.memory.workload import PRESETS
 
-EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
+EXPERIMENTS = Path(__file__).resolve().parents[3] / "experiments"
 
 
 def test_default_is_the_quickstart():

@@ -13,7 +13,7 @@ from migrator.memory.workload import WorkloadParams
 from migrator.wire.frames import FrameError, FrameReader
 from migrator.wire.messages import Digest, Pages, from_frame, to_frame
 from migrator.wire.pagestream import PageStreamDecoder, PageStreamEncoder
-from tests.unit.test_migrator_engine import FakeClock, FakeVM
+from tests.unit.migrator.test_engine import FakeClock, FakeVM
 
 
 class WireSender:

@@ -21,7 +21,7 @@ from experiments.metrics import (
 from experiments.spec import parse_experiment
 from experiments.summary import read_csv, run_table
 
-RUN = Path(__file__).resolve().parents[1] / "fixtures" / "run_small"
+RUN = Path(__file__).resolve().parents[2] / "fixtures" / "run_small"
 VM_MAC = "02:00:0a:01:03:01"
 
 
@@ -118,3 +118,34 @@ def test_run_table_shows_the_main_figures():
     text = run_table(json.loads((RUN / "metrics.json").read_text()))
     for fragment in ("client outage", "251 ms", "12.5 ms", "dc1 / dc2", "completed", "yes"):
         assert fragment in text, text
+
+
+def _check(link: int, rtt: float, measured: float, bw: float, goodput: float | None,
+           ok: bool = True) -> dict:
+    return {"link": link, "src": f"dc{link}h1", "dst": f"dc{link + 1}h1", "rtt_ms_configured": rtt,
+            "rtt_ms_measured": measured, "bw_mbps": bw, "goodput_mbps": goodput,
+            "backend": "delayline", "datapath": "user", "ok": ok}
+
+
+def test_link_metrics_for_two_links_follow_the_migration_path():
+    from experiments.metrics import link_metrics
+    from experiments.runner import path_figures
+
+    checks = [_check(1, 40.0, 40.3, 100.0, 93.0), _check(2, 60.0, 60.4, 50.0, 46.0)]
+    m = link_metrics(checks, [1, 2])
+    assert [lk["link"] for lk in m["links"]] == [1, 2] and m["link_path"] == [1, 2]
+    assert m["link_rtt_ms_configured"] == 100.0
+    assert m["link_rtt_ms_measured"] == pytest.approx(100.7)
+    assert (m["link_bw_mbps"], m["link_goodput_mbps"]) == (50.0, 46.0)
+    assert (m["link_backend"], m["link_ok"]) == ("delayline", True)
+    # Only the links on the path count: a migration across link 1 alone.
+    one = link_metrics(checks, [1])
+    assert (one["link_rtt_ms_measured"], one["link_bw_mbps"], len(one["links"])) == \
+        (40.3, 100.0, 2)
+    # A link not measured leaves the path's measured RTT unknown, never a partial sum.
+    assert link_metrics([checks[0], {**checks[1], "rtt_ms_measured": None}],
+                        [1, 2])["link_rtt_ms_measured"] is None
+    assert path_figures(checks, [1, 2]) == {"rtt_ms_configured": 100.0,
+                                            "rtt_ms_measured": pytest.approx(100.7),
+                                            "goodput_mbps": 46.0}
+    assert path_figures([_check(1, 40.0, 40.3, 100.0, None)], [1])["goodput_mbps"] is None

@@ -8,7 +8,7 @@ import pytest
 
 from topologies.spec import load_topology
 
-EXAMPLES = sorted((Path(__file__).parents[2] / "topologies" / "examples").glob("*.yaml"))
+EXAMPLES = sorted((Path(__file__).parents[3] / "topologies" / "examples").glob("*.yaml"))
 
 
 def test_there_are_examples():

@@ -12,7 +12,7 @@ import pytest
 from migrator.core.records import RoundRecord
 from migrator.core.report import ROUND_COLUMNS, round_rows, rounds_csv
 
-RUN = Path(__file__).resolve().parents[1] / "fixtures" / "run_small"
+RUN = Path(__file__).resolve().parents[2] / "fixtures" / "run_small"
 
 
 def records() -> list[RoundRecord]:

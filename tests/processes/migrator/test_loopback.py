@@ -19,7 +19,7 @@ from migrator.core.policy import MigrationPolicy
 from migrator.endpoints import run_source
 from migrator.guest.image import remove_segments
 from migrator.guest.vm import start_guest
-from tests.unit.test_migrator_guest import (
+from tests.processes.migrator.test_guest import (
     HOST,
     KV_PAGES,
     KVClient,
