@@ -18,6 +18,8 @@ machine's clock, so probe, controller and migrator times compare directly):
 * ``flow_convergence_ms`` / ``dest_convergence_ms``: from the controller's first ``move`` record
   of the VM's MAC at or after the migration start (packet-in of the VM's announcement to the
   last barrier reply, and to the reply of the VM's new switch);
+* ``links`` and ``link_*``: every WAN link as the preflight measured it, and the figures of the
+  path the migration crosses (``link_path``): RTTs summed, the smallest rate and goodput;
 * ``integrity_ok``: the destination's memory digest matched and every acknowledged client write
   was read back with its value (``kv_integrity_ok``; None when no key-value client ran).
 """

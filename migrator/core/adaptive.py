@@ -8,7 +8,7 @@ second::
     delivered(c) = min(encode_speed(c) * cores, link_goodput * ratio(c))
 
 ``encode_speed`` is raw input bytes/s on one core (measured at start by
-``codec_bench.measure_codec_speeds``); ``ratio`` is raw/compressed, seeded by that measurement
+``codecs.speed.measure_codec_speeds``); ``ratio`` is raw/compressed, seeded by that measurement
 and then tracked with an EWMA of what was actually sent, because the guest's pages are not the
 benchmark sample.  Ties (within ``tie_tolerance``) go to the higher ratio: fewer bytes on a
 shared WAN for the same speed.

@@ -69,7 +69,7 @@ class PreCopyEngine:
                  ) -> None:
         if policy.codec == "adaptive" and chooser is None:
             raise ValueError("policy.codec is 'adaptive': pass a CodecChooser built from "
-                             "codec_bench.measure_codec_speeds")
+                             "codecs.speed.measure_codec_speeds")
         if chunk_pages < 1 or zero_batch < 1:
             raise ValueError("chunk_pages and zero_batch must be >= 1")
         self.clock, self.vm, self.sender, self.policy = clock, vm, sender, policy

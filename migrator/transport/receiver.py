@@ -95,7 +95,7 @@ class RoundOrderedMemory:
             zkeep = self.round_of[zero] <= round_no
             self.memory[zero[zkeep]] = 0
             self.round_of[zero[zkeep]] = round_no
-            self.digest.touched(indices[keep])         # after the writes: see destdigest
+            self.digest.touched(indices[keep])         # after the writes: see wire.incremental
             self.digest.touched(zero[zkeep])
             self.received += len(indices) + len(zero)
             self.applied += int(keep.sum()) + int(zkeep.sum())
