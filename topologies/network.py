@@ -189,6 +189,7 @@ class WanNetwork:
         if self.control is not None:
             self.control.stop()
         if self.net is not None:
+            self._remove_bridges()
             try:
                 self.net.stop()
             except Exception:  # noqa: BLE001 - teardown goes on; wanmig clean is the backstop
@@ -208,6 +209,23 @@ class WanNetwork:
                 log.info("teardown removed what was left: %s", "; ".join(left))
             self.registry.remove()
             self.registry = None
+
+    def _remove_bridges(self) -> None:
+        """Our bridges out of Open vSwitch before Mininet deletes the veths under them (it stops
+        links before switches). A userspace-datapath port whose device vanishes under it can
+        leave OVS with a stale device that a same-named veth of the next network is bound to,
+        deaf: the switches connect and take their flows but never pass a received frame up
+        (openvswitch/ovs-issues#313; seen here as a network whose controller never got a
+        packet-in, a few times in a hundred networks). ``clean_record`` is the backstop."""
+        names = [sw.name for sw in self.net.switches]
+        if not names:
+            return
+        cmd = ["ovs-vsctl", "--timeout=10"]
+        for name in names:
+            cmd += ["--", "--if-exists", "del-br", name]
+        res = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if res.returncode != 0:
+            log.warning("removing the bridges %s failed: %s", names, res.stderr.strip())
 
     # -- building -----------------------------------------------------------------------------
     def _size_port_buffers(self) -> None:
