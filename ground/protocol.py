@@ -103,6 +103,16 @@ def parse_line(line: str) -> Message | None:
     return Message(kind, fields)
 
 
+def expect(line: str, kind: Kind) -> Message | None:
+    """The message on ``line`` if it is of ``kind``; None for anything else, a malformed message
+    included (for a reader waiting on one answer, which says what it got when it is None)."""
+    try:
+        msg = parse_line(line)
+    except ProtocolError:
+        return None
+    return msg if msg is not None and msg.kind is kind else None
+
+
 def say(kind: Kind, out: TextIO | None = None, **fields: Any) -> None:
     """Write one message and flush: the reader acts on it at once."""
     stream = out or sys.stdout

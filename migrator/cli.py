@@ -25,7 +25,7 @@ from typing import Any
 from ground.config import ConfigError
 from ground.errors import Exit
 from ground.meta import out_dir, run_metadata
-from ground.protocol import Kind, ProtocolError, parse_line, say
+from ground.protocol import Kind, expect, say
 from migrator.args import (
     KEY_ENV,
     check_fits,
@@ -177,11 +177,7 @@ def _wait_gate(timeout_s: float) -> None:
     reader = threading.Thread(target=lambda: got.append(sys.stdin.readline()), daemon=True)
     reader.start()
     reader.join(timeout_s)
-    try:
-        answer = parse_line(got[0]) if got else None
-    except ProtocolError:
-        answer = None
-    if answer is None or answer.kind is not Kind.GO:
+    if not got or expect(got[0], Kind.GO) is None:
         log.warning("no GO within %.1f s (got %r): resuming anyway", timeout_s,
                     got[0] if got else None)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ground.errors import NotAsAskedError
-from ground.protocol import Kind, ProtocolError, parse_line
+from ground.protocol import Kind, expect
 from topologies.cleanup import Registry, netns_inode
 from topologies.detect import Choice
 from topologies.plan import PREFIX_LEN, NetworkPlan, plan_network
@@ -400,11 +400,8 @@ class WanNetwork:
         link.relay_proc = proc
         ready, _, _ = select.select([proc.stdout], [], [], READY_TIMEOUT_S)
         line = proc.stdout.readline() if ready else ""
-        try:
-            msg = parse_line(line)
-        except ProtocolError:
-            msg = None
-        if msg is None or msg.kind is not Kind.READY:
+        msg = expect(line, Kind.READY)
+        if msg is None:
             proc.kill()
             errlog.flush()
             err = (self.workdir / f"{link.relay}.log").read_text()[-2000:]

@@ -14,7 +14,7 @@ import argparse
 import sys
 import time
 
-from ground.protocol import Kind, ProtocolError, parse_line, say
+from ground.protocol import Kind, expect, say
 
 RARP_TYPE = 0x8035
 RARP_REQUEST = 3
@@ -75,12 +75,8 @@ def main(argv: list[str] | None = None) -> int:
 
         say(Kind.READY)
         line = sys.stdin.readline()
-        try:
-            go = parse_line(line)
-        except ProtocolError as exc:
-            print(f"announce: {exc}", file=sys.stderr)
-            return 1
-        iface = str(go.fields.get("iface", "")) if go is not None and go.kind is Kind.GO else ""
+        go = expect(line, Kind.GO)
+        iface = str(go.fields.get("iface", "")) if go is not None else ""
         if not iface:
             print(f"announce: no GO with an interface on stdin (got {line!r}): nothing sent",
                   file=sys.stderr)

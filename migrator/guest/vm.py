@@ -34,7 +34,7 @@ import numpy as np
 
 from ground.config import ConfigError
 from ground.errors import NotAsAskedError
-from ground.protocol import Kind, ProtocolError, parse_line
+from ground.protocol import Kind, expect
 from migrator.guest.control import ControlState, check_location
 from migrator.guest.image import GuestMemory, image_name, remove_segments
 from migrator.guest.kvstore import KVStore
@@ -241,11 +241,8 @@ def _wait_ready(proc: Any, timeout: float) -> int:
                                           "(its log is on its stderr)")
                 buf += chunk
     line = buf.split(b"\n", 1)[0].decode(errors="replace").strip()
-    try:
-        msg = parse_line(line)
-    except ProtocolError:
-        msg = None
-    pid = msg.fields.get("pid") if msg is not None and msg.kind is Kind.READY else None
+    msg = expect(line, Kind.READY)
+    pid = msg.fields.get("pid") if msg is not None else None
     if not isinstance(pid, int) or isinstance(pid, bool):
         raise GuestStartError(f"guest said {line!r}, expected READY with its pid")
     return pid

@@ -6,7 +6,7 @@ import io
 
 import pytest
 
-from ground.protocol import Kind, Message, ProtocolError, format_line, parse_line, say
+from ground.protocol import Kind, Message, ProtocolError, expect, format_line, parse_line, say
 
 
 @pytest.mark.parametrize("kind,fields", [
@@ -39,6 +39,12 @@ def test_a_known_kind_with_bad_fields_is_an_error_never_half_read():
         _ = msg.t
     with pytest.raises(ProtocolError, match="no field 'iface'"):
         _ = Message(Kind.GO)["iface"]
+
+
+def test_expect_takes_only_a_well_formed_message_of_its_kind():
+    assert expect('GO {"iface": "vm1-eth1"}', Kind.GO) == Message(Kind.GO, {"iface": "vm1-eth1"})
+    for line in ("READY", "GO [1]", "go", ""):
+        assert expect(line, Kind.GO) is None, line
 
 
 def test_say_writes_one_flushed_line():
