@@ -327,14 +327,14 @@ def migration_path(spec: ExperimentSpec) -> list[int]:
 
 
 def path_figures(checks: list[dict], path: list[int]) -> dict:
-    """The migration's path as the preflight measured it: RTTs summed (configured and
-    measured), the smallest goodput of its links (None where a link's was not measured)."""
-    on = [c for c in checks if c.get("link") in set(path)]
-    rtts = [c.get("rtt_ms_measured") for c in on]
-    goodputs = [c.get("goodput_mbps") for c in on]
-    return {"rtt_ms_configured": sum(c.get("rtt_ms_configured") or 0.0 for c in on),
-            "rtt_ms_measured": None if None in rtts else sum(rtts),
-            "goodput_mbps": None if not goodputs or None in goodputs else min(goodputs)}
+    """What the migrator is told of its path, as the preflight measured it (the path's figures
+    of ``metrics.link_metrics``): RTTs summed, the smallest goodput of its links."""
+    from experiments.metrics import link_metrics
+
+    m = link_metrics(checks, path)
+    return {"rtt_ms_configured": m["link_rtt_ms_configured"],
+            "rtt_ms_measured": m["link_rtt_ms_measured"],
+            "goodput_mbps": m["link_goodput_mbps"]}
 
 
 def read_linkchecks(path: Path) -> list[dict]:
