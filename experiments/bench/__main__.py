@@ -11,7 +11,8 @@ import sys
 from collections.abc import Callable
 
 from experiments.bench import codecs, controller, link, loopback, wan
-from ground.errors import Exit, NotAsAskedError
+from experiments.bench.harness import entry
+from ground.errors import Exit
 
 log = logging.getLogger("wanmig.bench")
 
@@ -29,11 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     status: dict[str, int] = {}
     for name in names:
         print(f"=== benchmark: {name}", flush=True)
-        try:
-            status[name] = BENCHES[name]([])
-        except NotAsAskedError as exc:
-            log.error("benchmark %s failed: %s", name, exc)
-            status[name] = Exit.FAIL
+        status[name] = entry(lambda name=name: BENCHES[name]([]))
     said = {Exit.OK: "ok", Exit.FAIL: "target missed or failed", Exit.INPUT: "not run"}
     print("benchmarks: " + ", ".join(f"{n} {said.get(s, s)}" for n, s in status.items()))
     return max(status.values())

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from experiments.bench.harness import Bench
+from experiments.bench.harness import Bench, entry
 from ground.table import render
 from migrator.codecs.chunk import split_zero
 from migrator.codecs.speed import default_sample, measure_codec_speeds
@@ -49,4 +49,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry(main))

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import time
 from pathlib import Path
@@ -29,13 +28,12 @@ from pathlib import Path
 import numpy as np
 
 from controller.eventlog import read_events
-from experiments.bench.harness import Bench, Verdict, at_least, at_most
+from experiments.bench.harness import Bench, Verdict, at_least, at_most, entry, testbed
 from experiments.bench.packetin import measure
 from experiments.testbed import controlled_network
-from ground.errors import Exit
 from ground.protocol import Kind, parse_line
 from ground.table import render
-from topologies.detect import as_record, detect
+from topologies.detect import as_record
 from topologies.mobility import move_host
 from topologies.spec import parse_topology
 
@@ -153,19 +151,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.moves < 2:
         p.error(f"--moves: got {args.moves}, expected at least 2")
-    if not args.rate_only and os.geteuid() != 0:
-        print("bench: moves need root (sudo make bench), or use --rate-only", file=sys.stderr)
-        return Exit.INPUT
+    facts, choice = (None, None) if args.rate_only else \
+        testbed("the moves build networks (--rate-only does not)")
     bench = Bench("controller", "Controller benchmark", argv)
     rate = rate_rows()
     for row in rate:
         bench.add({"part": "rate", **row}, rate_verdict(row))
     conv: list[dict] = []
     if not args.rate_only:
-        facts, choice = detect()
-        if not choice.ok:
-            print("bench: " + "; ".join(choice.problems), file=sys.stderr)
-            return Exit.INPUT
         bench.meta.update(as_record(facts, choice))
         moves: list[dict] = []
         for site in ("dc1", "dc2"):
@@ -181,4 +174,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry(main))

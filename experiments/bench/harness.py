@@ -17,11 +17,12 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ground.errors import Exit
+from ground.errors import Exit, exit_status, need_root
 from ground.meta import new_run_dir, results_root, run_metadata
 from ground.table import render
 
@@ -52,6 +53,28 @@ def at_most(what: str, value: float, target: float, fmt: str = ".2f", unit: str 
 def holds(what: str, value: str, target: str, ok: bool) -> Verdict:
     """A verdict that is not a comparison of two numbers (an outcome, a digest)."""
     return Verdict(what, value, target, ok)
+
+
+def testbed(why: str) -> tuple[Any, Any]:
+    """What this machine offers and the backends chosen, for a benchmark that builds networks;
+    UsageError (exit 2) when not root or when the testbed cannot run here."""
+    from topologies.cli import ready_choice
+
+    need_root(f"{why} (sudo make bench)")
+    return ready_choice()
+
+
+def entry(main: Callable[[], int]) -> int:
+    """A benchmark's exit status, its errors mapped as the wanmig command maps them
+    (``ground.errors.exit_status``): a message, not a traceback, for what is not a bug."""
+    try:
+        return int(main())
+    except BaseException as exc:  # noqa: BLE001 - mapped to a status, or raised again
+        status = exit_status(exc)
+        if status is None:
+            raise
+        print(f"bench: {exc}" if str(exc) else "bench: interrupted", file=sys.stderr)
+        return int(status)
 
 
 class Bench:

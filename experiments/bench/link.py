@@ -19,10 +19,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from experiments.bench.harness import Bench, Verdict, at_least, at_most
-from ground.errors import Exit
+from experiments.bench.harness import Bench, Verdict, at_least, at_most, entry, testbed
 from ground.table import render
-from topologies.detect import as_record, detect
+from topologies.detect import as_record
 from topologies.linkcheck import run_linkcheck
 from topologies.network import WanNetwork
 from topologies.spec import parse_topology
@@ -125,13 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", help="run only the cases whose label contains this text")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if os.geteuid() != 0:
-        print("bench: needs root (sudo make bench)", file=sys.stderr)
-        return Exit.INPUT
-    facts, choice = detect()
-    if not choice.ok:
-        print("bench: " + "; ".join(choice.problems), file=sys.stderr)
-        return Exit.INPUT
+    facts, choice = testbed("the link benchmark builds networks")
     bench = Bench("link", "WAN link benchmark", argv, meta=as_record(facts, choice))
     for case in cases(args.quick):
         if args.only and args.only not in case.label:
@@ -145,4 +138,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry(main))

@@ -31,7 +31,7 @@ import threading
 import time
 from collections.abc import Sequence
 
-from experiments.bench.harness import Bench, at_most, holds
+from experiments.bench.harness import Bench, at_most, entry, holds
 from ground.config import ConfigError
 from ground.errors import Exit
 from ground.table import render
@@ -140,4 +140,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry(main))

@@ -19,15 +19,13 @@ import argparse
 import dataclasses
 import json
 import logging
-import os
 import sys
 from typing import Any
 
-from experiments.bench.harness import Bench, Verdict, at_least, at_most
+from experiments.bench.harness import Bench, Verdict, at_least, at_most, entry, testbed
 from experiments.metrics import prediction
 from experiments.runner import nonzero_fraction, round0_dirty_mibps, run_experiment
 from experiments.spec import parse_experiment
-from ground.errors import Exit
 from ground.table import render
 
 log = logging.getLogger("wanmig.bench")
@@ -94,9 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--streams", type=int, default=4, help="data streams at the start")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if os.geteuid() != 0:
-        print("bench: needs root (sudo make bench)", file=sys.stderr)
-        return Exit.INPUT
+    testbed("the WAN benchmark runs experiments")
     s = spec(args.rtt, args.bw, args.memory, args.codec, args.streams)
     bench = Bench("wan", f"Migration across the WAN: {args.memory} web, {args.rtt:g} ms, "
                          f"{args.bw:g} Mbit/s, {args.codec}", argv)
@@ -114,4 +110,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry(main))
