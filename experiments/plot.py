@@ -54,6 +54,7 @@ STYLE = {
 }
 FORMATS = ("png", "svg")
 PHASE_COLORS = {"pre-copy": "#c6dbef", "stop-and-copy": "#fdae6b", "back": "#d9d9d9"}
+ROW_COLORS = {"stop-copy": "#fd8d3c", "verify": "#e6550d", "drain": "#bdbdbd"}  # else live
 SITE_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b")
 SWEEP_FIGURES = (("sweep_total_time", "total_time_s", "predicted_total_time_s",
                   "total migration time (s)"),
@@ -152,7 +153,7 @@ def _rounds_panel(ax: Any, ax_d: Any, rounds: list[dict]) -> None:
         return
     t0 = [r["t_start_s"] for r in rounds]
     width = [max(r["duration_s"], 1e-3) for r in rounds]
-    colors = ["#fd8d3c" if r.get("phase") == "stop-copy" else "#6baed6" for r in rounds]
+    colors = [ROW_COLORS.get(r.get("phase"), "#6baed6") for r in rounds]
     mib = [r["bytes_on_wire"] / 2 ** 20 for r in rounds]
     ax.bar(t0, mib, width=width, align="edge", color=colors, edgecolor="#08519c", lw=0.5,
            zorder=2)
@@ -161,8 +162,13 @@ def _rounds_panel(ax: Any, ax_d: Any, rounds: list[dict]) -> None:
     gp.spines["right"].set_visible(True)
     xs, ys = _steps(rounds, "goodput_mbps")
     gp.plot(xs, ys, color="#31a354", label="goodput", zorder=3)
+    top = max(ys)
+    if any(r.get("rate_mbps") for r in rounds):          # the estimate the engine decided on
+        xs, ys = _steps(rounds, "rate_mbps")
+        gp.plot(xs, ys, color="#31a354", ls=":", label="rate estimate", zorder=3)
+        top = max(top, max(ys))
     gp.set_ylabel("goodput (Mbit/s)", color="#31a354")
-    gp.set_ylim(0, max(ys) * 1.35 or 1.0)
+    gp.set_ylim(0, top * 1.35 or 1.0)
     gp.grid(False)
     xs, ys = _steps(rounds, "dirty_rate_mibps")
     ax_d.plot(xs, ys, color="#d62728", label="dirty rate")

@@ -45,6 +45,9 @@ class MonotonicClock:
     def now(self) -> float:
         return time.monotonic()
 
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
 
 def build_chooser(vm: VM, streams: int, seconds_each: float = 0.1,
                   sample_pages: int = 2048) -> CodecChooser:

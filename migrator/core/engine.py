@@ -5,34 +5,44 @@ runs keeps it available; each round re-sends only what the guest wrote during th
 so with a dirty rate below the link rate the remainder shrinks geometrically until it fits the
 downtime target, and only then is the guest paused ("stunned") for the last copy.
 
+Why pipelined, and what the pipe changes: over a long fat pipe a round's pages are still in
+flight when they have all been handed to the transport, and a round shorter than one RTT never
+fills the pipe. So rounds follow each other without waiting for the window to drain, the
+transfer rate is the transport's continuous estimate over the stream (never one round's bytes
+over its duration), and the stop rule counts the bytes still in flight.
+
 Decisions, exactly:
 
 * round 0: start dirty tracking (``read_and_clear_dirty``, result discarded), snapshot the
   non-zero pages, send them; every other page goes as a bare zero-page index;
-* after every live round, read and clear the dirty log: these pages (unique) are the next
-  round's set, so no page is sent twice within a round;
-* expected downtime = dirty_bytes / (ratio * goodput) + rtt, where ``ratio`` is an EWMA of
-  raw/wire bytes actually sent (dirty pages are conservatively assumed non-zero), ``goodput``
-  the sender's measurement (else the last round's, else ``initial_goodput_Bps``), capped by
-  ``policy.max_bandwidth_mbps``.  At or below the target: stop-and-copy;
-* no progress = dirty bytes not below 95 % of the previous round's.  After two consecutive
-  no-progress rounds, with ``auto_converge``, the throttle goes to ``throttle_initial``, then up
-  by ``throttle_step`` each time, capped at ``throttle_max`` (QEMU's auto-converge);
+* a round begins at a dirty sync and ends at the next one, which comes once its pages are all
+  handed to the transport, at least one RTT (``MIN_ROUND_S`` at least) after it began, and once
+  at most one bandwidth-delay product is unacknowledged (``wait_backlog``): the pipe stays full
+  while the next round is read, and a round is long enough to measure. The pages of a sync
+  (unique) are the next round's set, so no page is sent twice within a round;
+* transfer rate ``r``: the sender's estimate (``measured_goodput_Bps``, wire bytes/s), else
+  ``initial_goodput_Bps``, capped by ``policy.max_bandwidth_mbps``; ``ratio``: an EWMA of
+  raw/wire bytes actually sent (dirty pages are conservatively assumed non-zero);
+* expected downtime after a sync, if the guest were paused once the bytes in flight
+  (``backlog_bytes``) have drained while it runs: ``(dirty + d * backlog / r) / (ratio * r) +
+  rtt``, ``d`` the distinct dirty rate of the round just ended. At or below the target:
+  stop-and-copy;
+* throttling (``migrator.core.throttle``): after every sync, the round's dirty rate against the
+  raw transfer rate ``ratio * r``; ``auto-converge`` or ``dirty-limit`` as the policy says;
 * after ``max_rounds`` live rounds, or once ``time_budget_s`` has elapsed (checked between
   rounds), ``on_budget='force'`` stops and copies anyway (downtime over target, recorded) and
   ``'abort'`` gives up with outcome ``'aborted: budget'``, the guest still running at the source;
-* a live round shorter than one RTT whose estimate misses the target is *settled*: the
-  sender drains its window, the pages dirtied meanwhile join the set, and the estimate is made
-  again with an empty pipe (``_settle``);
-* before pausing, a sender that has ``drain`` waits for its data in flight to be acknowledged
-  (the guest still runs); the expected downtime counts the pages dirtied meanwhile, estimated
-  from the live round whose length is closest above the drain time (``_dirtied_within``);
-* stop-and-copy: pause, merge the pages dirtied since the last read, send them, then
-  ``sender.finish(state)``.  Only an ACK with ``ok`` and ``digest_ok`` completes the migration
-  (the caller then resumes the guest at the destination and may fill ``resume_s``).  Any error
-  or a refused ACK before that resumes the guest at the source: outcome ``'aborted'``, nothing
-  lost.  The throttle is lifted whenever the guest stays at the source;
-* cold mode: pause first, send everything once, finish.
+* stop-and-copy: the bytes in flight drain while the guest runs (a ``drain`` row), pause, merge
+  the pages dirtied since the last sync and hand them to the transport (the ``stop-copy``
+  row), then ``sender.finish(state)`` (the ``verify`` row: STATE and DIGEST behind the pages
+  still in flight, the destination's check, its ACK). Only an ACK with ``ok`` and
+  ``digest_ok`` completes the migration (the caller then resumes the guest at the destination
+  and may fill ``resume_s``).
+  Any error or a refused ACK before that resumes the guest at the source: outcome
+  ``'aborted'``, nothing lost. Throttle and write cap are lifted whenever the guest stays at
+  the source;
+* cold mode: pause first, send everything once, finish;
+* the rows cover the migration without gaps: their durations sum to ``total_time_s``.
 """
 
 from __future__ import annotations
@@ -49,14 +59,24 @@ from migrator.core.adaptive import CodecChooser
 from migrator.core.interfaces import VM, Clock, Sender
 from migrator.core.policy import MigrationPolicy
 from migrator.core.records import MigrationResult, RoundRecord
+from migrator.core.throttle import ThrottleController
 from migrator.memory.pages import PAGE_SIZE
 
 log = logging.getLogger(__name__)
 
 ProgressHook = Callable[[RoundRecord, "float | None"], None]
-NO_PROGRESS = 0.95          # dirty bytes must fall below 95 % of the previous round's
-NO_PROGRESS_ROUNDS = 2      # consecutive rounds without progress before throttling
+MIN_ROUND_S = 0.02          # the shortest round, whatever the RTT: long enough to measure
+MIN_BACKLOG = 256 * 1024    # a round may end with this much unacknowledged at any RTT
 _EMPTY = np.empty(0, dtype=np.int64)
+
+
+@dataclasses.dataclass
+class _Sent:  # what one round handed to the transport
+    codec: str
+    pages: int = 0
+    zeros: int = 0
+    raw: int = 0
+    wire: int = 0
 
 
 class PreCopyEngine:
@@ -79,20 +99,20 @@ class PreCopyEngine:
         self.zero_batch = zero_batch
         self.initial_goodput = initial_goodput_Bps
         self.ratio_alpha = ratio_alpha
+        self.throttler = ThrottleController(policy)
         self._ratio: float | None = None
-        self._last_goodput: float | None = None
         self._records: list[RoundRecord] = []
-        self._throttle = 0.0
         self._throttle_max = 0.0
         self._paused = False
-        self._settled_expected = float("inf")
         self._pause_at = 0.0
         self._start = 0.0
+        self._t = 0.0               # where the current row began
+        self._sending: _Sent | None = None      # a round's counts until its row is written
 
     # --- public --------------------------------------------------------------------------------
 
     def run(self) -> MigrationResult:
-        self._start = self.clock.now()
+        self._start = self._t = self.clock.now()
         try:
             if self.policy.mode == "cold":
                 return self._cold()
@@ -107,27 +127,17 @@ class PreCopyEngine:
         p = self.policy
         self.vm.read_and_clear_dirty()
         to_send, to_zero = self._round0_sets()
-        prev_dirty: int | None = None
-        stalled = 0
         rnd = 0
         while True:
-            dirty = self._send_round(rnd, to_send, to_zero, "live")
+            sent = self._send(rnd, to_send, to_zero)
+            self._round_wait()
+            dirty = self._sync()
+            expected = self._close_live(rnd, sent, len(dirty) * PAGE_SIZE)
             rnd += 1
-            if self._records[-1].expected_downtime_s > p.downtime_target_s:
-                dirty = self._settle(dirty)
-            dirty_bytes = len(dirty) * PAGE_SIZE
-            if self._records[-1].expected_downtime_s <= p.downtime_target_s or \
-                    self._settled_expected <= p.downtime_target_s:
+            if expected <= p.downtime_target_s:
                 reason = "converged"
                 break
-            if prev_dirty is not None and dirty_bytes > NO_PROGRESS * prev_dirty:
-                stalled += 1
-            else:
-                stalled = 0
-            prev_dirty = dirty_bytes
-            if stalled >= NO_PROGRESS_ROUNDS and p.auto_converge:
-                self._raise_throttle()
-                stalled = 0
+            self._throttle(self._records[-1])
             if rnd >= p.max_rounds:
                 reason = "max_rounds"
                 break
@@ -146,42 +156,21 @@ class PreCopyEngine:
         self._pause()
         self.vm.read_and_clear_dirty()
         to_send, to_zero = self._round0_sets()
-        self._send_round(0, to_send, to_zero, "cold")
+        self._row(0, "cold", self._send(0, to_send, to_zero))
         return self._finish(pause_at, self.clock.now(), "cold")
-
-    def _settle(self, dirty: np.ndarray) -> np.ndarray:
-        """A round shorter than one RTT sent little, and its estimate is dominated by the window
-        still in flight: let that drain (the guest runs on), take what it dirtied meanwhile,
-        and estimate again with an empty pipe. Without this the engine spins through
-        near-empty rounds whose estimate never falls below the target."""
-        self._settled_expected = float("inf")
-        drain = getattr(self.sender, "drain", None)
-        rec = self._records[-1]
-        if not callable(drain) or rec.duration_s >= self.sender.rtt_s():
-            return dirty
-        t0 = self.clock.now()
-        drain(timeout_s=max(1.0, 4 * self.sender.rtt_s()))
-        more = np.asarray(self.vm.read_and_clear_dirty(), dtype=np.int64)
-        dirty = np.union1d(dirty, more)
-        waited = self.clock.now() - t0
-        self._settled_expected = self._expected_downtime(
-            len(dirty) * PAGE_SIZE, (rec.duration_s + waited, len(dirty) * PAGE_SIZE))
-        log.info("round %d settled: drained for %.3f s, %d pages dirty, expected downtime "
-                 "%.3f s", rec.round, waited, len(dirty), self._settled_expected)
-        return dirty
 
     def _stop_and_copy(self, rnd: int, dirty: np.ndarray, reason: str) -> MigrationResult:
         drain = getattr(self.sender, "drain", None)
         if callable(drain):       # the window in flight arrives while the guest still runs
-            backlog = getattr(self.sender, "backlog_bytes", lambda: -1)
-            before = backlog()
-            waited = drain(timeout_s=max(1.0, 4 * self.sender.rtt_s()))
+            before = self._backlog()
+            drain(timeout_s=max(1.0, 4 * self.sender.rtt_s()))
+            self._row(rnd, "drain", _Sent(""))
             log.info("drained %d B in flight in %.3f s before the pause (%d B left)", before,
-                     waited, backlog())
+                     self._records[-1].duration_s, self._backlog())
         pause_at = self.clock.now()
         self._pause()
-        final = np.union1d(dirty, np.asarray(self.vm.read_and_clear_dirty(), dtype=np.int64))
-        self._send_round(rnd, final, _EMPTY, "stop-copy")
+        final = np.union1d(dirty, self._sync())
+        self._row(rnd, "stop-copy", self._send(rnd, final, _EMPTY))
         return self._finish(pause_at, self.clock.now(), reason)
 
     def _finish(self, pause_at: float, copied_at: float, reason: str) -> MigrationResult:
@@ -189,6 +178,7 @@ class PreCopyEngine:
         state = state_fn() if callable(state_fn) else b""
         fin = self.sender.finish(state)
         done = self.clock.now()
+        self._row(self._records[-1].round, "verify", _Sent(""))
         if not (fin.ok and fin.digest_ok):
             why = fin.error or ("memory digest mismatch at the destination" if not fin.digest_ok
                                 else "destination refused the migration")
@@ -205,12 +195,10 @@ class PreCopyEngine:
                             assume_unique=True)
         return nonzero, zero
 
-    def _send_round(self, rnd: int, indices: np.ndarray, zero_known: np.ndarray,
-                    phase: str) -> np.ndarray:
-        """Send one round; append its record; return the (unique) pages dirtied meanwhile."""
-        t0 = self.clock.now()
-        codec = self._codec()
-        pages = zeros = raw = wire = 0
+    def _send(self, rnd: int, indices: np.ndarray, zero_known: np.ndarray) -> _Sent:
+        """Hand one round's pages to the transport (non-zero with their data, zero as bare
+        indices), chunk by chunk; returns the counts."""
+        sent = self._sending = _Sent(self._codec())
         chunks = [indices[i:i + self.chunk_pages] for i in range(0, len(indices),
                                                                   self.chunk_pages)]
         zero_lists = [zero_known[i:i + self.zero_batch] for i in range(0, len(zero_known),
@@ -220,109 +208,134 @@ class PreCopyEngine:
                 else (_EMPTY, _EMPTY, b"")
             if len(zero_list):
                 zero_idx = np.concatenate([zero_idx, zero_list])
-            report = self.sender.send_pages(rnd, idx, data, codec, zero_indices=zero_idx)
-            pages += len(idx)
-            zeros += len(zero_idx)
-            raw += report.bytes_raw
-            wire += report.bytes_on_wire
-        duration = self.clock.now() - t0
-        if raw > 0 and wire > 0:
-            sample = raw / wire
+            report = self.sender.send_pages(rnd, idx, data, sent.codec, zero_indices=zero_idx)
+            sent.pages += len(idx)
+            sent.zeros += len(zero_idx)
+            sent.raw += report.bytes_raw
+            sent.wire += report.bytes_on_wire
+        if sent.raw > 0 and sent.wire > 0:
+            sample = sent.raw / sent.wire
             self._ratio = sample if self._ratio is None else \
                 (1 - self.ratio_alpha) * self._ratio + self.ratio_alpha * sample
             if self.chooser is not None:
-                self.chooser.observe(codec, raw, wire)
-        if duration > 0 and wire > 0:
-            self._last_goodput = wire / duration
-        dirty = _EMPTY if phase != "live" else \
-            np.unique(np.asarray(self.vm.read_and_clear_dirty(), dtype=np.int64))
-        dirty_rate = len(dirty) * PAGE_SIZE / duration if duration > 0 else 0.0
-        expected = self._expected_downtime(len(dirty) * PAGE_SIZE,
-                                           (duration, len(dirty) * PAGE_SIZE)) \
-            if phase == "live" else 0.0
-        record = RoundRecord(round=rnd, phase=phase, pages=pages, zero_pages=zeros,
-                             bytes_raw=raw, bytes_on_wire=wire, codec=codec,
-                             duration_s=duration,
-                             goodput_Bps=wire / duration if duration > 0 else 0.0,
-                             dirty_rate_Bps=dirty_rate, throttle=self._throttle,
-                             expected_downtime_s=expected)
+                self.chooser.observe(sent.codec, sent.raw, sent.wire)
+        return sent
+
+    def _round_wait(self) -> None:
+        """Let the round last one RTT and the unacknowledged bytes fall to one bandwidth-delay
+        product (module docstring): the pipe stays full, and the guest runs on."""
+        rtt = self.sender.rtt_s()
+        wait_backlog = getattr(self.sender, "wait_backlog", None)
+        if callable(wait_backlog):
+            wait_backlog(max(MIN_BACKLOG, int(self._rate() * rtt)),
+                         timeout_s=max(1.0, 4 * rtt))
+        left = self._t + max(rtt, MIN_ROUND_S) - self.clock.now()
+        if left > 0:
+            self.clock.sleep(left)
+
+    def _sync(self) -> np.ndarray:
+        """Read and clear the dirty log: the unique pages written since the previous sync."""
+        return np.unique(np.asarray(self.vm.read_and_clear_dirty(), dtype=np.int64))
+
+    def _row(self, rnd: int, phase: str, sent: _Sent, *, dirty_bytes: int = 0,
+             expected_s: float = 0.0) -> RoundRecord:
+        """Close the current row at now: it began where the previous one ended."""
+        now = self.clock.now()
+        duration, self._t, self._sending = now - self._t, now, None
+        record = RoundRecord(
+            round=rnd, phase=phase, pages=sent.pages, zero_pages=sent.zeros,
+            bytes_raw=sent.raw, bytes_on_wire=sent.wire, codec=sent.codec,
+            duration_s=duration, goodput_Bps=sent.wire / duration if duration > 0 else 0.0,
+            dirty_rate_Bps=dirty_bytes / duration if duration > 0 else 0.0,
+            throttle=self.throttler.throttle, expected_downtime_s=expected_s,
+            dirty_limit_Bps=self.throttler.dirty_limit_Bps,
+            throttle_policy=self.policy.throttle, rate_Bps=self._rate())
         self._records.append(record)
-        log.info("round %d %s: %d pages (+%d zero) %s, %.0f B on wire in %.3f s, dirty %.0f B/s,"
-                 " throttle %.2f, expected downtime %.3f s", rnd, phase, pages, zeros, codec,
-                 wire, duration, dirty_rate, self._throttle, expected)
+        log.info("%s %d: %d pages (+%d zero) %s, %.0f B on wire in %.3f s, dirty %.0f B/s, "
+                 "rate %.0f B/s, throttle %.2f, expected downtime %.3f s", phase, rnd,
+                 sent.pages, sent.zeros, sent.codec, sent.wire, duration,
+                 record.dirty_rate_Bps, record.rate_Bps, record.throttle, expected_s)
+        if self.progress is not None and phase != "live":   # a live row: see _close_live
+            self.progress(record, None)
+        return record
+
+    def _close_live(self, rnd: int, sent: _Sent, dirty_bytes: int) -> float:
+        """The live row of round ``rnd``, the sync that ended it having found ``dirty_bytes``;
+        returns the expected downtime."""
+        duration = self.clock.now() - self._t
+        dirty_Bps = dirty_bytes / duration if duration > 0 else 0.0  # noqa: N806
+        expected = self._expected_downtime(dirty_bytes, dirty_Bps)
+        record = self._row(rnd, "live", sent, dirty_bytes=dirty_bytes, expected_s=expected)
         if self.progress is not None:
-            self.progress(record, self._eta(record, len(dirty) * PAGE_SIZE))
-        return dirty
+            self.progress(record, self._eta(record, dirty_bytes))
+        return expected
+
+    def _throttle(self, record: RoundRecord) -> None:
+        change = self.throttler.observe(record.dirty_rate_Bps, self._raw_rate())
+        if change is None:
+            return
+        if change.dirty_limit_Bps is not None:
+            log.info("dirty-limit: guest writes capped at %.0f B/s (dirty/transfer %.2f)",
+                     change.dirty_limit_Bps, change.ratio)
+            self.vm.set_dirty_limit(change.dirty_limit_Bps)
+        else:
+            log.info("auto-converge: throttle %.2f (dirty/transfer %.2f)", change.throttle,
+                     change.ratio)
+            self.vm.set_throttle(change.throttle)
+        self._throttle_max = max(self._throttle_max, change.throttle)
 
     # --- estimates -----------------------------------------------------------------------------
 
-    def _goodput(self) -> float:
+    def _rate(self) -> float:
+        """The transfer rate, wire bytes/s (module docstring)."""
         measured = self.sender.measured_goodput_Bps()
-        goodput = measured if measured > 0 else (self._last_goodput or self.initial_goodput)
+        rate = measured if measured > 0 else self.initial_goodput
         if self.policy.max_bandwidth_mbps is not None:
-            goodput = min(goodput, self.policy.max_bandwidth_mbps * 1e6 / 8)
-        return goodput
+            rate = min(rate, self.policy.max_bandwidth_mbps * 1e6 / 8)
+        return rate
 
-    def _expected_downtime(self, dirty_bytes: int, window: tuple[float, int] | None = None
-                           ) -> float:
-        """Stop-and-copy time if the guest were paused after draining what is in flight:
-        the dirty pages, plus those the guest dirties while the backlog drains, then one RTT.
-        ``window``: this round's (duration, dirty bytes), added to what earlier rounds saw."""
-        ratio = self._ratio or 1.0
+    def _raw_rate(self) -> float:
+        return (self._ratio or 1.0) * self._rate()
+
+    def _backlog(self) -> int:
         backlog = getattr(self.sender, "backlog_bytes", None)
-        drain_s = backlog() / self._goodput() if callable(backlog) else 0.0
-        more = self._dirtied_within(drain_s, window) if drain_s > 0 else 0.0
-        return (dirty_bytes + more) / (ratio * self._goodput()) + self.sender.rtt_s()
+        return int(backlog()) if callable(backlog) else 0
 
-    def _dirtied_within(self, seconds: float, window: tuple[float, int] | None) -> float:
-        """Distinct bytes the guest dirties in ``seconds``, from the live round whose length is
-        the closest at or above it (scaled down linearly: distinct pages grow at most linearly
-        with time). A round much shorter than ``seconds`` would extrapolate a burst of first
-        writes to hot pages into an absurd rate, so the longest round is used instead."""
-        seen = [(r.duration_s, r.dirty_rate_Bps * r.duration_s) for r in self._records
-                if r.phase == "live" and r.duration_s > 0]
-        if window is not None and window[0] > 0:
-            seen.append(window)
-        if not seen:
-            return 0.0
-        longer = [w for w in seen if w[0] >= seconds]
-        dur, dirty = min(longer) if longer else max(seen)
-        return dirty / dur * seconds
+    def _expected_downtime(self, dirty_bytes: int, dirty_Bps: float) -> float:  # noqa: N803
+        """The stop-and-copy time if the guest were paused once the bytes in flight drained:
+        the dirty pages and those dirtied during the drain, at the raw rate, then one RTT."""
+        drain_s = self._backlog() / self._rate()
+        return (dirty_bytes + dirty_Bps * drain_s) / self._raw_rate() + self.sender.rtt_s()
 
     def _eta(self, record: RoundRecord, dirty_bytes: int) -> float | None:
         """Seconds to completion if the dirty set keeps shrinking geometrically, else None."""
-        if record.phase != "live":
-            return None
         if record.expected_downtime_s <= self.policy.downtime_target_s:
             return record.expected_downtime_s
-        raw_rate = (self._ratio or 1.0) * self._goodput()
-        q = record.dirty_rate_Bps / raw_rate
+        q = record.dirty_rate_Bps / self._raw_rate()
         if q >= 1.0:
             return None
-        return dirty_bytes / (1.0 - q) / raw_rate + self.sender.rtt_s()
+        return dirty_bytes / (1.0 - q) / self._raw_rate() + self.sender.rtt_s()
 
     def _codec(self) -> str:
         if self.policy.codec != "adaptive":
             return self.policy.codec
         assert self.chooser is not None
-        return self.chooser.choose(self._goodput())
+        return self.chooser.choose(self._rate())
 
     # --- guest control -------------------------------------------------------------------------
-
-    def _raise_throttle(self) -> None:
-        p = self.policy
-        new = p.throttle_initial if self._throttle == 0.0 else self._throttle + p.throttle_step
-        new = min(round(new, 6), p.throttle_max)
-        if new != self._throttle:
-            log.info("auto-converge: throttle %.2f -> %.2f", self._throttle, new)
-            self._throttle = new
-            self._throttle_max = max(self._throttle_max, new)
-            self.vm.set_throttle(new)
 
     def _pause(self) -> None:
         self._pause_at = self.clock.now()
         self.vm.pause()
         self._paused = True
+
+    def _lift_throttle(self) -> None:
+        if self.throttler.throttle > 0:
+            self.vm.set_throttle(0.0)
+            self.throttler.throttle = 0.0
+        if self.throttler.dirty_limit_Bps is not None:
+            self.vm.set_dirty_limit(None)
+            self.throttler.dirty_limit_Bps = None
 
     def _abort(self, outcome: str, error: str, *, stop_reason: str | None = None,
                integrity: bool | None = None, copied_at: float | None = None,
@@ -335,9 +348,7 @@ class PreCopyEngine:
         was_paused = self._paused
         resume_start = self.clock.now()
         try:
-            if self._throttle > 0:
-                self.vm.set_throttle(0.0)
-                self._throttle = 0.0
+            self._lift_throttle()
             if self._paused:
                 self.vm.resume()
                 self._paused = False
@@ -359,18 +370,22 @@ class PreCopyEngine:
     def _result(self, outcome: str, stop_reason: str, *, final_copy_s: float, verify_s: float,
                 resume_s: float = 0.0, integrity: bool | None,
                 error: str | None = None) -> MigrationResult:
+        if outcome != "completed":      # from the last row to the end: the abort's own row,
+            self._row(self._records[-1].round + 1 if self._records else 0, "abort",
+                      self._sending or _Sent(""))   # with what an interrupted round had sent
         recs = tuple(self._records)
         raw = sum(r.bytes_raw for r in recs)
         wire = sum(r.bytes_on_wire for r in recs)
-        busy = sum(r.duration_s for r in recs)
+        live = [r for r in recs if r.phase in ("live", "cold")]
+        busy = sum(r.duration_s for r in live)
         return MigrationResult(
             outcome=outcome, stop_reason=stop_reason, rounds=recs,
-            total_time_s=self.clock.now() - self._start,
+            total_time_s=self._t - self._start,
             downtime_s=final_copy_s + verify_s + resume_s, final_copy_s=final_copy_s,
             verify_s=verify_s, resume_s=resume_s, bytes_on_wire=wire, bytes_raw=raw,
             vm_memory_bytes=self.vm.npages * PAGE_SIZE,
             compression_ratio=raw / wire if wire else 1.0,
-            mean_goodput_Bps=wire / busy if busy > 0 else 0.0,
+            mean_goodput_Bps=sum(r.bytes_on_wire for r in live) / busy if busy > 0 else 0.0,
             integrity_ok=integrity, throttle_max=self._throttle_max,
             downtime_target_s=self.policy.downtime_target_s, error=error)
 

@@ -18,6 +18,10 @@ class Clock(Protocol):
         """Monotonic seconds (time.monotonic for real runs)."""
         ...
 
+    def sleep(self, seconds: float) -> None:
+        """Let ``seconds`` pass (time.sleep for real runs)."""
+        ...
+
 
 class VM(Protocol):
     """The source guest.
@@ -66,7 +70,13 @@ class FinishReport:
 
 
 class Sender(Protocol):
-    """The source side of the transport."""
+    """The source side of the transport.
+
+    Optional, used when present (a pipelined transport has them): ``backlog_bytes() -> int``,
+    the bytes handed over and not yet acknowledged; ``wait_backlog(max_bytes, timeout_s)``,
+    wait until at most that many are; ``drain(timeout_s)``, the same down to nothing before
+    the guest is paused (pacing the streams for what follows).
+    """
 
     def send_pages(self, round_no: int, indices: np.ndarray, data: bytes, codec_name: str,
                    zero_indices: np.ndarray | None = None) -> SendReport:
@@ -76,7 +86,8 @@ class Sender(Protocol):
         ...
 
     def measured_goodput_Bps(self) -> float:  # noqa: N802
-        """Wire bytes/s recently achieved; 0 if nothing measured yet."""
+        """The transfer rate, wire bytes/s, estimated over the continuous stream (intervals
+        in which the sender had nothing to send do not lower it); 0 if nothing measured yet."""
         ...
 
     def rtt_s(self) -> float: ...

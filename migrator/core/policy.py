@@ -1,8 +1,15 @@
 """The migration policy: what the operator asks for, validated before anything starts.
 
 Defaults mirror QEMU (``downtime-limit`` 300 ms, ``cpu-throttle-initial`` 20 %,
-``cpu-throttle-increment`` 10 %, ``max-cpu-throttle`` 99 %, xbzrle cache 64 MiB) so that the
-testbed's numbers are comparable with a stock hypervisor unless a run says otherwise.
+``cpu-throttle-increment`` 10 %, ``max-cpu-throttle`` 99 %, ``throttle-trigger-threshold``
+50 %, xbzrle cache 64 MiB) so that the testbed's numbers are comparable with a stock hypervisor
+unless a run says otherwise.
+
+``throttle`` chooses how a guest that dirties faster than the link carries is slowed down
+(``migrator.core.throttle``): ``auto-converge`` slows its vCPUs (QEMU's capability of that
+name), ``dirty-limit`` caps its write rate (QEMU's ``dirty-limit``, ``vcpu-dirty-limit``),
+``none`` leaves it alone. ``dirty_limit_mibps`` fixes the cap; without it the cap is sized from
+the measured transfer rate (``throttle_trigger`` times it).
 """
 
 from __future__ import annotations
@@ -14,9 +21,10 @@ from ground.config import ConfigError, Section
 
 MODES = ("live", "cold")
 ON_BUDGET = ("force", "abort")
+THROTTLES = ("auto-converge", "dirty-limit", "none")
 KEYS = ("mode", "downtime_target_ms", "max_rounds", "time_budget_s", "on_budget", "codec",
-        "streams", "max_bandwidth_mbps", "auto_converge", "throttle_initial", "throttle_step",
-        "throttle_max", "xbzrle_cache_mib")
+        "streams", "max_bandwidth_mbps", "throttle", "throttle_trigger", "throttle_initial",
+        "throttle_step", "throttle_max", "dirty_limit_mibps", "xbzrle_cache_mib")
 
 
 @dataclass(frozen=True)
@@ -31,10 +39,12 @@ class MigrationPolicy:
     codec: str = "adaptive"
     streams: int = 4
     max_bandwidth_mbps: float | None = None
-    auto_converge: bool = True
+    throttle: str = "auto-converge"
+    throttle_trigger: float = 0.5
     throttle_initial: float = 0.2
     throttle_step: float = 0.1
     throttle_max: float = 0.99
+    dirty_limit_mibps: float | None = None
     xbzrle_cache_mib: int = 64
 
     @property
@@ -47,6 +57,9 @@ def parse_policy(data: Any, path: str = "policy") -> MigrationPolicy:
     # Imported here: codecs imports numpy and compression libraries, policy should stay light.
     from migrator.codecs.names import check_codec_name
 
+    if isinstance(data, dict) and "auto_converge" in data:
+        raise ConfigError(f"{path}.auto_converge", data["auto_converge"],
+                          f"no such key any more: {path}.throttle, one of {', '.join(THROTTLES)}")
     s = Section(data, path, KEYS)
     d = MigrationPolicy()
     codec = s.string("codec", d.codec)
@@ -67,7 +80,10 @@ def parse_policy(data: Any, path: str = "policy") -> MigrationPolicy:
         codec=codec,
         streams=s.number("streams", d.streams, minimum=1, maximum=16, integer=True),
         max_bandwidth_mbps=s.number("max_bandwidth_mbps", above=0.0, optional=True),
-        auto_converge=s.boolean("auto_converge", d.auto_converge),
+        throttle=s.string("throttle", d.throttle, THROTTLES),
+        throttle_trigger=s.number("throttle_trigger", d.throttle_trigger, above=0.0,
+                                  maximum=1.0),
+        dirty_limit_mibps=s.number("dirty_limit_mibps", above=0.0, optional=True),
         throttle_initial=initial,
         throttle_step=step,
         throttle_max=tmax,

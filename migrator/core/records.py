@@ -8,7 +8,7 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class RoundRecord:
     round: int
-    phase: str                  # 'live', 'stop-copy' (guest paused) or 'cold'
+    phase: str                  # 'live', 'drain', 'stop-copy', 'verify' (guest paused) or 'cold'
     pages: int                  # non-zero pages sent (with data)
     zero_pages: int             # pages sent as a bare zero-page index
     bytes_raw: int
@@ -19,6 +19,9 @@ class RoundRecord:
     dirty_rate_Bps: float       # noqa: N815 - distinct pages dirtied during the round, bytes/s
     throttle: float             # throttle in force during the round
     expected_downtime_s: float  # stop-and-copy estimate made after the round
+    dirty_limit_Bps: float | None = None  # noqa: N815 - write-rate cap in force, None = none
+    throttle_policy: str = "none"           # policy.throttle of the migration
+    rate_Bps: float = 0.0       # noqa: N815 - the stream's estimated transfer rate (wire B/s)
 
 
 @dataclass(frozen=True)

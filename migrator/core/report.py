@@ -19,11 +19,13 @@ from migrator.core.records import MigrationResult, RoundRecord
 from migrator.memory.pages import PAGE_SIZE
 
 MIB = 1024 * 1024
-# rounds.csv, one row per round (README, "Results"): pages = non-zero pages sent with their
-# data, zero_pages = pages sent as a bare index; bytes_raw = guest bytes of those non-zero pages.
+# rounds.csv, one row per round and phase (README, "Results"): pages = non-zero pages sent with
+# their data, zero_pages = pages sent as a bare index; bytes_raw = guest bytes of those non-zero
+# pages; rate_mbps = the stream's estimated transfer rate the engine decided with; the rows
+# follow each other without gaps (phases live, drain, stop-copy, verify; cold; abort).
 ROUND_COLUMNS = ("round", "phase", "t_start_s", "duration_s", "pages", "zero_pages", "bytes_raw",
-                 "bytes_on_wire", "codec", "goodput_mbps", "dirty_rate_mibps", "throttle",
-                 "expected_downtime_ms")
+                 "bytes_on_wire", "codec", "goodput_mbps", "rate_mbps", "dirty_rate_mibps",
+                 "throttle_policy", "throttle", "dirty_limit_mibps", "expected_downtime_ms")
 
 
 def model_inputs(result: MigrationResult, *, rtt_s: float, max_rounds: int
@@ -73,7 +75,7 @@ def summary(result: MigrationResult, *, rtt_s: float, max_rounds: int,
         "bytes_on_wire": result.bytes_on_wire,
         "bytes_raw": result.bytes_raw,
         "vm_memory_bytes": result.vm_memory_bytes,
-        "rounds": len(result.rounds),
+        "rounds": len({r.round for r in result.rounds}),
         "live_rounds": result.live_rounds,
         "compression_ratio": result.compression_ratio,
         "mean_goodput_mbps": result.mean_goodput_Bps * 8 / 1e6,
@@ -89,8 +91,8 @@ def summary(result: MigrationResult, *, rtt_s: float, max_rounds: int,
 
 
 def round_rows(rounds: Iterable[RoundRecord]) -> list[dict]:
-    """The rows of ``rounds.csv`` (columns ``ROUND_COLUMNS``); ``t_start_s`` is from the first
-    page sent (rounds run back to back)."""
+    """The rows of ``rounds.csv`` (columns ``ROUND_COLUMNS``); ``t_start_s`` is from the start
+    of round 0 (rows run back to back); ``dirty_limit_mibps`` is empty when no cap was set."""
     out = []
     t = 0.0
     for r in rounds:
@@ -99,8 +101,11 @@ def round_rows(rounds: Iterable[RoundRecord]) -> list[dict]:
                     "zero_pages": r.zero_pages, "bytes_raw": r.bytes_raw,
                     "bytes_on_wire": r.bytes_on_wire, "codec": r.codec,
                     "goodput_mbps": round(r.goodput_Bps * 8 / 1e6, 3),
+                    "rate_mbps": round(r.rate_Bps * 8 / 1e6, 3),
                     "dirty_rate_mibps": round(r.dirty_rate_Bps / MIB, 3),
-                    "throttle": r.throttle,
+                    "throttle_policy": r.throttle_policy, "throttle": r.throttle,
+                    "dirty_limit_mibps": "" if r.dirty_limit_Bps is None
+                    else round(r.dirty_limit_Bps / MIB, 3),
                     "expected_downtime_ms": round(r.expected_downtime_s * 1e3, 3)})
         t += r.duration_s
     return out

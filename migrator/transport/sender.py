@@ -32,10 +32,13 @@ copy if the engine paused the guest now, so it is kept small: one frame waiting 
 ``TCP_NOTSENT_LOWAT`` in each socket, and the flight window over all streams (``window``).
 ``backlog_bytes`` reports it and ``drain`` waits for it before the engine pauses the guest.
 
-What ``measured_goodput_Bps`` measures: wire bytes (frame headers included) acknowledged by the
-destination's TCP (``tcpi_bytes_acked`` summed over the data streams; bytes written to the
-socket where TCP_INFO is missing), per second of busy time, over a sliding window
-(``flowctl.GoodputMeter``), sampled every ``sample_interval_s``.
+What ``measured_goodput_Bps`` measures: the transfer rate of the stream, wire bytes (frame
+headers included) acknowledged by the destination's TCP (``tcpi_bytes_acked`` summed over the
+data streams; bytes written to the socket where TCP_INFO is missing) per 100 ms interval,
+smoothed over the intervals in which data was waiting to be sent (``rate.RateEstimator``: an
+interval that had nothing to send says nothing about the link), sampled every
+``sample_interval_s``. Before its first interval: the busy-time goodput of
+``flowctl.GoodputMeter``, which also drives the stream count.
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ from migrator.transport.datastream import EOF_MARK, SLICE, DataStream
 from migrator.transport.dialer import Dialer, most_telling
 from migrator.transport.flowctl import GoodputMeter, StreamAdapter, TokenBucket
 from migrator.transport.options import SenderStats, TransportOptions
+from migrator.transport.rate import RateEstimator
 from migrator.transport.sockets import SO_MAX_PACING_RATE
 from migrator.transport.streams import StreamPool
 from migrator.transport.window import FlightWindow
@@ -78,6 +82,7 @@ class TcpSender:
         self.dest, self.vm, self.opt, self.clock = dest, vm, options, clock
         self.stats = SenderStats()
         self.meter = GoodputMeter(options.goodput_window_s)
+        self.rate = RateEstimator()
         self.adapter = StreamAdapter(options.streams, options.max_streams, options.min_gain)
         self.window = FlightWindow(
             bw_Bps=options.link_Bps, rtt_s=options.rtt_hint_s, streams=options.streams,
@@ -163,10 +168,12 @@ class TcpSender:
 
     def _sample(self) -> None:
         streams = list(self.streams)
-        self.meter.add(self.clock(), self.pool.acked(), self.pool.handed())
-        self.window.step([i[0] for s in streams
-                          if not s.ch.closed and (i := tcp_info(s.ch.sock)) is not None],
-                         self.opt.sample_interval_s)
+        now, acked = self.clock(), self.pool.acked()
+        self.meter.add(now, acked, self.pool.handed())
+        infos = [(s, tcp_info(s.ch.sock)) for s in streams if not s.ch.closed]
+        waiting = any(s.queued() > 0 or (i is not None and i[2] > 0) for s, i in infos)
+        self.rate.add(now, acked, waiting)
+        self.window.step([i[0] for _s, i in infos if i is not None], self.opt.sample_interval_s)
         self.stats.flight_window_max_bytes = self.window.largest
 
     def _check(self) -> None:
@@ -242,7 +249,9 @@ class TcpSender:
         return s.encoder.frames(round_no, idx, data, codec, zero)
 
     def measured_goodput_Bps(self) -> float:  # noqa: N802
-        return self.meter.rate_Bps()
+        """The stream's transfer rate (module docstring); 0 before anything was measured."""
+        rate = self.rate.rate_Bps()
+        return rate if rate is not None else self.meter.rate_Bps()
 
     def base_rtt_s(self) -> float:
         """The larger of the control socket's smoothed RTT and the handshake's round trip (a
@@ -270,16 +279,22 @@ class TcpSender:
         """Bytes sent but not yet acknowledged by the destination, over all data streams."""
         return self.pool.backlog_bytes()
 
-    def drain(self, timeout_s: float, slack_bytes: int = 64 * 1024) -> float:
-        """Wait until (almost) everything sent is acknowledged; seconds waited. Called before
-        the guest is paused, so that the final copy is not queued behind a window of data."""
+    def wait_backlog(self, max_bytes: int, timeout_s: float) -> float:
+        """Wait until at most ``max_bytes`` handed over are unacknowledged; seconds waited."""
         t0 = time.monotonic()
-        self._pace_at_link_rate()
-        while self.backlog_bytes() > slack_bytes and time.monotonic() - t0 < timeout_s:
+        while self.backlog_bytes() > max_bytes and time.monotonic() - t0 < timeout_s:
             self._check()
-            self._sample()
             time.sleep(0.002)
         return time.monotonic() - t0
+
+    def drain(self, timeout_s: float, slack_bytes: int = 64 * 1024) -> float:
+        """Wait until (almost) everything sent is acknowledged, then pace the streams for the
+        final copy; seconds waited. Called before the guest is paused, so that the final copy
+        is not queued behind a window of data. Not paced during the wait: what is left in
+        flight may sit on one stream, which its share of the rate would slow to a crawl."""
+        waited = self.wait_backlog(slack_bytes, timeout_s)
+        self._pace_at_link_rate()
+        return waited
 
     def finish(self, state: bytes) -> FinishReport:
         """End the last round, STATE, end markers on the data streams, DIGEST; wait for ACK.

@@ -15,18 +15,21 @@ def test_defaults_match_qemu():
         (300.0, 0.2, 0.1, 0.99)
     assert (p.mode, p.on_budget, p.codec, p.streams, p.xbzrle_cache_mib) == \
         ("live", "force", "adaptive", 4, 64)
-    assert p.max_bandwidth_mbps is None and p.auto_converge is True
+    assert p.max_bandwidth_mbps is None and p.throttle == "auto-converge"
+    assert p.throttle_trigger == 0.5 and p.dirty_limit_mibps is None
     assert p.downtime_target_s == pytest.approx(0.3)
 
 
 def test_full_mapping_parsed():
     p = parse_policy({"mode": "cold", "downtime_target_ms": 50, "max_rounds": 5,
                       "time_budget_s": 60, "on_budget": "abort", "codec": "zstd-9",
-                      "streams": 16, "max_bandwidth_mbps": 100, "auto_converge": False,
+                      "streams": 16, "max_bandwidth_mbps": 100, "throttle": "dirty-limit",
                       "throttle_initial": 0.3, "throttle_step": 0.2, "throttle_max": 0.5,
-                      "xbzrle_cache_mib": 128})
+                      "xbzrle_cache_mib": 128, "throttle_trigger": 0.4,
+                      "dirty_limit_mibps": 8})
     assert p.mode == "cold" and p.codec == "zstd-9" and p.streams == 16
-    assert p.max_bandwidth_mbps == 100.0 and p.throttle_max == 0.5 and not p.auto_converge
+    assert p.max_bandwidth_mbps == 100.0 and p.throttle_max == 0.5
+    assert (p.throttle, p.throttle_trigger, p.dirty_limit_mibps) == ("dirty-limit", 0.4, 8)
     assert isinstance(p.max_rounds, int) and p.max_rounds == 5
 
 
@@ -45,7 +48,10 @@ def test_full_mapping_parsed():
     ("streams", 0, "at least 1"),
     ("streams", 17, "at most 16"),
     ("max_bandwidth_mbps", 0, "greater than 0"),
-    ("auto_converge", "yes", "true or false"),
+    ("auto_converge", True, "no such key any more: policy.throttle"),
+    ("throttle", "yes", "one of auto-converge, dirty-limit, none"),
+    ("throttle_trigger", 0, "greater than 0"),
+    ("dirty_limit_mibps", -1, "greater than 0"),
     ("throttle_initial", 1.5, "at most 0.99"),
     ("throttle_step", 0, "greater than 0"),
     ("throttle_max", 1.0, "at most 0.99"),
