@@ -10,7 +10,7 @@ import logging
 import sys
 from collections.abc import Callable
 
-from experiments.bench import codecs, controller, link, loopback, wan
+from experiments.bench import codecs, controller, converge, idle, link, loopback, wan
 from experiments.bench.harness import entry
 from ground.errors import Exit
 
@@ -18,7 +18,8 @@ log = logging.getLogger("wanmig.bench")
 
 BENCHES: dict[str, Callable[[list[str]], int]] = {
     "link": link.main, "controller": controller.main, "codecs": codecs.main,
-    "loopback": loopback.main, "wan": wan.main}
+    "loopback": loopback.main, "idle": idle.main, "wan": wan.main,
+    "converge": converge.main}
 
 
 def main(argv: list[str] | None = None) -> int:
