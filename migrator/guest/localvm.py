@@ -3,9 +3,9 @@
 Why: the transport and the endpoints must be exercised end to end (real sockets, real time,
 real dirtying while pages are in flight) without the shared-memory guest and its processes,
 in unit tests and where that guest is not available.  It implements ``interfaces.VM`` exactly
-like the real guest agent: writes follow a seeded ``DirtyPlan``, each write is the workload's
-(``writes.write_pages``: its ``write_bytes`` and ``content``), and the dirty log is a boolean
-bitmap.
+like the real guest agent: writes follow a seeded ``DirtyPlan`` (throttle and dirty-rate limit
+included), each write is the workload's (``writes.write_pages``: its ``write_bytes`` and
+``content``), and the dirty log is a boolean bitmap.
 """
 
 from __future__ import annotations
@@ -82,6 +82,11 @@ class InProcessVM:
     def set_throttle(self, frac: float) -> None:
         with self._lock:
             self.plan.throttle = frac
+
+    def set_dirty_limit(self, bytes_per_s: float | None) -> None:
+        """Cap the write rate (bytes/s; None or 0 lifts it), as the real guest does."""
+        with self._lock:
+            self.plan.dirty_limit_Bps = bytes_per_s
 
     def page_bytes(self, indices: np.ndarray) -> bytes:
         with self._lock:

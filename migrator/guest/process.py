@@ -6,7 +6,8 @@ A VM is a Mininet host (its own network namespace, MAC and IP) running one guest
 -m migrator.guest.process``.  Its RAM is a file in /dev/shm (``wanmig-<vm>-<tag>.ram``) mapped by
 the guest and by the source migrator, with a dirty log and a control block beside it
 (``migrator.guest.image``).  The guest writes pages at the workload's rate and marks them dirty; it
-obeys pause, resume, throttle and "switch to memory <tag>" from the control block; at switchover it
+obeys pause, resume, throttle, dirty-rate limit and "switch to memory <tag>" from the control block
+(the write rate is ``min(rate * (1 - throttle), limit)``, ``DirtyPlan``); at switchover it
 maps the destination's copy, rebuilds its service state *from that memory* and resumes with its
 sockets intact.  A transfer error therefore shows up as data a client cannot read back.
 
@@ -20,7 +21,7 @@ Workload presets (``--workload NAME``; rates are page writes, 4 KiB each; a writ
 | web | 20 MiB/s | 25 % | Zipf s=1 | 64-512 B text | converges over 250 Mbit/s in a few rounds |
 | database | 60 MiB/s mean | 10 % | Zipf s=1.2 | 64-512 B text | bursts: 10 s period, 50 % duty |
 | memory-intensive | 300 MiB/s | 80 % | uniform | 64-512 B text | needs auto-converge on a WAN |
-| crypto | 40 MiB/s | 50 % | uniform | 4096 B random | no codec helps; needs throttling |
+| crypto | 40 MiB/s | 50 % | uniform | 4096 B random | no codec helps; needs throttle or limit |
 
 ``--workload`` also takes a JSON mapping (``{"preset": "web", "dirty_rate_mibps": 5}``,
 ``{"preset": "web", "write_bytes": 4096, "content": "random"}``), and
@@ -218,6 +219,7 @@ class Guest:
     def _apply(self, cmd: Command) -> None:
         assert self.ctl is not None and self.mem is not None and self.plan is not None
         self.plan.throttle = cmd.throttle
+        self.plan.dirty_limit_Bps = cmd.dirty_limit or None
         error = ""
         if cmd.kind == CMD_PAUSE:
             self.state = PAUSED
@@ -266,7 +268,8 @@ class Guest:
         return json.dumps({
             "vm": self.cfg.vm, "tag": self.mem.tag, "location": self.location,
             "plan_t": round(self.plan.t, 6), "writes": self.writes,
-            "throttle": self.plan.throttle, "lagged_s": round(self.lagged_s, 6),
+            "throttle": self.plan.throttle, "dirty_limit_Bps": self.plan.dirty_limit_Bps,
+            "lagged_s": round(self.lagged_s, 6),
             "kv_keys": len(self.store) if self.store is not None else 0,
             "service": dict(self.service.stats) if self.service is not None else {},
         }, sort_keys=True).encode()

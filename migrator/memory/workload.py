@@ -18,6 +18,8 @@ codecs gain on a re-sent page, not how many pages are written.
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,18 +129,27 @@ class DirtyPlan:
       the vCPUs, hence the writes, proportionally);
     * bursty (``burst_period_s > 0``): the rate is a square wave, ``rate / duty`` during the first
       ``duty`` of each period and 0 otherwise, so the mean is unchanged;
+    * dirty-rate limit (``dirty_limit_Bps``, bytes/s, None = none; QEMU's dirty-limit): a cap on
+      the *instantaneous* write rate, applied after the throttle and to the burst's peak, since
+      a real limiter holds the vCPU back whenever it writes too fast, not on average.  So
+      ``peak = min(rate * (1 - throttle) / duty, limit)`` while writing (``duty`` = 1 when not
+      bursty) and the long-run mean is ``duty * peak``: a bursty guest capped at its peak
+      writes less than the cap on average;
     * where: a fixed random subset of ``working_set_frac * npages`` pages; uniform over it, or
       Zipf (probability of rank k proportional to ``k ** -s``) over a fixed random permutation
       of it so hot pages are scattered through memory as in a real heap.
+
+    Throttle and limit may change between calls; the carry keeps the count exact across them.
     """
 
     def __init__(self, params: WorkloadParams, npages: int, seed: int = 0,
-                 throttle: float = 0.0) -> None:
+                 throttle: float = 0.0, dirty_limit_Bps: float | None = None) -> None:  # noqa: N803
         if npages < 1:
             raise ConfigError("workload.npages", npages, "at least 1 page")
         self.params = params
         self.npages = npages
         self.throttle = throttle
+        self.dirty_limit_Bps = dirty_limit_Bps
         self.t = 0.0
         self._carry = 0.0
         self._rng = np.random.default_rng(seed)
@@ -159,9 +170,36 @@ class DirtyPlan:
             raise ConfigError("workload.throttle", frac, "a fraction between 0 and 1")
         self._throttle = float(frac)
 
+    @property
+    def dirty_limit_Bps(self) -> float | None:  # noqa: N802 - unit suffix
+        """The cap on the write rate in bytes/s, or None when there is none."""
+        return self._limit
+
+    @dirty_limit_Bps.setter
+    def dirty_limit_Bps(self, value: float | None) -> None:  # noqa: N802 - unit suffix
+        """None or 0 lifts the cap; anything else must be a finite positive number."""
+        if value is None or (not isinstance(value, bool) and value == 0):
+            self._limit = None
+            return
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) \
+                or not math.isfinite(value) or value < 0:
+            raise ConfigError("workload.dirty_limit_Bps", value,
+                              "bytes per second, a finite number above 0 (None or 0: no limit)")
+        self._limit = float(value)
+
+    def _bursty(self) -> bool:
+        return self.params.burst_period_s > 0
+
+    def peak_rate_Bps(self) -> float:  # noqa: N802 - unit suffix
+        """Write rate in bytes/s while writing (a burst's on-phase), after throttle and limit."""
+        rate = self.params.dirty_rate_mibps * MIB * (1.0 - self.throttle)
+        if self._bursty():
+            rate /= self.params.burst_duty
+        return rate if self._limit is None else min(rate, self._limit)
+
     def mean_rate_Bps(self) -> float:  # noqa: N802 - unit suffix
-        """Long-run write rate in bytes/s after throttling."""
-        return self.params.dirty_rate_mibps * MIB * (1.0 - self.throttle)
+        """Long-run write rate in bytes/s after throttle and limit."""
+        return self.peak_rate_Bps() * (self.params.burst_duty if self._bursty() else 1.0)
 
     def _on_time(self, t0: float, t1: float) -> float:
         """Seconds of [t0, t1) spent in the 'on' phase of the burst square wave."""
@@ -181,9 +219,7 @@ class DirtyPlan:
             raise ValueError(f"dt_s must be >= 0, got {dt_s}")
         on = self._on_time(self.t, self.t + dt_s)
         self.t += dt_s
-        peak = self.mean_rate_Bps() / (self.params.burst_duty
-                                       if self.params.burst_period_s > 0 else 1.0)
-        expected = peak * on / PAGE_SIZE + self._carry
+        expected = self.peak_rate_Bps() * on / PAGE_SIZE + self._carry
         n = int(expected)
         self._carry = expected - n
         if n == 0:

@@ -1,4 +1,5 @@
-"""migrator.memory.workload: presets, validation, the dirty-page planner's rate, skew and bursts."""
+"""migrator.memory.workload: presets, validation, the dirty-page planner's rate, skew and bursts
+(its dirty-rate limit: test_dirty_limit)."""
 
 from __future__ import annotations
 
