@@ -42,6 +42,10 @@ The guest says ``READY {"pid": ...}`` (``ground.protocol``) once it serves, logs
 exits 0 on SIGTERM/SIGINT (it never unlinks memory: the launcher owns it).  Measured on this machine
 (2 cores, 256 MiB guest, 3 s, no clients): web 20.0 MiB/s at 11 % of a core, memory-intensive 299.8
 MiB/s at 23 %, idle 5 % (the 1 ms tick); the ceiling is about 2.5 GiB/s of page writes on one core.
+Whole pages of random bytes cost more (4 KiB generated and copied per write): crypto 40.0 MiB/s at
+16 %, 300 MiB/s at 34 %, and about 1 GiB/s of page writes per core-second at the ceiling (977 MiB/s
+at 91 % of a core, the other core busy); a dirty-rate limit is met exactly (crypto capped at 10
+MiB/s: 10.0).  Past the ceiling the guest writes what it can and counts the rest in ``lagged_s``.
 
 ## Why the loop looks like this
 

@@ -13,10 +13,11 @@ only when the written bytes are compressible.  So a workload names both:
   compressed buffers that no codec shrinks.
 
 Speed (measured on this machine, one core of two): random bytes come from full-range uint64
-draws of the seeded ``Generator`` (``integers(..., dtype=uint64)``, about 2.7 GB/s) and not from
-``Generator.bytes`` (about 0.37 GB/s), so whole-page random writes are limited by the copy into
-the page, not by the generator.  Whole-page writes are one vectorised copy; partial writes are
-one slice assignment per page (the per-write Python cost, about a microsecond).
+draws of the seeded ``Generator`` (``integers(..., dtype=uint64)``, about 2.6 GiB/s) and not from
+``Generator.bytes`` (about 0.36 GiB/s), so generating a page costs about as much as copying it
+in.  Whole-page writes are one vectorised copy (about 1.3 GiB/s of random page writes, 1.8 of
+text); partial writes are one slice assignment per page (the per-write Python cost, about 1.6
+microseconds: about 2.4 GiB/s of page writes of the default 64-512 bytes).
 """
 
 from __future__ import annotations
