@@ -13,8 +13,10 @@ Example (every key shown has its default; an empty file is exactly the quickstar
                                  # to this file) or an inline topology mapping
     vm:
       memory: 256MiB             # bytes (int) or "<n>B|KiB|MiB|GiB"; a whole number of pages
-      workload: web              # a preset (idle, web, database, memory-intensive) or a mapping
-                                 # of workload fields, optionally starting from `preset: <name>`
+      workload: web              # a preset (idle, web, database, memory-intensive, crypto) or a
+                                 # mapping of workload fields (migrator.memory.workload: rate,
+                                 # working set, skew, bursts, write_bytes, content), optionally
+                                 # starting from `preset: <name>`
       seed: null                 # default: the experiment's seed
     placement:
       source: null               # default: the first hypervisor of the first site

@@ -259,7 +259,8 @@ def add_subcommands(subparsers: Any) -> None:
     s = subparsers.add_parser("migrate", help="migrate a VM (loopback: both ends here)")
     s.add_argument("--loopback", action="store_true", help="both ends on this machine")
     s.add_argument("--memory", default="256MiB", help="guest memory, e.g. 256MiB (256MiB)")
-    s.add_argument("--workload", default="idle", help="idle, web, database, memory-intensive")
+    s.add_argument("--workload", default="idle",
+                   help="a preset: idle, web, database, memory-intensive, crypto")
     s.add_argument("--rtt-sim", type=float, default=0.0, metavar="MS",
                    help="round-trip time added by a relay between the ends (0)")
     s.add_argument("--bw-sim", type=float, metavar="MBPS", help="bottleneck rate of that relay")

@@ -134,6 +134,9 @@ def run_source(vm: VM, dest: tuple[str, int], policy: MigrationPolicy, key: byte
 def _resume_at_source(vm: VM) -> None:
     try:
         vm.set_throttle(0.0)
+        lift = getattr(vm, "set_dirty_limit", None)      # optional in the VM protocol
+        if lift is not None:
+            lift(None)
         vm.resume()
     except Exception as exc:  # noqa: BLE001 - never hide the interrupt
         log.error("could not resume the guest at the source: %s", exc)

@@ -26,8 +26,8 @@ class Clock(Protocol):
 class VM(Protocol):
     """The source guest.
 
-    Optional extra method, used when present: ``save_state() -> bytes``, the paused guest's
-    CPU/device state sent in STATE (b"" when absent).
+    Optional extra methods, used when present: ``save_state() -> bytes``, the paused guest's
+    CPU/device state sent in STATE (b"" when absent); ``set_dirty_limit`` (below).
     """
 
     npages: int
@@ -47,6 +47,13 @@ class VM(Protocol):
 
     def set_throttle(self, frac: float) -> None:
         """Slow the vCPUs to ``1 - frac`` of their speed (0 = unthrottled)."""
+        ...
+
+    def set_dirty_limit(self, bytes_per_s: float | None) -> None:
+        """Optional, used when present: cap the guest's page-write rate at ``bytes_per_s``
+        (None or 0 lifts the cap), like QEMU's dirty-limit.  It caps the instantaneous rate
+        and applies on top of the throttle: the guest writes ``min(rate * (1 - throttle),
+        cap)``.  Lift it wherever the throttle is lifted."""
         ...
 
     def page_bytes(self, indices: np.ndarray) -> bytes:

@@ -14,15 +14,39 @@ fails with ``GuestDiedError`` when the process is gone (or a zombie), said it ex
 not beaten for ``stale_s``, and with ``GuestTimeoutError`` when the deadline passes.
 
 Commands: RUN (resume), PAUSE, SWITCH (attach the memory image ``tag``, take ``location``,
-resume; only from PAUSED).  The throttle (0..0.99, the fraction of write speed removed) is a
-field of its own, applied by the guest on every command turn.  While paused the guest publishes a
-small state blob (JSON) that the source migrator sends as the VM's device state.
+resume; only from PAUSED).  The throttle (0..0.99, the fraction of write speed removed) and the
+dirty-rate limit (bytes/s of page writes, 0 = none; QEMU's dirty-limit) are fields of their own,
+applied by the guest on every command turn; setting either bumps ``cmd_seq`` without awaiting an
+acknowledgement.  While paused the guest publishes a small state blob (JSON) that the source
+migrator sends as the VM's device state.
+
+Layout (little-endian, offsets in bytes; ``MAGIC`` names the version, bumped on any change):
+
+| offset | field | type | written by |
+|---|---|---|---|
+| 0 | magic ``WMCTL002`` | 8 bytes | initialise |
+| 8 | cmd_seq | uint64 | controller (last: publishes the command) |
+| 16 | cmd | uint32 (+4 pad) | controller |
+| 24 | throttle | double | controller |
+| 32 | want_location | 16 bytes | controller |
+| 48 | want_tag | 16 bytes | controller |
+| 64 | ack_seq | uint64 | guest |
+| 72 | state | uint32 (+4 pad) | guest |
+| 80 | pid | int64 | guest |
+| 88 | heartbeat | double (monotonic s) | guest, unlocked |
+| 96 | location | 16 bytes | guest |
+| 112 | tag | 16 bytes | guest |
+| 128 | error | 128 bytes | guest |
+| 256 | blob_len | uint32 (+4 pad) | guest |
+| 264 | dirty_limit | double (bytes/s, 0 = none) | controller |
+| 1024 | blob | up to 2048 bytes | guest |
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import math
 import mmap
 import os
 import re
@@ -34,7 +58,7 @@ from pathlib import Path
 from ground.config import ConfigError, check_name
 
 CONTROL_SIZE = 4096
-MAGIC = b"WMCTL001"
+MAGIC = b"WMCTL002"
 
 CMD_RUN, CMD_PAUSE, CMD_SWITCH = 0, 1, 2
 COMMAND_NAMES = {CMD_RUN: "run", CMD_PAUSE: "pause", CMD_SWITCH: "switch"}
@@ -45,11 +69,12 @@ LOCATION_RE = re.compile(r"[A-Za-z0-9_.-]{1,16}")
 BLOB_MAX = 2048
 
 # magic, cmd_seq, cmd, throttle, want_location, want_tag,
-# ack_seq, state, pid, heartbeat, location, tag, error, blob_len
-_LAYOUT = struct.Struct("<8sQIxxxxd16s16sQIxxxxqd16s16s128sI")
+# ack_seq, state, pid, heartbeat, location, tag, error, blob_len, dirty_limit (module docstring)
+_LAYOUT = struct.Struct("<8sQIxxxxd16s16sQIxxxxqd16s16s128sIxxxxd")
 _CMD_SEQ_OFF = 8
 _HEARTBEAT_OFF = struct.calcsize("<8sQIxxxxd16s16sQIxxxxq")
 _BLOB_OFF = 1024
+assert _HEARTBEAT_OFF == 88 and _LAYOUT.size == 272, "the layout table in the docstring"
 assert _LAYOUT.size <= _BLOB_OFF and _BLOB_OFF + BLOB_MAX <= CONTROL_SIZE
 
 
@@ -72,6 +97,7 @@ class Command:
     throttle: float
     location: str
     tag: str
+    dirty_limit: float = 0.0       # bytes/s, 0 = no limit
 
 
 @dataclass(frozen=True)
@@ -89,6 +115,7 @@ class ControlState:
     tag: str
     error: str
     blob: bytes
+    dirty_limit: float = 0.0
 
 
 def check_location(value: object) -> str:
@@ -101,6 +128,17 @@ def check_throttle(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) \
             or not 0.0 <= value <= MAX_THROTTLE:
         raise ConfigError("throttle", value, f"a fraction from 0 to {MAX_THROTTLE}")
+    return float(value)
+
+
+def check_dirty_limit(value: object) -> float:
+    """Bytes/s as stored in the block: None or 0 is 0.0 (no limit)."""
+    if value is None:
+        return 0.0
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not math.isfinite(value) or value < 0:
+        raise ConfigError("dirty_limit", value,
+                          "bytes per second, a finite number of at least 0 (None or 0: no limit)")
     return float(value)
 
 
@@ -143,7 +181,7 @@ class ControlBlock:
             with block._locked():
                 block._write(cmd_seq=0, cmd=CMD_RUN, throttle=0.0, want_location="",
                              want_tag="", ack_seq=0, state=STARTING, pid=0, heartbeat=0.0,
-                             location="", tag="", error="")
+                             location="", tag="", error="", dirty_limit=0.0)
         finally:
             block.close()
 
@@ -162,10 +200,11 @@ class ControlBlock:
     def _read(self) -> ControlState:
         assert self._mm is not None
         (magic, cmd_seq, cmd, throttle, want_loc, want_tag, ack_seq, state, pid, heartbeat,
-         loc, tag, error, blob_len) = _LAYOUT.unpack_from(self._mm, 0)
+         loc, tag, error, blob_len, dirty_limit) = _LAYOUT.unpack_from(self._mm, 0)
         blob = bytes(self._mm[_BLOB_OFF:_BLOB_OFF + min(blob_len, BLOB_MAX)])
         return ControlState(cmd_seq, cmd, throttle, _text(want_loc), _text(want_tag), ack_seq,
-                            state, pid, heartbeat, _text(loc), _text(tag), _text(error), blob)
+                            state, pid, heartbeat, _text(loc), _text(tag), _text(error), blob,
+                            dirty_limit)
 
     def _write(self, **fields: object) -> None:
         assert self._mm is not None
@@ -176,7 +215,8 @@ class ControlBlock:
             str(values["want_location"]).encode(), str(values["want_tag"]).encode(),
             values["ack_seq"], values["state"], values["pid"], values["heartbeat"],
             str(values["location"]).encode(), str(values["tag"]).encode(),
-            str(values["error"]).encode("ascii", "replace")[:127], len(values["blob"]))
+            str(values["error"]).encode("ascii", "replace")[:127], len(values["blob"]),
+            values["dirty_limit"])
         blob = bytes(values["blob"])  # type: ignore[arg-type]
         self._mm[_BLOB_OFF:_BLOB_OFF + len(blob)] = blob
 
@@ -211,10 +251,18 @@ class ControlBlock:
 
     def set_throttle(self, frac: float) -> None:
         """Takes effect at the guest's next batch (no acknowledgement awaited)."""
-        frac = check_throttle(frac)
+        self._set(throttle=check_throttle(frac))
+
+    def set_dirty_limit(self, bytes_per_s: float | None) -> None:
+        """Cap the guest's page-write rate at ``bytes_per_s`` (None or 0 lifts the cap); takes
+        effect at the guest's next batch, no acknowledgement awaited, like the throttle."""
+        self._set(dirty_limit=check_dirty_limit(bytes_per_s))
+
+    def _set(self, **fields: object) -> None:
+        """A field the guest reads on every command turn: written, then ``cmd_seq`` bumped."""
         with self._locked():
             cur = self._read()
-            self._write(throttle=frac)
+            self._write(**fields)
             struct.pack_into("<Q", self._mm, _CMD_SEQ_OFF, cur.cmd_seq + 1)
 
     def switch(self, tag: str, location: str, timeout: float = 10.0) -> None:
@@ -287,7 +335,8 @@ class ControlBlock:
         if seq == applied_seq:
             return None
         snap = self.snapshot()
-        return Command(snap.cmd_seq, snap.cmd, snap.throttle, snap.want_location, snap.want_tag)
+        return Command(snap.cmd_seq, snap.cmd, snap.throttle, snap.want_location, snap.want_tag,
+                       snap.dirty_limit)
 
     def ack(self, seq: int, state: int, *, location: str, tag: str, error: str = "",
             blob: bytes = b"") -> None:

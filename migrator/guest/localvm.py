@@ -3,8 +3,9 @@
 Why: the transport and the endpoints must be exercised end to end (real sockets, real time,
 real dirtying while pages are in flight) without the shared-memory guest and its processes,
 in unit tests and where that guest is not available.  It implements ``interfaces.VM`` exactly
-like the real guest agent: writes follow a seeded ``DirtyPlan``, each write rewrites a few
-hundred bytes of a page (``pages.mutate_page``-like), and the dirty log is a boolean bitmap.
+like the real guest agent: writes follow a seeded ``DirtyPlan`` (throttle and dirty-rate limit
+included), each write is the workload's (``writes.write_pages``: its ``write_bytes`` and
+``content``), and the dirty log is a boolean bitmap.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ import time
 
 import numpy as np
 
-from migrator.memory.pages import DEFAULT_MIX, PAGE_SIZE, PageMix, fill_pages
+from migrator.memory.pages import DEFAULT_MIX, PAGE_SIZE, PageMix, fill_pages, text_pool
 from migrator.memory.workload import DirtyPlan, WorkloadParams
+from migrator.memory.writes import write_pages
 
 
 class InProcessVM:
@@ -26,6 +28,9 @@ class InProcessVM:
         self.npages = npages
         self.memory = np.empty((npages, PAGE_SIZE), np.uint8)
         fill_pages(self.memory, mix, seed)
+        self.workload = workload
+        if workload.content == "text":
+            text_pool()              # built before the writer thread holds the lock, not in it
         self.plan = DirtyPlan(workload, npages, seed=seed + 1)
         self.dirty = np.zeros(npages, dtype=bool)
         self.paused = False
@@ -49,10 +54,8 @@ class InProcessVM:
     def _write(self, idx: np.ndarray) -> None:
         if not len(idx):
             return
-        n = 256
-        off = int(self._rng.integers(0, PAGE_SIZE - n))
-        self.memory[idx, off:off + n] = self._rng.integers(0, 256, size=(len(idx), n),
-                                                           dtype=np.uint8)
+        write_pages(self.memory, idx, self._rng, self.workload.write_bytes,
+                    self.workload.content)
         self.dirty[idx] = True
         self.writes += len(idx)
 
@@ -79,6 +82,11 @@ class InProcessVM:
     def set_throttle(self, frac: float) -> None:
         with self._lock:
             self.plan.throttle = frac
+
+    def set_dirty_limit(self, bytes_per_s: float | None) -> None:
+        """Cap the write rate (bytes/s; None or 0 lifts it), as the real guest does."""
+        with self._lock:
+            self.plan.dirty_limit_Bps = bytes_per_s
 
     def page_bytes(self, indices: np.ndarray) -> bytes:
         with self._lock:

@@ -6,20 +6,25 @@ A VM is a Mininet host (its own network namespace, MAC and IP) running one guest
 -m migrator.guest.process``.  Its RAM is a file in /dev/shm (``wanmig-<vm>-<tag>.ram``) mapped by
 the guest and by the source migrator, with a dirty log and a control block beside it
 (``migrator.guest.image``).  The guest writes pages at the workload's rate and marks them dirty; it
-obeys pause, resume, throttle and "switch to memory <tag>" from the control block; at switchover it
+obeys pause, resume, throttle, dirty-rate limit and "switch to memory <tag>" from the control block
+(the write rate is ``min(rate * (1 - throttle), limit)``, ``DirtyPlan``); at switchover it
 maps the destination's copy, rebuilds its service state *from that memory* and resumes with its
 sockets intact.  A transfer error therefore shows up as data a client cannot read back.
 
-Workload presets (``--workload NAME``; rates are page writes, 4 KiB each):
+Workload presets (``--workload NAME``; rates are page writes, 4 KiB each; a write changes
+``write_bytes`` of the page, 64-512 when unset, with ``content`` text or random,
+``migrator.memory.writes``):
 
-| preset | write rate | working set | skew | note |
-|---|---|---|---|---|
-| idle | 0.1 MiB/s | 5 % | uniform | fixed costs of a migration |
-| web | 20 MiB/s | 25 % | Zipf s=1 | converges over a 250 Mbit/s WAN in a few rounds |
-| database | 60 MiB/s mean | 10 % | Zipf s=1.2 | bursts: 10 s period, 50 % duty |
-| memory-intensive | 300 MiB/s | 80 % | uniform | needs auto-converge on a WAN |
+| preset | write rate | working set | skew | one write | note |
+|---|---|---|---|---|---|
+| idle | 0.1 MiB/s | 5 % | uniform | 64-512 B text | fixed costs of a migration |
+| web | 20 MiB/s | 25 % | Zipf s=1 | 64-512 B text | converges over 250 Mbit/s in a few rounds |
+| database | 60 MiB/s mean | 10 % | Zipf s=1.2 | 64-512 B text | bursts: 10 s period, 50 % duty |
+| memory-intensive | 300 MiB/s | 80 % | uniform | 64-512 B text | needs auto-converge on a WAN |
+| crypto | 40 MiB/s | 50 % | uniform | 4096 B random | no codec helps; needs throttle or limit |
 
-``--workload`` also takes a JSON mapping (``{"preset": "web", "dirty_rate_mibps": 5}``), and
+``--workload`` also takes a JSON mapping (``{"preset": "web", "dirty_rate_mibps": 5}``,
+``{"preset": "web", "write_bytes": 4096, "content": "random"}``), and
 ``--dirty-rate MIBPS`` is a uniform workload over all of memory.  The first ``--kv-pages`` pages
 (default 64, 256 KiB) hold the key-value log and are never written by the workload.
 
@@ -37,6 +42,10 @@ The guest says ``READY {"pid": ...}`` (``ground.protocol``) once it serves, logs
 exits 0 on SIGTERM/SIGINT (it never unlinks memory: the launcher owns it).  Measured on this machine
 (2 cores, 256 MiB guest, 3 s, no clients): web 20.0 MiB/s at 11 % of a core, memory-intensive 299.8
 MiB/s at 23 %, idle 5 % (the 1 ms tick); the ceiling is about 2.5 GiB/s of page writes on one core.
+Whole pages of random bytes cost more (4 KiB generated and copied per write): crypto 40.0 MiB/s at
+16 %, 300 MiB/s at 34 %, and about 1 GiB/s of page writes per core-second at the ceiling (977 MiB/s
+at 91 % of a core, the other core busy); a dirty-rate limit is met exactly (crypto capped at 10
+MiB/s: 10.0).  Past the ceiling the guest writes what it can and counts the rest in ``lagged_s``.
 
 ## Why the loop looks like this
 
@@ -77,8 +86,9 @@ from migrator.guest.control import (
 from migrator.guest.image import GuestMemory, image_name
 from migrator.guest.kvstore import KVStore
 from migrator.guest.service import TCP_PORT, UDP_PORT, GuestService
-from migrator.memory.pages import PAGE_SIZE, text_pool
+from migrator.memory.pages import text_pool
 from migrator.memory.workload import DirtyPlan, WorkloadParams, parse_workload
+from migrator.memory.writes import write_pages
 
 log = logging.getLogger("migrator.guest.process")
 
@@ -86,22 +96,6 @@ TICK_S = 0.001
 MAX_DT = 0.05
 BEAT_S = 0.05
 KV_PAGES = 64
-
-
-def mutate_batch(pages: np.ndarray, indices: np.ndarray, rng: np.random.Generator) -> None:
-    """``pages.mutate_page`` for many pages: the same write (64-512 text bytes at a random
-    offset), with the random draws vectorised; ~14x faster, which is what lets one core reach
-    the memory-intensive preset."""
-    n = len(indices)
-    if n == 0:
-        return
-    pool = text_pool()
-    lens = rng.integers(64, 513, size=n)
-    offs = (rng.random(n) * (PAGE_SIZE - lens + 1)).astype(np.int64)
-    srcs = (rng.random(n) * (len(pool) - lens)).astype(np.int64)
-    for i, off, length, src in zip(indices.tolist(), offs.tolist(), lens.tolist(),
-                                   srcs.tolist(), strict=True):
-        pages[i, off:off + length] = pool[src:src + length]
 
 
 @dataclass(frozen=True)
@@ -147,7 +141,8 @@ class Guest:
         if self.mem.npages <= cfg.kv_pages:
             raise ConfigError("kv_pages", cfg.kv_pages,
                               f"fewer pages than the memory ({self.mem.npages})")
-        text_pool()                  # built once (~0.4 s) before the first write, not during
+        if cfg.workload.content == "text":
+            text_pool()              # built once (~0.4 s) before the first write, not during
         self.store = self._load_store(self.mem)
         self.plan = DirtyPlan(cfg.workload, self.mem.npages - cfg.kv_pages, seed=cfg.seed)
         if cfg.service:
@@ -217,7 +212,8 @@ class Guest:
             return
         assert self.mem is not None
         idx = rel + self.cfg.kv_pages
-        mutate_batch(self.mem.pages, idx, self.rng)
+        wl = self.cfg.workload
+        write_pages(self.mem.pages, idx, self.rng, wl.write_bytes, wl.content)
         if self.mem.dirty is not None:
             self.mem.dirty.mark(idx)
         self.writes += len(idx)
@@ -227,6 +223,7 @@ class Guest:
     def _apply(self, cmd: Command) -> None:
         assert self.ctl is not None and self.mem is not None and self.plan is not None
         self.plan.throttle = cmd.throttle
+        self.plan.dirty_limit_Bps = cmd.dirty_limit or None
         error = ""
         if cmd.kind == CMD_PAUSE:
             self.state = PAUSED
@@ -275,7 +272,8 @@ class Guest:
         return json.dumps({
             "vm": self.cfg.vm, "tag": self.mem.tag, "location": self.location,
             "plan_t": round(self.plan.t, 6), "writes": self.writes,
-            "throttle": self.plan.throttle, "lagged_s": round(self.lagged_s, 6),
+            "throttle": self.plan.throttle, "dirty_limit_Bps": self.plan.dirty_limit_Bps,
+            "lagged_s": round(self.lagged_s, 6),
             "kv_keys": len(self.store) if self.store is not None else 0,
             "service": dict(self.service.stats) if self.service is not None else {},
         }, sort_keys=True).encode()

@@ -97,6 +97,11 @@ class SharedVM:
     def set_throttle(self, frac: float) -> None:
         self._control().set_throttle(frac)
 
+    def set_dirty_limit(self, bytes_per_s: float | None) -> None:
+        """Cap the guest's page-write rate (bytes/s; None or 0 lifts it), like QEMU's
+        dirty-limit; applied at the guest's next batch, on top of any throttle."""
+        self._control().set_dirty_limit(bytes_per_s)
+
     def page_bytes(self, indices: np.ndarray) -> bytes:
         return self.memory.pages[np.asarray(indices, dtype=np.int64)].tobytes()
 

@@ -147,7 +147,9 @@ def mutate_page(page: np.ndarray, rng: np.random.Generator) -> None:
     """Rewrite a few hundred text-like bytes of one page in place, as a guest store would.
 
     Small, local writes are what XBZRLE exploits: the XOR with the previously sent version is
-    zero except in the written run.
+    zero except in the written run.  The guests write many pages at once, and other shapes of
+    write (whole pages, random bytes), with ``migrator.memory.writes.write_pages``; this is its
+    default write on one page.
     """
     pool = text_pool()
     n = int(rng.integers(64, 513))

@@ -1,5 +1,6 @@
 """The emulated VM end to end on 127.0.0.1: a real guest process, its service, pause/resume,
-throttle, switchover onto a copied memory, death detection and clean stop.
+throttle and dirty-rate limit, the shape of its writes, switchover onto a copied memory, death
+detection and clean stop.
 
 Non-default ports are picked free per test; every guest is stopped and its segments checked
 gone in the fixture.
@@ -24,9 +25,11 @@ from migrator.core.policy import MigrationPolicy
 from migrator.guest.control import GuestDiedError, GuestError
 from migrator.guest.image import leftover_segments, remove_segments
 from migrator.guest.kvstore import KVStore
+from migrator.guest.localvm import InProcessVM
 from migrator.guest.service import MAX_LINE, REPLY, REQUEST, echo_reply, handle_line
 from migrator.guest.vm import GuestStartError, SharedVM, create_dest_memory, start_guest
 from migrator.memory.pages import PAGE_SIZE
+from migrator.memory.workload import MIB, preset
 from migrator.wire.digest import image_digest
 
 NPAGES = 2048                # 8 MiB
@@ -198,6 +201,96 @@ def test_write_rate_follows_preset_and_throttle(guest):
         f"web preset at throttle 0.5: {half / 2**20:.2f} MiB/s written, expected 10 +- 15 %"
     with pytest.raises(ConfigError):
         guest.vm.set_throttle(1.0)
+
+
+@pytest.fixture
+def crypto_guest(vm_name):
+    """The crypto preset: 40 MiB/s of whole-page random writes over half of memory."""
+    handle = start_guest(vm_name, NPAGES, "crypto", 5, "dc1", service=False,
+                         kv_pages=KV_PAGES, log_level="WARNING")
+    try:
+        yield handle
+    finally:
+        handle.stop()
+    assert segments(vm_name) == [], "stop() left shared-memory segments behind"
+
+
+def _context(vm, **figures: float) -> str:
+    """Everything needed to judge a rate that missed: the figures and the guest's own blob."""
+    vm.pause()
+    blob = vm.save_state().decode()
+    vm.resume()
+    shown = ", ".join(f"{k} {v / MIB:.2f} MiB/s" for k, v in figures.items())
+    return f"{shown}; guest state {blob}"
+
+
+def _near(got: float, want: float, below: float = 0.15, above: float = 0.05) -> bool:
+    """Within ``-below``/``+above`` of ``want``: a loaded machine can fall behind (the guest
+    drops writes it is late for, ``lagged_s``), but writing above a cap would be a bug; the
+    measurement's own error (pause and resume acknowledgements, ~1 ms in 1 s) is far smaller."""
+    return want * (1 - below) <= got <= want * (1 + above)
+
+
+def test_whole_page_random_writes_reach_the_preset_rate_and_change_whole_pages(crypto_guest):
+    vm = crypto_guest.vm
+    want = preset("crypto").dirty_rate_mibps * MIB
+    got = _write_rate(vm, 1.0)
+    assert _near(got, want), _context(vm, measured=got, configured=want)
+    vm.pause()
+    vm.read_and_clear_dirty()
+    before = vm.memory.pages.copy()
+    vm.resume()
+    wait_for(lambda: len(vm.read_and_clear_dirty()) > 100, 5, "whole-page writes")
+    vm.pause()
+    written = np.flatnonzero((before != vm.memory.pages).any(axis=1))
+    same = (before[written] == vm.memory.pages[written]).mean()
+    vm.resume()
+    assert len(written) > 100 and same < 0.02, \
+        f"{len(written)} pages written, {same:.2%} of their bytes unchanged (random: ~0.4 %)"
+
+
+def test_dirty_limit_caps_the_write_rate_with_the_throttle_and_lifts(crypto_guest):
+    vm = crypto_guest.vm
+    full = preset("crypto").dirty_rate_mibps * MIB          # 40 MiB/s
+    cap = 10 * MIB
+    vm.set_dirty_limit(cap)
+    got = _write_rate(vm, 1.0)
+    assert _near(got, cap), _context(vm, measured=got, cap=cap, configured=full)
+    assert json.loads(vm.save_state())["dirty_limit_Bps"] == cap
+    vm.set_throttle(0.5)                                     # 20 MiB/s, capped at 10
+    got = _write_rate(vm, 1.0)
+    assert _near(got, cap), _context(vm, measured=got, cap=cap, throttled=full * 0.5)
+    vm.set_throttle(0.9)                                     # 4 MiB/s: below the cap
+    got = _write_rate(vm, 1.0)
+    assert _near(got, full * 0.1), _context(vm, measured=got, cap=cap, throttled=full * 0.1)
+    vm.set_throttle(0.0)
+    vm.set_dirty_limit(None)
+    got = _write_rate(vm, 1.0)
+    assert _near(got, full), _context(vm, measured=got, configured=full)
+    assert json.loads(vm.save_state())["dirty_limit_Bps"] is None
+    for bad in (-1.0, float("nan"), "10MB"):
+        with pytest.raises(ConfigError) as info:
+            vm.set_dirty_limit(bad)
+        assert info.value.path == "dirty_limit"
+
+
+def test_in_process_guest_obeys_the_dirty_limit():
+    with InProcessVM(NPAGES, preset("crypto"), seed=2) as vm:
+        cap = 8 * MIB
+        vm.set_dirty_limit(cap)
+        counts = []
+        for _ in range(2):
+            vm.pause()
+            w0 = vm.writes
+            vm.resume()
+            t0 = time.monotonic()
+            time.sleep(1.0)                    # the measurement interval itself
+            vm.pause()
+            counts.append((vm.writes - w0) * PAGE_SIZE / (time.monotonic() - t0))
+            vm.resume()
+            vm.set_dirty_limit(0)              # the second interval runs free
+        assert _near(counts[0], cap), f"capped at 8 MiB/s: {counts[0] / MIB:.2f} MiB/s"
+        assert _near(counts[1], 40 * MIB), f"lifted (40 MiB/s): {counts[1] / MIB:.2f} MiB/s"
 
 
 def test_switch_to_copied_memory_keeps_every_value(guest, vm_name):

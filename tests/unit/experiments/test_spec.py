@@ -48,6 +48,18 @@ def test_resolved_dict_parses_back_to_the_same_spec(tmp_path):
     assert again == spec
 
 
+def test_write_shape_keys_resolve_and_parse_back(tmp_path):
+    exp = tmp_path / "exp.yaml"
+    exp.write_text("vm: {workload: {preset: crypto, write_bytes: 1024}}\n")
+    spec = load_experiment(exp)
+    wl = spec.vm.workload
+    assert (wl.dirty_rate_mibps, wl.write_bytes, wl.content) == (40.0, 1024, "random")
+    assert spec.vm.workload_preset == "crypto"
+    assert parse_experiment(resolved_dict(spec)) == spec
+    text = parse_experiment({"vm": {"workload": {"dirty_rate_mibps": 5, "content": "random"}}})
+    assert text.vm.workload.write_bytes is None and text.vm.workload.content == "random"
+
+
 @pytest.mark.parametrize(("value", "expected"), [
     ("256MiB", 256 * 2 ** 20), ("1GiB", 2 ** 30), ("4096KiB", 4 * 2 ** 20),
     (8 * 2 ** 20, 8 * 2 ** 20), ("1.5MiB", 1536 * 1024), (" 2 MiB ", 2 * 2 ** 20),
@@ -66,6 +78,12 @@ def test_memory_sizes(value, expected):
     ({"vm": {"workload": "webserver"}}, "vm.workload", "web"),
     ({"vm": {"workload": {"dirty_rate_mibps": -1}}}, "vm.workload.dirty_rate_mibps", "at least 0"),
     ({"vm": {"workload": {"preset": "nope"}}}, "vm.workload.preset", "one of"),
+    ({"vm": {"workload": {"preset": "web", "write_bytes": 0}}}, "vm.workload.write_bytes",
+     "at least 1"),
+    ({"vm": {"workload": {"preset": "crypto", "write_bytes": 5000}}}, "vm.workload.write_bytes",
+     "at most 4096"),
+    ({"vm": {"workload": {"preset": "web", "content": "zeros"}}}, "vm.workload.content",
+     "text, random"),
     ({"vm": {"seed": -1}}, "vm.seed", "at least 0"),
     ({"placement": {"source": "dc3h1"}}, "placement.source", "dc1h1, dc2h1"),
     ({"placement": {"destination": "dc1h1"}}, "placement.destination", "other than"),

@@ -1,6 +1,9 @@
-"""migrator.memory.workload: presets, validation, the dirty-page planner's rate, skew and bursts."""
+"""migrator.memory.workload: presets, validation, the dirty-page planner's rate, skew and bursts
+(its dirty-rate limit: test_dirty_limit)."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import pytest
@@ -11,13 +14,18 @@ from migrator.memory.workload import MIB, PRESETS, DirtyPlan, WorkloadParams, pa
 
 
 def test_presets_exist_with_documented_numbers():
-    assert set(PRESETS) == {"idle", "web", "database", "memory-intensive"}
+    assert set(PRESETS) == {"idle", "web", "database", "memory-intensive", "crypto"}
     assert preset("idle").dirty_rate_mibps == 0.1
     assert preset("web").skew == "zipf" and preset("web").working_set_frac == 0.25
     db = preset("database")
     assert db.working_set_frac == 0.10 and db.burst_period_s > 0 and db.burst_duty < 1
     mem = preset("memory-intensive")
     assert mem.dirty_rate_mibps == 300.0 and mem.skew == "uniform"
+    crypto = preset("crypto")
+    assert (crypto.dirty_rate_mibps, crypto.working_set_frac, crypto.skew) == (40.0, 0.5, "uniform")
+    assert crypto.write_bytes == PAGE_SIZE and crypto.content == "random"
+    for name in ("idle", "web", "database", "memory-intensive"):
+        assert (preset(name).write_bytes, preset(name).content) == (None, "text"), name
 
 
 def test_unknown_preset_is_config_error():
@@ -29,6 +37,8 @@ def test_unknown_preset_is_config_error():
 @pytest.mark.parametrize(("field", "value"), [
     ("dirty_rate_mibps", -1.0), ("working_set_frac", 0.0), ("working_set_frac", 1.5),
     ("skew", "pareto"), ("zipf_s", 0.0), ("burst_period_s", -1.0), ("burst_duty", 0.0),
+    ("write_bytes", 0), ("write_bytes", PAGE_SIZE + 1), ("write_bytes", 100.5),
+    ("write_bytes", "4KiB"), ("write_bytes", True), ("content", "binary"), ("content", 1),
 ])
 def test_bad_params_name_the_field(field, value):
     kwargs = {"dirty_rate_mibps": 1.0, field: value}
@@ -44,6 +54,23 @@ def test_parse_workload_preset_with_override():
     with pytest.raises(ConfigError) as info:
         parse_workload({"preset": "web", "rate": 5}, path="runs[0].workload")
     assert info.value.path == "runs[0].workload.rate"
+
+
+def test_write_shape_keys_parse_and_round_trip():
+    w = parse_workload({"preset": "crypto", "dirty_rate_mibps": 10}, path="vm.workload")
+    assert (w.dirty_rate_mibps, w.write_bytes, w.content) == (10.0, PAGE_SIZE, "random")
+    text = parse_workload({"preset": "web", "write_bytes": 1024.0})
+    assert text.write_bytes == 1024 and isinstance(text.write_bytes, int)
+    assert text.content == "text"
+    assert WorkloadParams(dirty_rate_mibps=1, write_bytes=2048.0).write_bytes == 2048
+    for params in (w, text, preset("web")):
+        assert parse_workload(dataclasses.asdict(params)) == params
+    with pytest.raises(ConfigError) as info:
+        parse_workload({"preset": "web", "write_bytes": 8192}, path="vm.workload")
+    assert info.value.path == "vm.workload.write_bytes" and "at most 4096" in info.value.expected
+    with pytest.raises(ConfigError) as info:
+        parse_workload({"content": "encrypted", "dirty_rate_mibps": 1}, path="vm.workload")
+    assert info.value.path == "vm.workload.content" and "random" in info.value.expected
 
 
 def test_steady_rate_count_exact_over_time():
