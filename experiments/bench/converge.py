@@ -3,8 +3,8 @@ random whole pages, which no codec shrinks, across the emulated WAN.
 
 The grid: RTT {50, 150} ms x link {100, 250} Mbit/s x a write rate of 40 % and 70 % of the
 link's rate; 256 MiB VMs on the 100 Mbit/s links and 512 MiB on the 250 Mbit/s ones (round 0
-takes about 20 s on either), a quarter of the memory written uniformly, every write a whole page
-of random bytes (the ``random-uniform`` workload's shape). Each run is a whole experiment (the
+takes about 20 s on either), half of the memory written uniformly, every write a whole page
+of random bytes (the ``crypto`` preset at another rate). Each run is a whole experiment (the
 runner: network, link check, controller, clients), with the default policy (adaptive codec,
 auto-converge, 300 ms downtime target).
 
@@ -55,7 +55,7 @@ def spec(rtt_ms: float, bw_mbps: float, frac: float) -> Any:
         "topology": {"wan": [{"between": ["dc1", "dc2"], "rtt_ms": rtt_ms,
                               "bw_mbps": bw_mbps}]},
         "vm": {"memory": memory_for(bw_mbps),
-               "workload": {"preset": "random-uniform", "dirty_rate_mibps": round(rate, 3)}},
+               "workload": {"preset": "crypto", "dirty_rate_mibps": round(rate, 3)}},
         "clients": {"kv_ops": 20, "kv_rate_hz": 5},
         "schedule": {"warmup_s": 3, "cooldown_s": 2}})
 
