@@ -39,8 +39,8 @@ Decisions, exactly:
   ``digest_ok`` completes the migration (the caller then resumes the guest at the destination
   and may fill ``resume_s``).
   Any error or a refused ACK before that resumes the guest at the source: outcome
-  ``'aborted'``, nothing lost. Throttle and write cap are lifted whenever the guest stays at
-  the source;
+  ``'aborted'``, nothing lost. Throttle and write cap are lifted at the end, whatever it
+  was;
 * cold mode: pause first, send everything once, finish;
 * the rows cover the migration without gaps: their durations sum to ``total_time_s``.
 """
@@ -184,6 +184,7 @@ class PreCopyEngine:
                                 else "destination refused the migration")
             return self._abort("aborted", why, integrity=fin.digest_ok, copied_at=copied_at,
                                finished_at=done)
+        self._lift_throttle()       # as QEMU at completion: the guest goes on at full speed
         return self._result("completed", reason, final_copy_s=copied_at - pause_at,
                             verify_s=done - copied_at, integrity=True)
 

@@ -214,11 +214,13 @@ def test_non_convergence_throttles_in_steps_sized_from_the_ratio():
     # whole working set until the throttle brings the rate down.
     clock, vm, sender, pol = setup(rate_mibps=40.0, ws=0.8, bw=4 * MIB, max_rounds=30)
     res = engine(clock, vm, sender, pol).run()
-    assert vm.throttles and vm.throttles[0] >= pol.throttle_initial
-    assert all(step >= pol.throttle_step - 1e-9 for step in np.diff(vm.throttles))
+    assert vm.throttles[-1] == 0.0                             # lifted once completed
+    raised = vm.throttles[:-1]
+    assert raised and raised[0] >= pol.throttle_initial
+    assert all(step >= pol.throttle_step - 1e-9 for step in np.diff(raised))
     # The first step goes where the dirty rate would meet the trigger, not 0.2 at a time:
-    assert vm.throttles[0] > 0.5, vm.throttles
-    assert res.throttle_max == pytest.approx(max(vm.throttles))
+    assert raised[0] > 0.5, vm.throttles
+    assert res.throttle_max == pytest.approx(max(raised))
     throttles = [r.throttle for r in res.rounds]
     assert throttles == sorted(throttles)                       # never lowered mid-migration
     assert {r.throttle_policy for r in res.rounds} == {"auto-converge"}
@@ -233,7 +235,8 @@ def test_dirty_limit_caps_the_writes_instead():
     assert res.outcome == "completed" and np.array_equal(sender.dest, vm.memory)
     assert not vm.throttles and vm.limits, vm.limits
     assert vm.limits[0] == pytest.approx(0.5 * 4 * MIB, rel=0.05)   # trigger x transfer rate
-    assert all(b < a for a, b in zip(vm.limits, vm.limits[1:], strict=False))   # only lowered
+    assert vm.limits[-1] is None and vm.plan.dirty_limit_Bps is None    # lifted at the end
+    assert all(b < a for a, b in zip(vm.limits, vm.limits[1:-1], strict=False))   # lowered
     capped = [r for r in res.rounds if r.dirty_limit_Bps is not None]
     assert capped and {r.throttle_policy for r in res.rounds} == {"dirty-limit"}
 
