@@ -123,7 +123,8 @@ def test_every_shipped_experiment_validates():
 
     files = sorted(EXPERIMENTS.glob("*.yaml"))
     assert {f.name for f in files} >= {"quickstart.yaml", "rtt_sweep.yaml", "codec_sweep.yaml",
-                                       "bandwidth_sweep.yaml", "dirty_rate_sweep.yaml"}
+                                       "bandwidth_sweep.yaml", "dirty_rate_sweep.yaml",
+                                       "throttle_sweep.yaml"}
     for f in files:
         if is_sweep(read_yaml(f)):
             runs = expand(load_sweep(f))
