@@ -103,7 +103,7 @@ class IncrementalDigest:
         self.gen[np.unique(indices // self.chunk_pages)] += 1
         if self._unwritten is None:
             return _NONE, _NONE
-        first = indices[self._unwritten[indices]]
+        first = np.unique(indices[self._unwritten[indices]])    # a page listed twice counts once
         if not len(first):
             return _NONE, _NONE
         self._unwritten[first] = False
