@@ -18,6 +18,8 @@ import numpy as np
 from migrator.memory.pages import DEFAULT_MIX, PAGE_SIZE, PageMix, fill_pages, text_pool
 from migrator.memory.workload import DirtyPlan, WorkloadParams
 from migrator.memory.writes import write_pages
+from migrator.wire.digest import image_digest
+from migrator.wire.incremental import IncrementalDigest
 
 
 class InProcessVM:
@@ -38,6 +40,7 @@ class InProcessVM:
         self.writes = 0
         self._rng = np.random.default_rng(seed + 2)
         self._lock = threading.Lock()
+        self._digest: IncrementalDigest | None = None   # once the dirty log is first read
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="wanmig-localvm", daemon=True)
         self._thread.start()
@@ -62,9 +65,15 @@ class InProcessVM:
     # --- interfaces.VM -------------------------------------------------------------------------
 
     def read_and_clear_dirty(self) -> np.ndarray:
+        """The pages written since the last call; the first call also starts keeping the image
+        digest current in the background, as the shared-memory guest's agent does."""
         with self._lock:
             out = np.flatnonzero(self.dirty)
             self.dirty[:] = False
+        if self._digest is None:
+            self._digest = IncrementalDigest(self.memory)
+            self._digest.start()
+        self._digest.touched(out)          # after the writes: see wire.incremental
         return out
 
     def nonzero_pages(self) -> np.ndarray:
@@ -93,9 +102,11 @@ class InProcessVM:
             return self.memory[indices].tobytes()
 
     def digest(self) -> bytes:
-        """The image digest (``migrator.wire.digest``), hashed in place."""
-        from migrator.wire.digest import image_digest
-
+        """The image digest (``migrator.wire.digest``). Exact once the guest is paused and its
+        dirty log read after the pause (as the engine does): only the chunks reported since
+        they were hashed are hashed now."""
+        if self._digest is not None:
+            return self._digest.finish()[0]
         with self._lock:
             return image_digest(self.memory)
 
@@ -107,6 +118,8 @@ class InProcessVM:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(5.0)
+        if self._digest is not None:
+            self._digest.stop()
 
     def __enter__(self) -> InProcessVM:
         return self

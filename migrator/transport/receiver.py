@@ -15,7 +15,9 @@ Why it is built this way:
   may arrive out of order, and the newer copy must win;
 * the source's ROUND_END messages (control stream) say how many pages each round carried; on
   STATE (the last message before DIGEST) the destination waits until all of them arrived, then
-  hashes the whole memory while the source hashes its own, and compares on DIGEST;
+  finishes the image digest while the source finishes its own, and compares on DIGEST. The
+  digest is kept current as pages are applied (``migrator.wire.incremental``), so finishing it
+  hashes only the chunks written since their last hash, not the whole memory;
 * any error (a truncated, oversized or corrupt frame, a bad index, a timeout, an ABORT from the
   source) ends the migration: ABORT to the source when the control stream still works, every
   socket closed, and ``DestResult.error`` says what happened.  The guest is never resumed here
@@ -63,7 +65,7 @@ class DestResult:
     data_streams: int = 0
     rounds: int = 0
     wait_s: float = 0.0              # from STATE until every page had arrived
-    hash_s: float = 0.0              # hashing the whole memory
+    hash_s: float = 0.0              # finishing the image digest, once every page arrived
     resume_s: float = 0.0            # on_switchover()
     state: bytes = b""
     buffers: list[dict] = field(default_factory=list)
@@ -81,7 +83,7 @@ class RoundOrderedMemory:
         self.received = 0
         self.applied = 0
         self.cv = threading.Condition()
-        self.digest = IncrementalDigest(memory, self.cv)
+        self.digest = IncrementalDigest(memory, self.cv, complete=False)
 
     def apply(self, round_no: int, indices: np.ndarray, pages: np.ndarray,
               zero: np.ndarray) -> None:
@@ -95,11 +97,13 @@ class RoundOrderedMemory:
             zkeep = self.round_of[zero] <= round_no
             self.memory[zero[zkeep]] = 0
             self.round_of[zero[zkeep]] = round_no
-            self.digest.touched(indices[keep])         # after the writes: see wire.incremental
-            self.digest.touched(zero[zkeep])
+            # After the writes (see wire.incremental); the chunks they completed are hashed
+            # below, outside the lock, while the other streams apply theirs.
+            completed = self.digest.touched(np.concatenate([indices[keep], zero[zkeep]]))
             self.received += len(indices) + len(zero)
             self.applied += int(keep.sum()) + int(zkeep.sum())
             self.cv.notify_all()
+        self.digest.hash_chunks(*completed)
 
 
 class Receiver:
@@ -308,8 +312,8 @@ class Receiver:
             self.result.wait_s = t1 - t0
             digest, stale = self.mem.digest.finish()
             self._hash = (digest, time.monotonic() - t1)
-            log.info("image digest: %d chunks hashed in the background, %d at the end",
-                     self.mem.digest.background_chunks, stale)
+            log.info("image digest: %d chunks to hash at the end, of %d",
+                     stale, len(self.mem.digest.gen))
         except Exception as exc:  # noqa: BLE001
             self._fail(exc)
         finally:
@@ -320,7 +324,7 @@ class Receiver:
         if not self._hash_done.wait(self.timeout_s * 2 + 60) or self._hash is None:
             raise TransportError(self.result.error or "memory hash did not complete in time")
         digest, self.result.hash_s = self._hash
-        ok = msg.npages == self.mem.memory.shape[0] and msg.sha256 == digest
+        ok = msg.npages == self.mem.memory.shape[0] and msg.digest == digest
         self.result.digest_ok = ok
         ch.send(Ack(ok, ok, "" if ok else "memory digest mismatch at the destination"))
         if not ok:

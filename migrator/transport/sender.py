@@ -43,7 +43,6 @@ interval that had nothing to send says nothing about the link), sampled every
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import socket
@@ -66,7 +65,7 @@ from migrator.transport.rate import RateEstimator
 from migrator.transport.sockets import SO_MAX_PACING_RATE
 from migrator.transport.streams import StreamPool
 from migrator.transport.window import FlightWindow
-from migrator.wire.digest import CHUNK_BYTES, combine
+from migrator.wire.digest import CHUNK_BYTES, chunk_digest, combine
 from migrator.wire.messages import Digest, RoundEnd, State, to_frame
 
 log = logging.getLogger(__name__)
@@ -352,12 +351,12 @@ class TcpSender:
 
 def source_digest(vm: VM) -> Digest:
     """DIGEST of the paused guest's whole memory (``migrator.wire.digest``): the VM's own
-    ``digest()`` when it has one (hashing its memory in place), else chunk by chunk from copies
-    of its pages."""
+    ``digest()`` when it has one (kept current while pre-copy ran, so only the chunks written
+    since are hashed now), else chunk by chunk from copies of its pages."""
     own = getattr(vm, "digest", None)
     if callable(own):
         return Digest(vm.npages, own())
     batch = CHUNK_BYTES // PAGE_SIZE
-    chunks = [hashlib.sha256(vm.page_bytes(np.arange(start, min(start + batch, vm.npages))))
-              .digest() for start in range(0, vm.npages, batch)]
+    chunks = [chunk_digest(vm.page_bytes(np.arange(start, min(start + batch, vm.npages))))
+              for start in range(0, vm.npages, batch)]
     return Digest(vm.npages, combine(chunks))

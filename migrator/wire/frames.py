@@ -36,7 +36,7 @@ __all__ = ["HEADER", "MAGIC", "MAX_FRAME", "WIRE_VERSION", "AuthError", "Frame",
            "verify"]
 
 MAGIC = b"WMIG"
-WIRE_VERSION = 1
+WIRE_VERSION = 2             # 2: the image digest is BLAKE3 (``digest.DOMAIN`` -v2)
 MAX_FRAME = 8 * 1024 * 1024
 HEADER = struct.Struct(">4sBBHII")
 _CRC_SPAN = HEADER.size - 4

@@ -13,7 +13,7 @@ PAGES       round u32, codec id u8, n_zero u32, n_pages u32,
             zero indices u32[n_zero], page indices u32[n_pages], encoded blob (rest)
 ROUND_END   round u32, pages u32, zero_pages u32, bytes_raw u64
 STATE       opaque device/CPU state bytes
-DIGEST      npages u64, sha256[32] over the whole guest memory in page order
+DIGEST      npages u64, digest[16] of the whole guest memory in page order (wire.digest)
 ACK         ok u8, digest_ok u8, UTF-8 message (rest; empty on success)
 ABORT       UTF-8 reason
 ==========  ==============================================================================
@@ -32,13 +32,14 @@ from typing import ClassVar
 import numpy as np
 
 from migrator.wire.auth import MAC_BYTES, NONCE_BYTES
+from migrator.wire.digest import DIGEST_BYTES, image_digest
 from migrator.wire.frames import MAX_FRAME, Frame, FrameError, MsgType, encode_frame
 
 _U32 = struct.Struct(">I")
 _PAGES_HEAD = struct.Struct(">IBII")
 _ROUND = struct.Struct(">IIB")
 _ROUND_END = struct.Struct(">IIIQ")
-_DIGEST = struct.Struct(">Q32s")
+_DIGEST = struct.Struct(f">Q{DIGEST_BYTES}s")
 _ACK = struct.Struct(">BB")
 
 
@@ -197,10 +198,10 @@ class State:
 class Digest:
     TYPE: ClassVar[MsgType] = MsgType.DIGEST
     npages: int
-    sha256: bytes
+    digest: bytes
 
     def payload(self) -> bytes:
-        return _DIGEST.pack(self.npages, self.sha256)
+        return _DIGEST.pack(self.npages, self.digest)
 
     @classmethod
     def parse(cls, payload: bytes) -> Digest:
@@ -210,8 +211,6 @@ class Digest:
     @classmethod
     def of(cls, memory: np.ndarray) -> Digest:
         """Digest of a ``(npages, PAGE_SIZE)`` memory image, hashed in place (no copy)."""
-        from migrator.wire.digest import image_digest
-
         return cls(len(memory), image_digest(memory))
 
 
