@@ -144,10 +144,11 @@ def _resume_at_source(vm: VM) -> None:
 
 def run_dest(listen_at: tuple[str, int], key: bytes, memory_factory: MemoryFactory,
              on_switchover: Callable[[], None], *, timeout_s: float,
-             bdp_hint_bytes: float = 0.0,
+             bdp_hint_bytes: float = 0.0, rcvbuf_bytes: int | None = None,
              on_listening: Callable[[tuple[str, int]], None] | None = None) -> DestResult:
-    """Receive one migration on ``listen_at`` (port 0: any; ``on_listening`` gets the address)."""
-    sock, granted = listen(listen_at, bdp_hint_bytes)
+    """Receive one migration on ``listen_at`` (port 0: any; ``on_listening`` gets the address;
+    ``rcvbuf_bytes``: a fixed receive buffer, see ``receiver.listen``)."""
+    sock, granted = listen(listen_at, bdp_hint_bytes, rcvbuf_bytes=rcvbuf_bytes)
     try:
         if on_listening is not None:
             on_listening(sock.getsockname()[:2])

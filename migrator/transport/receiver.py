@@ -344,16 +344,18 @@ class Receiver:
                  self.result.hash_s, self.result.resume_s)
 
 
-def listen(addr: tuple[str, int], bdp_hint_bytes: float = 0.0,
-           streams: int = 4) -> tuple[socket.socket, dict]:
+def listen(addr: tuple[str, int], bdp_hint_bytes: float = 0.0, streams: int = 4,
+           rcvbuf_bytes: int | None = None) -> tuple[socket.socket, dict]:
     """A listening socket with SO_RCVBUF sized before listen (the window scale is fixed at the
-    SYN, so it must be set here); returns it and what the kernel granted."""
-    from migrator.transport.sockets import size_buffer
+    SYN, so it must be set here); returns it and what the kernel granted. ``rcvbuf_bytes``:
+    this size instead of the plan for ``bdp_hint_bytes`` (``sockets.fixed_buffer``)."""
+    from migrator.transport.sockets import fixed_buffer, size_buffer
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        granted = size_buffer(sock, socket.SO_RCVBUF, bdp_hint_bytes, streams)
+        granted = size_buffer(sock, socket.SO_RCVBUF, bdp_hint_bytes, streams) \
+            if rcvbuf_bytes is None else fixed_buffer(sock, socket.SO_RCVBUF, rcvbuf_bytes)
         sock.bind(addr)
         sock.listen(32)
     except BaseException:

@@ -43,6 +43,15 @@ def bound_send_buffer(sock: socket.socket, nbytes: int) -> dict:
             "plan": f"bounded to the stream's share of one BDP ({how})"}
 
 
+def fixed_buffer(sock: socket.socket, option: int, nbytes: int) -> dict:
+    """A buffer of ``nbytes`` whatever the plan: where the path has no bandwidth-delay product
+    to cover (both ends on this machine), a receive buffer the autotuner grows to megabytes
+    only holds data the destination has not applied yet, which the pause then waits for."""
+    sock.setsockopt(socket.SOL_SOCKET, option, nbytes)
+    return {"asked": nbytes, "granted": sock.getsockopt(socket.SOL_SOCKET, option),
+            "plan": "fixed: no bandwidth-delay product to cover"}
+
+
 def size_buffer(sock: socket.socket, option: int, bdp_bytes: float, streams: int) -> dict:
     """Apply ``flowctl.buffer_plan`` to one socket; returns what was asked and granted."""
     send = option == socket.SO_SNDBUF

@@ -343,3 +343,14 @@ def test_simulated_rtt_and_rate_are_seen_by_the_transport():
     assert s["rtt_ms"] == pytest.approx(40.0, abs=8.0), f"simulated 40 ms RTT, measured: {s}"
     assert s["total_time_s"] >= s["bytes_on_wire"] * 8 / 200e6, \
         f"faster than the simulated 200 Mbit/s bottleneck: {s}"
+
+
+def test_straight_over_loopback_the_destination_buffers_are_fixed_not_autotuned():
+    from migrator.loopback import LOOPBACK_RCVBUF
+
+    run, _vm, _mem = _loopback("none", IDLE, streams=2)
+    listener = [b for b in run.dest.buffers if b.get("stream") == "listener"]
+    assert run.result.outcome == "completed", run.summary
+    assert listener and listener[0]["asked"] == LOOPBACK_RCVBUF, run.dest.buffers
+    # Linux doubles what is asked (its bookkeeping); it never grants less here.
+    assert LOOPBACK_RCVBUF <= listener[0]["granted"] <= 2 * LOOPBACK_RCVBUF, run.dest.buffers

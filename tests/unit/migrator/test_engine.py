@@ -209,6 +209,28 @@ def test_stop_decision_formula():
     assert seen[0][2] is not None and seen[0][2] > 0
 
 
+def test_stop_decision_uses_the_last_rounds_compression_not_round_0s():
+    """Round 0 sends the whole (compressible) memory, later rounds the working set: the
+    estimate divides by the ratio of the round just sent."""
+    clock, vm, sender, pol = setup(rate_mibps=6.0, ws=0.5, bw=2 * MIB, codec="zstd-1")
+    seen = []
+    res = engine(clock, vm, sender, pol,
+                 progress=lambda rec, eta: seen.append((rec, sender.measured_goodput_Bps()))
+                 ).run()
+    assert res.outcome == "completed" and res.live_rounds >= 2
+    checked = 0
+    for (rec, rate), nxt in zip(seen, res.rounds[1:], strict=False):
+        if rec.phase != "live" or not rec.bytes_on_wire:
+            continue
+        checked += 1
+        ratio = rec.bytes_raw / rec.bytes_on_wire
+        dirty_bytes = (nxt.pages + nxt.zero_pages) * PAGE_SIZE
+        assert rec.expected_downtime_s == pytest.approx(dirty_bytes / (ratio * rate) + 0.05)
+    assert checked >= 2
+    ratios = [r.bytes_raw / r.bytes_on_wire for r in res.rounds if r.bytes_on_wire]
+    assert len(set(round(x, 3) for x in ratios)) > 1, ratios      # they do differ
+
+
 def test_non_convergence_throttles_in_steps_sized_from_the_ratio():
     # 40 MiB/s uniform on 80 % of memory against a 4 MiB/s link: every round re-dirties the
     # whole working set until the throttle brings the rate down.
