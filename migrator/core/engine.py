@@ -29,7 +29,7 @@ Decisions, exactly:
 * expected downtime after a sync, if the guest were paused once the bytes in flight
   (``backlog_bytes``) have drained while it runs: ``(dirty + d * backlog / r) / (ratio * r) +
   rtt``, ``d`` the distinct dirty rate of the round just ended. At or below the target:
-  stop-and-copy;
+  stop-and-copy, unless one more round would at least halve the final copy (``_halves``);
 * throttling (``migrator.core.throttle``): after every sync, the round's dirty rate against the
   raw transfer rate ``ratio * r``; ``auto-converge`` or ``dirty-limit`` as the policy says;
 * after ``max_rounds`` live rounds, or once ``time_budget_s`` has elapsed (checked between
@@ -95,18 +95,13 @@ class PreCopyEngine:
         if chunk_pages < 1 or zero_batch < 1:
             raise ValueError("chunk_pages and zero_batch must be >= 1")
         self.clock, self.vm, self.sender, self.policy = clock, vm, sender, policy
-        self.chooser = chooser
-        self.progress = progress
-        self.chunk_pages = chunk_pages
-        self.zero_batch = zero_batch
-        self.initial_goodput = initial_goodput_Bps
+        self.chooser, self.progress, self.initial_goodput = chooser, progress, initial_goodput_Bps
+        self.chunk_pages, self.zero_batch = chunk_pages, zero_batch
         self.throttler = ThrottleController(policy)
         self._ratio: float | None = None
         self._records: list[RoundRecord] = []
-        self._throttle_max = 0.0
-        self._paused = False
-        self._pause_at = 0.0
-        self._start = 0.0
+        self._throttle_max = 0.0            # the highest throttle applied
+        self._paused, self._pause_at, self._start = False, 0.0, 0.0
         self._t = 0.0               # where the current row began
         self._sending: _Sent | None = None      # a round's counts until its row is written
 
@@ -135,7 +130,7 @@ class PreCopyEngine:
             dirty = self._sync()
             expected = self._close_live(rnd, sent, len(dirty) * PAGE_SIZE)
             rnd += 1
-            if expected <= p.downtime_target_s:
+            if expected <= p.downtime_target_s and not self._halves(self._records[-1]):
                 reason = "converged"
                 break
             self._throttle(self._records[-1])
@@ -269,6 +264,15 @@ class PreCopyEngine:
         if self.progress is not None:
             self.progress(record, self._eta(record, dirty_bytes))
         return expected
+
+    def _halves(self, record: RoundRecord) -> bool:
+        """Would one more round at least halve what the final copy sends? It lasts what its
+        pages take at the raw rate (one RTT at least); the guest dirties at the round's rate
+        meanwhile. A long round 0 over a big idle guest leaves hundreds of pages that a round
+        of a few ms takes down to a handful; at half the link's rate or more, it does not pay."""
+        dirty = record.dirty_rate_Bps * record.duration_s
+        next_s = max(dirty / self._raw_rate(), self.sender.rtt_s(), MIN_ROUND_S)
+        return record.dirty_rate_Bps * next_s < 0.5 * dirty
 
     def _throttle(self, record: RoundRecord) -> None:
         change = self.throttler.observe(record.dirty_rate_Bps, self._raw_rate())

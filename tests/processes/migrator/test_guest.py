@@ -413,12 +413,9 @@ class LocalSender:
         return FinishReport(ok=ok, digest_ok=ok, verify_s=0.0)
 
 
-class MonotonicClock:
-    def now(self) -> float:
-        return time.monotonic()
-
-
 def test_engine_migrates_the_real_guest(guest, vm_name):
+    from migrator.endpoints import MonotonicClock
+
     kv = KVClient(guest.tcp_port)
     try:
         kv.ask(*(f"PUT u{i} {i * i}" for i in range(100)))
