@@ -25,12 +25,33 @@ SLICE = 64 * 1024
 SAMPLE_S = 0.01
 
 
+class Destination:
+    """What a fake link delivers into: every page really encoded with the round's codec,
+    decoded and applied to ``image``; zero pages cleared. ``carry`` returns the encoded size."""
+
+    def __init__(self, like: np.ndarray) -> None:
+        self.image = np.zeros_like(like)
+        self.enc: dict = {}
+        self.dec: dict = {}
+
+    def carry(self, codec_name: str, indices: np.ndarray, data: bytes,
+              zero: np.ndarray) -> int:
+        if codec_name not in self.enc:
+            self.enc[codec_name] = get_codec(codec_name, role="encode")
+            self.dec[codec_name] = get_codec(codec_name, role="decode")
+        blob = self.enc[codec_name].encode(data, indices) if len(indices) else b""
+        if len(indices):
+            out = self.dec[codec_name].decode(blob, len(indices), indices)
+            self.image[indices] = np.frombuffer(out, np.uint8).reshape(-1, PAGE_SIZE)
+        self.image[zero] = 0
+        return len(blob)
+
+
 class PipeSender:
     def __init__(self, clock, vm, bw_Bps: float, rtt: float, window: float) -> None:  # noqa: N803
         self.clock, self.vm, self.bw, self.rtt, self.window = clock, vm, bw_Bps, rtt, window
-        self.dest = np.zeros_like(vm.memory)
-        self.enc: dict = {}
-        self.dec: dict = {}
+        self.to = Destination(vm.memory)
+        self.dest = self.to.image
         self.acks: list[tuple[float, int]] = []       # (ack time, bytes), a heap
         self.acked = 0
         self.link_free = 0.0
@@ -73,15 +94,7 @@ class PipeSender:
     def send_pages(self, round_no, indices, data, codec_name, zero_indices=None):
         t0 = self.clock.now()
         zero = np.asarray(zero_indices if zero_indices is not None else [], np.int64)
-        if codec_name not in self.enc:
-            self.enc[codec_name] = get_codec(codec_name, role="encode")
-            self.dec[codec_name] = get_codec(codec_name, role="decode")
-        blob = self.enc[codec_name].encode(data, indices) if len(indices) else b""
-        if len(indices):
-            out = self.dec[codec_name].decode(blob, len(indices), indices)
-            self.dest[indices] = np.frombuffer(out, np.uint8).reshape(-1, PAGE_SIZE)
-        self.dest[zero] = 0
-        wire = len(blob) + 8 * len(zero)
+        wire = self.to.carry(codec_name, indices, data, zero) + 8 * len(zero)
         for start in range(0, wire, SLICE):
             self._put(min(SLICE, wire - start))
         return SendReport(bytes_raw=len(data), bytes_on_wire=wire,

@@ -9,13 +9,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from migrator.codecs.registry import get_codec
 from migrator.core.adaptive import CodecChooser
 from migrator.core.engine import PreCopyEngine, with_resume
 from migrator.core.interfaces import FinishReport, SendReport
 from migrator.core.policy import MigrationPolicy
 from migrator.memory.pages import PAGE_SIZE, PageMix, fill_pages
 from migrator.memory.workload import MIB, DirtyPlan, WorkloadParams
+from tests.unit.migrator.pipe import Destination
 
 NPAGES = 2048                     # 8 MiB guest
 MIX = PageMix(zero=0.3, text=0.5, random=0.2)
@@ -102,9 +102,8 @@ class FakeSender:
         self.clock, self.vm, self.bw, self.rtt = clock, vm, bw_Bps, rtt
         self.overhead = overhead
         self.fail = fail
-        self.dest = np.zeros_like(vm.memory)
-        self.enc: dict = {}
-        self.dec: dict = {}
+        self.to = Destination(vm.memory)
+        self.dest = self.to.image
         self.wire_total = 0
         self.send_time = 0.0
         self.sent_by_round: dict[int, list[np.ndarray]] = {}
@@ -115,18 +114,11 @@ class FakeSender:
         if self.fail == "send":
             raise ConnectionError("link down during send")
         zero = np.asarray(zero_indices if zero_indices is not None else [], np.int64)
-        if codec_name not in self.enc:
-            self.enc[codec_name] = get_codec(codec_name, role="encode")
-            self.dec[codec_name] = get_codec(codec_name, role="decode")
-        blob = self.enc[codec_name].encode(data, indices) if len(indices) else b""
-        if len(indices):
-            out = self.dec[codec_name].decode(blob, len(indices), indices)
-            self.dest[indices] = np.frombuffer(out, np.uint8).reshape(-1, PAGE_SIZE)
-        self.dest[zero] = 0
+        blob_bytes = self.to.carry(codec_name, indices, data, zero)
         self.sent_by_round.setdefault(round_no, []).append(np.concatenate([indices, zero]))
         self.paused_at_send.append(self.vm.paused)
         self.codecs.append(codec_name)
-        wire = len(blob) + self.overhead * (len(indices) + len(zero))
+        wire = blob_bytes + self.overhead * (len(indices) + len(zero))
         seconds = wire / self.bw + self.rtt
         self.wire_total += wire
         self.send_time += seconds
