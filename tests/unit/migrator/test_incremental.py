@@ -28,6 +28,14 @@ def write(mem: np.ndarray, dig: IncrementalDigest, pages: np.ndarray,
     dig.touched(pages)
 
 
+def hashed(chunks: int, seed: int) -> tuple[np.random.Generator, np.ndarray, IncrementalDigest]:
+    """An image of ``chunks`` chunks, every chunk hashed once (one background pass)."""
+    mem = image(CHUNK_PAGES * chunks)
+    dig = IncrementalDigest(mem)
+    dig.background_pass()
+    return np.random.default_rng(seed), mem, dig
+
+
 @pytest.mark.parametrize("seed", range(5))
 def test_random_writes_and_passes_end_in_the_image_digest(seed):
     rng = np.random.default_rng(seed)
@@ -52,10 +60,7 @@ def test_the_whole_image_is_covered_by_the_first_pass_and_nothing_is_left():
 
 
 def test_only_chunks_written_since_their_hash_are_hashed_at_the_end():
-    rng = np.random.default_rng(3)
-    mem = image(CHUNK_PAGES * 16)
-    dig = IncrementalDigest(mem)
-    dig.background_pass()
+    rng, mem, dig = hashed(16, 3)
     write(mem, dig, np.array([0, 1, 5 * CHUNK_PAGES, 5 * CHUNK_PAGES + 2]), rng)
     assert list(dig.stale()) == [0, 5]
     got, at_end = dig.finish()
@@ -97,10 +102,7 @@ def test_a_write_during_the_hash_is_hashed_again(monkeypatch):
 
 
 def test_a_chunk_still_changing_waits_for_a_quiet_pass():
-    rng = np.random.default_rng(6)
-    mem = image(CHUNK_PAGES * 4)
-    dig = IncrementalDigest(mem)
-    dig.background_pass()
+    rng, mem, dig = hashed(4, 6)
     write(mem, dig, np.array([3 * CHUNK_PAGES]), rng)
     assert dig.background_pass() == 0                    # changed since the previous pass
     assert dig.background_pass() == 1                    # quiet for one interval: hashed
