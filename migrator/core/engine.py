@@ -21,29 +21,29 @@ Decisions, exactly:
   while the next round is read, and a round is long enough to measure. The pages of a sync
   (unique) are the next round's set, so no page is sent twice within a round;
 * transfer rate ``r``: the sender's estimate (``measured_goodput_Bps``, wire bytes/s), else
-  ``initial_goodput_Bps``, capped by ``policy.max_bandwidth_mbps``; ``ratio``: raw/wire bytes
-  of the last round that sent pages: the pages still to send are the working set that round
-  re-sent, not the whole memory of round 0 (measured: an EWMA carrying round 0's text at 2.4x
-  into rounds of random pages at 1.0x under-estimated the downtime by 40 %). Dirty pages are
-  conservatively assumed non-zero;
+  ``initial_goodput_Bps``, capped by ``policy.max_bandwidth_mbps``; ``ratio``: raw/wire of
+  the last round sent, the working set, not round 0's whole memory (an EWMA carrying round 0's
+  2.4x into random pages at 1.0x under-estimated the downtime by 40 %). Dirty pages are
+  assumed non-zero;
 * expected downtime after a sync, if the guest were paused once the bytes in flight
   (``backlog_bytes``) have drained while it runs: ``(dirty + d * backlog / r) / (ratio * r) +
   rtt``, ``d`` the distinct dirty rate of the round just ended. At or below the target:
-  stop-and-copy, unless one more round would at least halve the final copy (``_halves``);
+  drain, unless one more round would at least halve the final copy (``estimate.halves``);
+* drain: the bytes in flight arrive while the guest runs (a ``drain`` row), then a sync and
+  the estimate again, with an empty pipe: at or below the target, stop-and-copy; above it (the
+  drain took longer than estimated), pre-copy goes on;
 * throttling (``migrator.core.throttle``): after every sync, the round's dirty rate against the
   raw transfer rate ``ratio * r``; ``auto-converge`` or ``dirty-limit`` as the policy says;
 * after ``max_rounds`` live rounds, or once ``time_budget_s`` has elapsed (checked between
   rounds), ``on_budget='force'`` stops and copies anyway (downtime over target, recorded) and
   ``'abort'`` gives up with outcome ``'aborted: budget'``, the guest still running at the source;
-* stop-and-copy: the bytes in flight drain while the guest runs (a ``drain`` row), pause, merge
-  the pages dirtied since the last sync and hand them to the transport (the ``stop-copy``
-  row), then ``sender.finish(state)`` (the ``verify`` row: STATE and DIGEST behind the pages
-  still in flight, the destination's check, its ACK). Only an ACK with ``ok`` and
-  ``digest_ok`` completes the migration (the caller then resumes the guest at the destination
-  and may fill ``resume_s``).
-  Any error or a refused ACK before that resumes the guest at the source: outcome
-  ``'aborted'``, nothing lost. Throttle and write cap are lifted at the end, whatever it
-  was;
+* stop-and-copy (after a drain, when forced too): pause, merge the pages dirtied since the
+  last sync, hand them over (``stop-copy`` row), then ``sender.finish(state)`` (``verify``
+  row: STATE and DIGEST behind the pages in flight, the check, the ACK). Only an ACK with
+  ``ok`` and ``digest_ok`` completes the migration (the caller then resumes the guest at the
+  destination and may fill ``resume_s``). Any error or a refused ACK before that resumes the
+  guest at the source: outcome ``'aborted'``, nothing lost. Throttle and write cap are lifted
+  at the end, whatever it was;
 * cold mode: pause first, send everything once, finish;
 * the rows cover the migration without gaps: their durations sum to ``total_time_s``.
 """
@@ -58,10 +58,11 @@ from itertools import zip_longest
 import numpy as np
 
 from migrator.codecs.chunk import split_zero
+from migrator.core import estimate
 from migrator.core.adaptive import CodecChooser
 from migrator.core.interfaces import VM, Clock, Sender
 from migrator.core.policy import MigrationPolicy
-from migrator.core.records import MigrationResult, RoundRecord
+from migrator.core.records import MigrationResult, RoundRecord, totals
 from migrator.core.throttle import ThrottleController
 from migrator.memory.pages import PAGE_SIZE
 
@@ -129,11 +130,16 @@ class PreCopyEngine:
             self._round_wait()
             dirty = self._sync()
             expected = self._close_live(rnd, sent, len(dirty) * PAGE_SIZE)
+            live = self._records[-1]
             rnd += 1
-            if expected <= p.downtime_target_s and not self._halves(self._records[-1]):
-                reason = "converged"
-                break
-            self._throttle(self._records[-1])
+            if expected <= p.downtime_target_s and not self._halves(live):
+                dirty, expected = self._drain(rnd, dirty)
+                if expected <= p.downtime_target_s:
+                    reason = "converged"
+                    break
+                log.info("after the drain the expected downtime is %.3f s: pre-copy goes on",
+                         expected)
+            self._throttle(live)
             if rnd >= p.max_rounds:
                 reason = "max_rounds"
                 break
@@ -145,6 +151,7 @@ class PreCopyEngine:
             log.warning("no convergence after %d rounds (%s): %s", rnd, reason, p.on_budget)
             if p.on_budget == "abort":
                 return self._abort("aborted: budget", reason, stop_reason=reason)
+            dirty, _ = self._drain(rnd, dirty)
         return self._stop_and_copy(rnd, dirty, reason)
 
     def _cold(self) -> MigrationResult:
@@ -155,14 +162,24 @@ class PreCopyEngine:
         self._row(0, "cold", self._send(0, to_send, to_zero))
         return self._finish(pause_at, self.clock.now(), "cold")
 
-    def _stop_and_copy(self, rnd: int, dirty: np.ndarray, reason: str) -> MigrationResult:
+    def _drain(self, rnd: int, dirty: np.ndarray) -> tuple[np.ndarray, float]:
+        """Let the bytes in flight arrive while the guest still runs (a ``drain`` row), then
+        sync: the dirty set and the expected downtime measured with an empty pipe. A drain that
+        took longer than estimated (a loss recovered at the tail) shows here, before the pause,
+        and pre-copy goes on instead."""
         drain = getattr(self.sender, "drain", None)
-        if callable(drain):       # the window in flight arrives while the guest still runs
-            before = self._backlog()
+        if callable(drain):
             drain(timeout_s=max(1.0, 4 * self.sender.rtt_s()))
-            self._row(rnd, "drain", _Sent(""))
-            log.info("drained %d B in flight in %.3f s before the pause (%d B left)", before,
-                     self._records[-1].duration_s, self._backlog())
+        more = self._sync()
+        dirty = np.union1d(dirty, more)
+        expected = estimate.expected_downtime(len(dirty) * PAGE_SIZE, 0.0, self._backlog(),
+                                              self._rate(), self._raw_rate(),
+                                              self.sender.rtt_s())
+        self._row(rnd, "drain", _Sent(""), dirty_bytes=len(more) * PAGE_SIZE,
+                  expected_s=expected)
+        return dirty, expected
+
+    def _stop_and_copy(self, rnd: int, dirty: np.ndarray, reason: str) -> MigrationResult:
         pause_at = self.clock.now()
         self._pause()
         final = np.union1d(dirty, self._sync())
@@ -259,20 +276,18 @@ class PreCopyEngine:
         returns the expected downtime."""
         duration = self.clock.now() - self._t
         dirty_Bps = dirty_bytes / duration if duration > 0 else 0.0  # noqa: N806
-        expected = self._expected_downtime(dirty_bytes, dirty_Bps)
+        expected = estimate.expected_downtime(dirty_bytes, dirty_Bps, self._backlog(),
+                                              self._rate(), self._raw_rate(),
+                                              self.sender.rtt_s())
         record = self._row(rnd, "live", sent, dirty_bytes=dirty_bytes, expected_s=expected)
         if self.progress is not None:
             self.progress(record, self._eta(record, dirty_bytes))
         return expected
 
     def _halves(self, record: RoundRecord) -> bool:
-        """Would one more round at least halve what the final copy sends? It lasts what its
-        pages take at the raw rate (one RTT at least); the guest dirties at the round's rate
-        meanwhile. A long round 0 over a big idle guest leaves hundreds of pages that a round
-        of a few ms takes down to a handful; at half the link's rate or more, it does not pay."""
-        dirty = record.dirty_rate_Bps * record.duration_s
-        next_s = max(dirty / self._raw_rate(), self.sender.rtt_s(), MIN_ROUND_S)
-        return record.dirty_rate_Bps * next_s < 0.5 * dirty
+        return estimate.halves(record.dirty_rate_Bps * record.duration_s,
+                               record.dirty_rate_Bps, self._raw_rate(),
+                               max(self.sender.rtt_s(), MIN_ROUND_S))
 
     def _throttle(self, record: RoundRecord) -> None:
         change = self.throttler.observe(record.dirty_rate_Bps, self._raw_rate())
@@ -305,20 +320,11 @@ class PreCopyEngine:
         backlog = getattr(self.sender, "backlog_bytes", None)
         return int(backlog()) if callable(backlog) else 0
 
-    def _expected_downtime(self, dirty_bytes: int, dirty_Bps: float) -> float:  # noqa: N803
-        """The stop-and-copy time if the guest were paused once the bytes in flight drained:
-        the dirty pages and those dirtied during the drain, at the raw rate, then one RTT."""
-        drain_s = self._backlog() / self._rate()
-        return (dirty_bytes + dirty_Bps * drain_s) / self._raw_rate() + self.sender.rtt_s()
-
     def _eta(self, record: RoundRecord, dirty_bytes: int) -> float | None:
-        """Seconds to completion if the dirty set keeps shrinking geometrically, else None."""
         if record.expected_downtime_s <= self.policy.downtime_target_s:
             return record.expected_downtime_s
-        q = record.dirty_rate_Bps / self._raw_rate()
-        if q >= 1.0:
-            return None
-        return dirty_bytes / (1.0 - q) / self._raw_rate() + self.sender.rtt_s()
+        return estimate.eta(dirty_bytes, record.dirty_rate_Bps, self._raw_rate(),
+                            self.sender.rtt_s())
 
     def _codec(self) -> str:
         if self.policy.codec != "adaptive":
@@ -377,20 +383,12 @@ class PreCopyEngine:
         if outcome != "completed":      # from the last row to the end: the abort's own row,
             self._row(self._records[-1].round + 1 if self._records else 0, "abort",
                       self._sending or _Sent(""))   # with what an interrupted round had sent
-        recs = tuple(self._records)
-        raw = sum(r.bytes_raw for r in recs)
-        wire = sum(r.bytes_on_wire for r in recs)
-        live = [r for r in recs if r.phase in ("live", "cold")]
-        busy = sum(r.duration_s for r in live)
         return MigrationResult(
-            outcome=outcome, stop_reason=stop_reason, rounds=recs,
+            outcome=outcome, stop_reason=stop_reason, rounds=tuple(self._records),
             total_time_s=self._t - self._start,
             downtime_s=final_copy_s + verify_s + resume_s, final_copy_s=final_copy_s,
-            verify_s=verify_s, resume_s=resume_s, bytes_on_wire=wire, bytes_raw=raw,
-            vm_memory_bytes=self.vm.npages * PAGE_SIZE,
-            compression_ratio=raw / wire if wire else 1.0,
-            mean_goodput_Bps=sum(r.bytes_on_wire for r in live) / busy if busy > 0 else 0.0,
-            integrity_ok=integrity, throttle_max=self._throttle_max,
+            verify_s=verify_s, resume_s=resume_s, vm_memory_bytes=self.vm.npages * PAGE_SIZE,
+            **totals(self._records), integrity_ok=integrity, throttle_max=self._throttle_max,
             downtime_target_s=self.policy.downtime_target_s, error=error)
 
 

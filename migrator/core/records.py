@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 
@@ -52,3 +53,15 @@ class MigrationResult:
     @property
     def downtime_exceeded(self) -> bool:
         return self.outcome == "completed" and self.downtime_s > self.downtime_target_s
+
+
+def totals(rows: Sequence[RoundRecord]) -> dict:
+    """Bytes over all rows, their ratio, and the mean goodput of the rows that copied while
+    the guest ran or was cold-copied (``live``, ``cold``): wire bytes over their time."""
+    raw = sum(r.bytes_raw for r in rows)
+    wire = sum(r.bytes_on_wire for r in rows)
+    live = [r for r in rows if r.phase in ("live", "cold")]
+    busy = sum(r.duration_s for r in live)
+    return {"bytes_raw": raw, "bytes_on_wire": wire,
+            "compression_ratio": raw / wire if wire else 1.0,
+            "mean_goodput_Bps": sum(r.bytes_on_wire for r in live) / busy if busy else 0.0}
