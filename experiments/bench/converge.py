@@ -37,6 +37,8 @@ from experiments.metrics import prediction
 from experiments.runner import nonzero_fraction, run_experiment
 from experiments.spec import parse_experiment
 from ground.table import render
+from migrator.core.records import RoundRecord
+from migrator.core.report import live_dirty_Bps
 
 log = logging.getLogger("wanmig.bench")
 MIB = 1024 * 1024
@@ -61,12 +63,9 @@ def spec(rtt_ms: float, bw_mbps: float, frac: float) -> Any:
 
 
 def live_dirty_mibps(result: dict | None) -> float | None:
-    """Distinct dirty bytes per second over the live rounds, duration-weighted."""
-    live = [r for r in (result or {}).get("rounds") or [] if r.get("phase") == "live"]
-    busy = sum(r["duration_s"] for r in live)
-    if not busy:
-        return None
-    return sum(r["dirty_rate_Bps"] * r["duration_s"] for r in live) / busy / MIB
+    """The report's duration-weighted distinct dirty rate over the live rounds, in MiB/s."""
+    rounds = [RoundRecord(**r) for r in (result or {}).get("rounds") or []]
+    return live_dirty_Bps(rounds) / MIB if rounds else None
 
 
 def judge(s: Any, m: dict, result: dict | None) -> tuple[dict, list[Verdict]]:

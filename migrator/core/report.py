@@ -37,14 +37,12 @@ def model_inputs(result: MigrationResult, *, rtt_s: float, max_rounds: int
     * dirty rate: distinct dirty bytes per second over the live rounds, duration-weighted;
     * verify_s: the measured finish time (STATE to ACK), a fixed cost the model does not derive.
     """
-    live = [r for r in result.rounds if r.phase == "live"]
     first = result.rounds[0] if result.rounds else None
     if first is None or result.mean_goodput_Bps <= 0 or result.vm_memory_bytes <= 0:
         return None
     covered = first.pages + first.zero_pages
     nonzero = first.pages / covered if covered else 1.0
-    busy = sum(r.duration_s for r in live)
-    dirty = sum(r.dirty_rate_Bps * r.duration_s for r in live) / busy if busy > 0 else 0.0
+    dirty = live_dirty_Bps(result.rounds)
     try:
         return ModelInputs(memory_bytes=result.vm_memory_bytes,
                            bandwidth_Bps=result.mean_goodput_Bps, nonzero_frac=nonzero,
@@ -54,6 +52,13 @@ def model_inputs(result: MigrationResult, *, rtt_s: float, max_rounds: int
                            verify_s=result.verify_s)
     except ConfigError:
         return None
+
+
+def live_dirty_Bps(rounds: Iterable[RoundRecord]) -> float:  # noqa: N802 - unit suffix
+    """Distinct dirty bytes per second over the live rounds, duration-weighted (0 if none)."""
+    live = [r for r in rounds if r.phase == "live"]
+    busy = sum(r.duration_s for r in live)
+    return sum(r.dirty_rate_Bps * r.duration_s for r in live) / busy if busy > 0 else 0.0
 
 
 def summary(result: MigrationResult, *, rtt_s: float, max_rounds: int,
