@@ -169,10 +169,10 @@ class TcpSender:
         streams = list(self.streams)
         now, acked = self.clock(), self.pool.acked()
         self.meter.add(now, acked, self.pool.handed())
-        infos = [(s, tcp_info(s.ch.sock)) for s in streams if not s.ch.closed]
-        waiting = any(s.queued() > 0 or (i is not None and i[2] > 0) for s, i in infos)
-        self.rate.add(now, acked, waiting)
-        self.window.step([i[0] for _s, i in infos if i is not None], self.opt.sample_interval_s)
+        open_ = [s for s in streams if not s.ch.closed]
+        self.rate.add(now, acked, any(s.unsent() > 0 for s in open_))
+        self.window.step([i[0] for s in open_ if (i := tcp_info(s.ch.sock)) is not None],
+                         self.opt.sample_interval_s)
         self.stats.flight_window_max_bytes = self.window.largest
 
     def _check(self) -> None:
