@@ -92,7 +92,8 @@ def run_source(vm: VM, dest: tuple[str, int], policy: MigrationPolicy, key: byte
                             max_bandwidth_mbps=policy.max_bandwidth_mbps, bw_hint_Bps=bw,
                             rtt_hint_s=rtt_hint_s, timeout_s=timeout_s,
                             grow_window=bw_hint_Bps is None and not policy.max_bandwidth_mbps,
-                            xbzrle_cache_mib=policy.xbzrle_cache_mib)
+                            xbzrle_cache_mib=policy.xbzrle_cache_mib,
+                            encryption=policy.encryption)
     sender = TcpSender(dest, key, vm, opts)
     # The codecs are measured while the connections are set up (round trips, mostly waiting).
     measuring = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wanmig-codecs")
@@ -124,6 +125,7 @@ def run_source(vm: VM, dest: tuple[str, int], policy: MigrationPolicy, key: byte
             stats.update(streams_used=list(sender.stats.streams_used),
                          buffers=list(sender.stats.buffers),
                          handshake_rtt_s=sender.stats.handshake_rtt_s,
+                         encryption=sender.stats.encryption,
                          congestion_control=sender.stats.congestion_control,
                          flight_window_bytes=sender.stats.flight_window_bytes,
                          flight_window_max_bytes=sender.stats.flight_window_max_bytes,

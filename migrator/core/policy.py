@@ -10,6 +10,11 @@ unless a run says otherwise.
 name), ``dirty-limit`` caps its write rate (QEMU's ``dirty-limit``, ``vcpu-dirty-limit``),
 ``none`` leaves it alone. ``dirty_limit_mibps`` fixes the cap; without it the cap is sized from
 the measured transfer rate (``throttle_trigger`` times it).
+
+``encryption`` protects every stream of the migration (``migrator.wire.seal``): an AEAD per
+frame under keys fresh for each connection, as QEMU's TLS migration and VMware's encrypted
+vMotion (AES-GCM) do; ``none`` is there to measure what encryption costs, and still MACs the
+control stream and keys the image check.
 """
 
 from __future__ import annotations
@@ -24,7 +29,10 @@ ON_BUDGET = ("force", "abort")
 THROTTLES = ("auto-converge", "dirty-limit", "none")
 KEYS = ("mode", "downtime_target_ms", "max_rounds", "time_budget_s", "on_budget", "codec",
         "streams", "max_bandwidth_mbps", "throttle", "throttle_trigger", "throttle_initial",
-        "throttle_step", "throttle_max", "dirty_limit_mibps", "xbzrle_cache_mib")
+        "throttle_step", "throttle_max", "dirty_limit_mibps", "xbzrle_cache_mib", "encryption")
+# The channel's encryptions (``migrator.wire.session.ENCRYPTIONS``), named here so that the
+# policy stays free of the wire's imports; a test checks the two agree.
+ENCRYPTIONS = ("aes-256-gcm", "chacha20-poly1305", "none")
 
 
 @dataclass(frozen=True)
@@ -46,6 +54,7 @@ class MigrationPolicy:
     throttle_max: float = 0.99
     dirty_limit_mibps: float | None = None
     xbzrle_cache_mib: int = 64
+    encryption: str = "aes-256-gcm"
 
     @property
     def downtime_target_s(self) -> float:
@@ -89,4 +98,5 @@ def parse_policy(data: Any, path: str = "policy") -> MigrationPolicy:
         throttle_max=tmax,
         xbzrle_cache_mib=s.number("xbzrle_cache_mib", d.xbzrle_cache_mib, minimum=1,
                                   maximum=65536, integer=True),
+        encryption=s.string("encryption", d.encryption, ENCRYPTIONS),
     )

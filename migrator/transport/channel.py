@@ -7,7 +7,10 @@ blocking with a socket timeout (one thread per stream), which keeps the code str
 ``recv_into`` a preallocated buffer avoids copying each payload twice.
 
 Handshake (``migrator.wire.auth``): source HELLO -> destination CHALLENGE -> source AUTH ->
-destination AUTH_OK.  Either side answers a failed check with ABORT and closes.
+destination AUTH_OK.  Either side answers a failed check with ABORT and closes.  Until it is
+done a frame may be at most ``PREAUTH_MAX_FRAME`` bytes; after it, both ends derive the
+connection's keys (``migrator.wire.session``) and every frame in either direction is sealed
+with the encryption the source's HELLO asked for (``migrator.wire.seal``), or at least MACed.
 """
 
 from __future__ import annotations
@@ -15,10 +18,20 @@ from __future__ import annotations
 import logging
 import socket
 import struct
+import threading
 import time
+from dataclasses import dataclass
 
 from migrator.wire.auth import AuthError, answer, make_challenge, verify
-from migrator.wire.frames import HEADER, MAX_FRAME, FrameError, MsgType, read_frame
+from migrator.wire.frames import (
+    HEADER,
+    MAX_FRAME,
+    PREAUTH_MAX_FRAME,
+    Frame,
+    FrameError,
+    MsgType,
+    read_frame,
+)
 from migrator.wire.messages import (
     Abort,
     Auth,
@@ -29,6 +42,8 @@ from migrator.wire.messages import (
     from_frame,
     to_frame,
 )
+from migrator.wire.seal import Opener, Sealer, protection_for, refuse_protected
+from migrator.wire.session import ENCRYPTIONS, SessionKeys, derive, hello_hash
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +80,9 @@ def tcp_info(sock: socket.socket) -> tuple[float, int, int] | None:
 
 
 class Channel:
-    """A framed connection; ``name`` appears in every error (``data stream 3``)."""
+    """A framed connection; ``name`` appears in every error (``data stream 3``).
+
+    ``max_frame`` is the largest payload once authenticated; before, ``PREAUTH_MAX_FRAME``."""
 
     def __init__(self, sock: socket.socket, name: str, *, timeout_s: float,
                  max_frame: int = MAX_FRAME) -> None:
@@ -73,17 +90,42 @@ class Channel:
         self.name = name
         self.timeout_s = timeout_s
         self.max_frame = max_frame
+        self.read_limit = min(PREAUTH_MAX_FRAME, max_frame)
         self.bytes_sent = 0
         self.bytes_received = 0
         self.closed = False
+        self.last_payload = b""              # of the last frame received (the HELLO's hash)
+        self.sealer: Sealer | None = None
+        self.opener: Opener | None = None
+        self._send_lock = threading.Lock()
         sock.settimeout(timeout_s)
+
+    def protect(self, mode: str | None, keys: SessionKeys, role: str) -> None:
+        """From now on frames are sealed with ``mode`` (``seal.protection_for``; None: not at
+        all) under the connection's keys; ``role`` is this end's, 'source' or 'dest'."""
+        if mode is not None:
+            self.sealer = Sealer(mode, keys.sending(role))
+            self.opener = Opener(mode, keys.receiving(role))
+        self.read_limit = self.max_frame + self.overhead
+
+    @property
+    def overhead(self) -> int:
+        """Bytes sealing adds to each frame."""
+        return self.sealer.overhead if self.sealer is not None else 0
+
+    def seal(self, frame: bytes) -> bytes:
+        """A whole frame as it must go on the wire (sealed when the connection is protected);
+        call in sending order (the frame counter is the nonce)."""
+        return self.sealer.seal(frame) if self.sealer is not None else frame
 
     # --- sending -------------------------------------------------------------------------------
 
     def send(self, msg: Message) -> int:
-        return self.send_frame(to_frame(msg, max_frame=self.max_frame))
+        with self._send_lock:
+            return self.send_frame(self.seal(to_frame(msg, max_frame=self.max_frame)))
 
     def send_frame(self, frame: bytes | memoryview) -> int:
+        """Raw bytes of (a part of) a frame already sealed (``seal``)."""
         try:
             self.sock.sendall(frame)
         except TimeoutError:
@@ -96,13 +138,15 @@ class Channel:
 
     def try_abort(self, reason: str) -> None:
         """Best effort ABORT to the peer (the stream may already be dead)."""
-        if self.closed:
+        if self.closed or not self._send_lock.acquire(timeout=2.0):
             return
         try:
             self.sock.settimeout(min(self.timeout_s, 2.0))
-            self.sock.sendall(to_frame(Abort(reason[:4000])))
-        except OSError:
+            self.sock.sendall(self.seal(to_frame(Abort(reason[:1000]))))
+        except (OSError, FrameError):
             pass
+        finally:
+            self._send_lock.release()
 
     # --- receiving -----------------------------------------------------------------------------
 
@@ -144,13 +188,17 @@ class Channel:
             return pending.pop() if pending else self._recv_exactly(n)
 
         try:
-            frame = read_frame(take, self.max_frame)
+            frame = self._open(read_frame(take, self.read_limit))
         except FrameError as exc:
             raise FrameError(f"{self.name}: {exc}") from None
+        self.last_payload = frame.payload
         msg = from_frame(frame)
         if frame.type == MsgType.ABORT:
             raise PeerAbortError(f"{self.name}: peer aborted: {msg.reason}")  # type: ignore[union-attr]
         return msg
+
+    def _open(self, frame: Frame) -> Frame:
+        return self.opener.open(frame) if self.opener is not None else refuse_protected(frame)
 
     def expect(self, cls: type, what: str) -> Message:
         msg = self.recv()
@@ -175,35 +223,70 @@ class Channel:
 # --- handshake ---------------------------------------------------------------------------------
 
 
-def client_handshake(ch: Channel, key: bytes, info: dict) -> float:
-    """Source side; returns the seconds from AUTH to AUTH_OK (one round trip)."""
-    ch.send(Hello(info))
+@dataclass(frozen=True)
+class Handshake:
+    """What an authenticated connection agreed: the source's HELLO, the connection's keys, the
+    encryption in use, and (source side) the seconds from AUTH to AUTH_OK (one round trip)."""
+
+    info: dict
+    keys: SessionKeys
+    encryption: str
+    rtt_s: float = 0.0
+
+
+def _stream_kind(info: dict) -> str:
+    return "control" if info.get("role") == "control" else "data"
+
+
+def client_handshake(ch: Channel, key: bytes, info: dict) -> Handshake:
+    """Source side: ``info`` is the HELLO and must name its ``encryption``; on return the
+    channel is protected."""
+    encryption = info.get("encryption")
+    if encryption not in ENCRYPTIONS:
+        raise ValueError(f"HELLO encryption {encryption!r}, expected one of "
+                         f"{', '.join(ENCRYPTIONS)}")
+    hello = Hello(info)
+    payload = hello.payload()
+    ch.send(hello)
+    h = hello_hash(payload)
     challenge = ch.expect(Challenge, "CHALLENGE")
+    nonce_d = challenge.nonce  # type: ignore[union-attr]
     nonce_s = make_challenge()
     t0 = time.monotonic()
-    ch.send(Auth(answer(key, challenge.nonce, "source"), nonce_s))  # type: ignore[union-attr]
+    ch.send(Auth(answer(key, nonce_d + h, "source"), nonce_s))
     ok = ch.expect(AuthOk, "AUTH_OK")
     rtt = time.monotonic() - t0
     try:
-        verify(key, challenge.nonce + nonce_s, ok.mac, "dest")  # type: ignore[union-attr]
+        verify(key, nonce_d + nonce_s + h, ok.mac, "dest")  # type: ignore[union-attr]
     except AuthError as exc:
         ch.try_abort(str(exc))
         raise AuthError(f"{ch.name}: {exc}") from None
-    return rtt
+    keys = derive(key, nonce_d, nonce_s, h)
+    ch.protect(protection_for(encryption, _stream_kind(info)), keys, "source")
+    return Handshake(info, keys, encryption, rtt)
 
 
-def server_handshake(ch: Channel, key: bytes) -> dict:
-    """Destination side; returns the peer's HELLO info once it proved the key."""
+def server_handshake(ch: Channel, key: bytes) -> Handshake:
+    """Destination side: the peer's HELLO once it proved the key; the channel protected with
+    the encryption the (authenticated) HELLO asked for."""
     hello = ch.expect(Hello, "HELLO")
+    h = hello_hash(ch.last_payload)
+    info = hello.info  # type: ignore[union-attr]
+    encryption = info.get("encryption")
+    if encryption not in ENCRYPTIONS:
+        ch.try_abort(f"unknown encryption {str(encryption)[:40]!r}")
+        raise FrameError(f"{ch.name}: HELLO encryption {str(encryption)[:40]!r}, expected one "
+                         f"of {', '.join(ENCRYPTIONS)}")
     nonce_d = make_challenge()
     ch.send(Challenge(nonce_d))
     auth = ch.expect(Auth, "AUTH")
     try:
-        verify(key, nonce_d, auth.mac, "source")  # type: ignore[union-attr]
+        verify(key, nonce_d + h, auth.mac, "source")  # type: ignore[union-attr]
     except AuthError as exc:
         ch.try_abort(f"authentication failed: {exc}")
         raise AuthError(f"{ch.name}: {exc}") from None
     nonce_s = auth.nonce  # type: ignore[union-attr]
-    ch.send(AuthOk(answer(key, nonce_d + nonce_s, "dest")))
-    return hello.info  # type: ignore[union-attr]
-
+    ch.send(AuthOk(answer(key, nonce_d + nonce_s + h, "dest")))
+    keys = derive(key, nonce_d, nonce_s, h)
+    ch.protect(protection_for(encryption, _stream_kind(info)), keys, "dest")
+    return Handshake(info, keys, encryption)

@@ -1,6 +1,7 @@
 """One data connection of a migration: its encoder, a bounded queue of frames and a writer thread
-that drains the queue into the socket, slice by slice where the flight window or a rate cap
-must admit each slice first."""
+that seals each frame (``Channel.seal``: in the writer, beside the engine's thread, and in queue
+order, which is the order of the frame counter) and drains it into the socket, slice by slice
+where the flight window or a rate cap must admit each slice first."""
 
 from __future__ import annotations
 
@@ -53,7 +54,7 @@ class DataStream:
                 raise TransportError(f"{self.ch.name}: {self.error}")
             self._q.append(frame)
             self._q_bytes += len(frame)
-            self.handed += len(frame)
+            self.handed += len(frame) + self.ch.overhead     # as sealed by the writer
             self._cv.notify_all()
 
     def acked(self) -> int:
@@ -96,11 +97,12 @@ class DataStream:
                         self._q.popleft()
                         self._cv.notify_all()
                     return
+                sealed = self.ch.seal(frame)
                 if self.pace is None and self.room is None:
-                    self.ch.send_frame(frame)
+                    self.ch.send_frame(sealed)
                 else:
-                    view = memoryview(frame)
-                    for i in range(0, len(frame), SLICE):
+                    view = memoryview(sealed)
+                    for i in range(0, len(sealed), SLICE):
                         piece = view[i:i + SLICE]
                         if self.room is not None:
                             self.room(self, len(piece))

@@ -1,6 +1,7 @@
 """Opening the source's connections to the destination: the control stream and the data streams,
-each authenticated with the shared key (``channel.client_handshake``), their sockets given what
-the flight window asks (``sockets``), what was granted recorded in ``SenderStats``."""
+each authenticated with the shared key and then protected with the policy's encryption
+(``channel.client_handshake``), their sockets given what the flight window asks (``sockets``),
+what was granted recorded in ``SenderStats``."""
 
 from __future__ import annotations
 
@@ -34,7 +35,8 @@ class Dialer:
                  window: FlightWindow, stats: SenderStats, npages: int) -> None:
         self.dest, self.key, self.opt, self.window, self.stats = dest, key, options, window, stats
         self.npages = npages
-        self.session = secrets.token_hex(8)
+        self.session = secrets.token_hex(16)
+        self.image_key: bytes | None = None      # the control stream's (``session.image_tag``)
 
     def _dial(self, name: str, nodelay: bool) -> Channel:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -60,7 +62,8 @@ class Dialer:
         return Channel(sock, name, timeout_s=self.opt.timeout_s, max_frame=self.opt.max_frame)
 
     def _hello(self, role: str, index: int | None = None) -> dict:
-        info = {"role": role, "session": self.session, "wire_version": WIRE_VERSION}
+        info = {"role": role, "session": self.session, "wire_version": WIRE_VERSION,
+                "encryption": self.opt.encryption}
         if role == "control":
             info.update(npages=int(self.npages), page_size=PAGE_SIZE,
                         streams=self.opt.streams, max_streams=self.opt.max_streams,
@@ -73,10 +76,13 @@ class Dialer:
         """The control stream (TCP_NODELAY), authenticated; the handshake's RTT recorded."""
         ch = self._dial("control stream", nodelay=True)
         try:
-            self.stats.handshake_rtt_s = client_handshake(ch, self.key, self._hello("control"))
+            hs = client_handshake(ch, self.key, self._hello("control"))
         except BaseException:
             ch.close()
             raise
+        self.stats.handshake_rtt_s = hs.rtt_s
+        self.stats.encryption = hs.encryption
+        self.image_key = hs.keys.image
         return ch
 
     def data(self, index: int, pace: Pace | None, room: Room | None) -> DataStream:

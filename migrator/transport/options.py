@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from migrator.wire.frames import MAX_FRAME
+from migrator.wire.session import DEFAULT_ENCRYPTION, ENCRYPTIONS
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class TransportOptions:
     window_bdps: float = 1.5              # its size, in bandwidth-delay products
     pacing_headroom: float = 2.0          # each stream paced at this times its share of the link
     grow_window: bool = False             # bw_hint_Bps is a guess: grow the window (next_window)
+    encryption: str = DEFAULT_ENCRYPTION  # every stream's frames (wire.seal); 'none': MAC only
 
     def __post_init__(self) -> None:
         if not 1 <= self.streams <= self.max_streams:
@@ -34,6 +36,9 @@ class TransportOptions:
                              f"({self.max_streams})")
         if self.max_bandwidth_mbps is not None and not self.max_bandwidth_mbps > 0:
             raise ValueError(f"max_bandwidth_mbps must be > 0, got {self.max_bandwidth_mbps}")
+        if self.encryption not in ENCRYPTIONS:
+            raise ValueError(f"encryption {self.encryption!r}, expected one of "
+                             f"{', '.join(ENCRYPTIONS)}")
         if not self.timeout_s > 0:
             raise ValueError(f"timeout_s must be > 0, got {self.timeout_s}")
 
@@ -50,6 +55,7 @@ class SenderStats:
     streams_used: list[int] = field(default_factory=list)   # stream count after each change
     buffers: list[dict] = field(default_factory=list)       # per socket, what was granted
     handshake_rtt_s: float = 0.0
+    encryption: str = ""                                    # as the handshake agreed it
     congestion_control: str = ""                            # of the data streams, as granted
     flight_window_bytes: int | None = None                  # window.FlightWindow, at the start
     flight_window_max_bytes: int | None = None              # largest, if it grew

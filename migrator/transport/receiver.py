@@ -3,8 +3,12 @@
 Why it is built this way:
 
 * every connection proves the shared key before anything else is read from it (a control
-  stream first, then data streams naming the control stream's session); a peer that fails
-  gets an ABORT and the migration ends with that error, nothing applied;
+  stream first, then data streams naming the control stream's session), and from then on every
+  frame carries a tag (``migrator.wire.seal``); a connection that does not authenticate within
+  ``handshake_timeout_s`` (a port scan, garbage, a silent peer, a wrong key) is dropped on its
+  own and the listener goes on: only an authenticated peer can end the session. At most
+  ``MAX_UNAUTHENTICATED`` connections are in their handshake at once (more are closed at
+  once), and before authentication a frame is at most ``PREAUTH_MAX_FRAME`` bytes;
 * one thread per connection reading with a socket timeout: a silent peer is an error after
   ``timeout_s``, except that the control stream may stay quiet for a whole round as long as the
   data streams keep delivering;
@@ -15,17 +19,19 @@ Why it is built this way:
   may arrive out of order, and the newer copy must win;
 * the source's ROUND_END messages (control stream) say how many pages each round carried; on
   STATE (the last message before DIGEST) the destination waits until all of them arrived, then
-  finishes the image digest while the source finishes its own, and compares on DIGEST. The
-  digest is kept current as pages are applied (``migrator.wire.incremental``), so finishing it
-  hashes only the chunks written since their last hash, not the whole memory;
-* any error (a truncated, oversized or corrupt frame, a bad index, a timeout, an ABORT from the
-  source) ends the migration: ABORT to the source when the control stream still works, every
-  socket closed, and ``DestResult.error`` says what happened.  The guest is never resumed here
-  unless the digests matched and the ACK went out.
+  finishes the image digest while the source finishes its own, and compares on DIGEST, keyed
+  with the control stream's image key (``session.image_tag``). The digest is kept current as
+  pages are applied (``migrator.wire.incremental``), so finishing it hashes only the chunks
+  written since their last hash, not the whole memory;
+* any error on an authenticated connection (a truncated, oversized, corrupt or forged frame, a
+  bad index, a timeout, an ABORT from the source) ends the migration: ABORT to the source when
+  the control stream still works, every socket closed, and ``DestResult.error`` says what
+  happened.  The guest is never resumed here unless the digests matched and the ACK went out.
 """
 
 from __future__ import annotations
 
+import hmac
 import logging
 import socket
 import threading
@@ -38,18 +44,21 @@ import numpy as np
 from migrator.memory.pages import PAGE_SIZE
 from migrator.transport.channel import (
     Channel,
+    Handshake,
     IdleTimeoutError,
     PeerAbortError,
     TransportError,
     server_handshake,
 )
+from migrator.transport.roundmem import RoundOrderedMemory
 from migrator.wire.frames import MAX_FRAME, WIRE_VERSION, FrameError
-from migrator.wire.incremental import IncrementalDigest
 from migrator.wire.messages import Ack, Digest, Pages, Round, RoundEnd, State
 from migrator.wire.pagestream import PagesDecoder
 
 log = logging.getLogger(__name__)
 
+MAX_UNAUTHENTICATED = 16         # connections in their handshake at once
+HANDSHAKE_TIMEOUT_S = 10.0       # at most this (and at most timeout_s) to authenticate
 MemoryFactory = Callable[[int], np.ndarray]
 
 
@@ -69,41 +78,9 @@ class DestResult:
     resume_s: float = 0.0            # on_switchover()
     state: bytes = b""
     buffers: list[dict] = field(default_factory=list)
-
-
-class RoundOrderedMemory:
-    """Destination memory where a page only ever moves forward in rounds; thread-safe."""
-
-    def __init__(self, memory: np.ndarray) -> None:
-        if memory.ndim != 2 or memory.shape[1] != PAGE_SIZE or memory.dtype != np.uint8:
-            raise ValueError(f"memory must be a (npages, {PAGE_SIZE}) uint8 array, got "
-                             f"{memory.shape} {memory.dtype}")
-        self.memory = memory
-        self.round_of = np.full(len(memory), -1, dtype=np.int64)
-        self.received = 0
-        self.applied = 0
-        self.cv = threading.Condition()
-        self.digest = IncrementalDigest(memory, self.cv, complete=False)
-
-    def apply(self, round_no: int, indices: np.ndarray, pages: np.ndarray,
-              zero: np.ndarray) -> None:
-        with self.cv:
-            keep = self.round_of[indices] <= round_no
-            if keep.all():
-                self.memory[indices] = pages
-            elif keep.any():
-                self.memory[indices[keep]] = pages[keep]
-            self.round_of[indices[keep]] = round_no
-            zkeep = self.round_of[zero] <= round_no
-            self.memory[zero[zkeep]] = 0
-            self.round_of[zero[zkeep]] = round_no
-            # After the writes (see wire.incremental); the chunks they completed are hashed
-            # below, outside the lock, while the other streams apply theirs.
-            completed = self.digest.touched(np.concatenate([indices[keep], zero[zkeep]]))
-            self.received += len(indices) + len(zero)
-            self.applied += int(keep.sum()) + int(zkeep.sum())
-            self.cv.notify_all()
-        self.digest.hash_chunks(*completed)
+    encryption: str = ""             # what the authenticated source asked for (wire.seal)
+    refused: int = 0                 # connections dropped before (or instead of) authentication
+    refusals: list[str] = field(default_factory=list)    # why, the first few
 
 
 class Receiver:
@@ -123,6 +100,9 @@ class Receiver:
         self._session_ready = threading.Event()
         self.xbzrle_cache_mib = 64
         self.control: Channel | None = None
+        self.image_key: bytes | None = None
+        self.handshake_timeout_s = min(HANDSHAKE_TIMEOUT_S, timeout_s)
+        self._unauthenticated = threading.BoundedSemaphore(MAX_UNAUTHENTICATED)
         self._channels: list[Channel] = []
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
@@ -140,12 +120,21 @@ class Receiver:
         try:
             while not self._done.is_set():
                 if self.control is None and time.monotonic() - start > self.timeout_s:
-                    self._fail(TransportError(f"no source connected within {self.timeout_s:g} s"))
+                    why = f" ({self.result.refused} connections refused, the last: " \
+                          f"{self.result.refusals[-1]})" if self.result.refused else ""
+                    self._fail(TransportError(f"no source connected within "
+                                              f"{self.timeout_s:g} s{why}"))
                     break
                 try:
                     conn, addr = self.listener.accept()
                 except TimeoutError:
                     continue
+                if not self._unauthenticated.acquire(blocking=False):
+                    conn.close()
+                    self._refuse(f"{addr[0]}:{addr[1]}: {MAX_UNAUTHENTICATED} connections "
+                                 "already authenticating")
+                    continue
+                self._threads = [t for t in self._threads if t.is_alive()]
                 t = threading.Thread(target=self._serve, args=(conn, addr), daemon=True,
                                      name=f"wanmig-rx{len(self._threads)}")
                 self._threads.append(t)
@@ -177,6 +166,13 @@ class Receiver:
             with self.mem.cv:
                 self.mem.cv.notify_all()
 
+    def _refuse(self, why: str) -> None:
+        with self._lock:
+            self.result.refused += 1
+            if len(self.result.refusals) < 8:
+                self.result.refusals.append(why[:300])
+        log.warning("connection dropped: %s", why)
+
     def _close_all(self) -> None:
         with self._lock:
             channels = list(self._channels)
@@ -192,28 +188,46 @@ class Receiver:
                      max_frame=self.max_frame)
         with self._lock:
             self._channels.append(ch)
-        if self._done.is_set():
-            ch.close()
-            return
         try:
-            info = server_handshake(ch, self.key)
-            role = info.get("role")
+            hs = self._authenticate(ch)
+            if hs is None or self._done.is_set():
+                return
+            role = hs.info.get("role")
             if role == "control":
-                self._control(ch, info)
+                self._control(ch, hs)
             elif role == "data":
-                self._data(ch, info)
+                self._data(ch, hs)
             else:
-                raise FrameError(f"{ch.name}: HELLO role {role!r}, expected 'control' or 'data'")
+                raise FrameError(f"{ch.name}: HELLO role {str(role)[:40]!r}, expected "
+                                 "'control' or 'data'")
         except Exception as exc:  # noqa: BLE001 - any failure ends the migration cleanly
             if not self._done.is_set():
                 self._fail(exc)
         finally:
             ch.close()
 
-    def _control(self, ch: Channel, info: dict) -> None:
+    def _authenticate(self, ch: Channel) -> Handshake | None:
+        """The handshake within ``handshake_timeout_s``; None (connection dropped, the
+        session untouched) when the peer does not prove the key."""
+        try:
+            ch.sock.settimeout(self.handshake_timeout_s)
+            hs = server_handshake(ch, self.key)
+            ch.sock.settimeout(self.timeout_s)
+            return hs
+        except Exception as exc:  # noqa: BLE001 - whoever it is, it is not our source
+            if not self._done.is_set():
+                self._refuse(f"{ch.name}: {exc}")
+            return None
+        finally:
+            self._unauthenticated.release()
+
+    def _control(self, ch: Channel, hs: Handshake) -> None:
+        info = hs.info
         if self.control is not None:
             ch.try_abort("a migration is already in progress")
-            raise TransportError(f"{ch.name}: second control stream refused")
+            self._refuse(f"{ch.name}: a second control stream (session "
+                         f"{str(info.get('session'))[:40]!r})")
+            return
         npages, page_size = info.get("npages"), info.get("page_size")
         if info.get("wire_version") != WIRE_VERSION or page_size != PAGE_SIZE \
                 or not isinstance(npages, int) or npages < 1:
@@ -230,9 +244,12 @@ class Receiver:
         self.mem.digest.start()
         self.result.npages = npages
         self.session = str(info.get("session"))
+        self.image_key = hs.keys.image
+        self.result.encryption = hs.encryption
         self.control = ch
         self._session_ready.set()
-        log.info("source authenticated: %d pages, session %s", npages, self.session)
+        log.info("source authenticated: %d pages, session %s, encryption %s", npages,
+                 self.session, hs.encryption)
         while True:
             msg = self._recv_control(ch)
             if isinstance(msg, Round):
@@ -260,12 +277,16 @@ class Receiver:
                     continue        # a long round: the data streams are alive
                 raise
 
-    def _data(self, ch: Channel, info: dict) -> None:
+    def _data(self, ch: Channel, hs: Handshake) -> None:
+        info = hs.info
         self._session_ready.wait(self.timeout_s)
-        if self.mem is None or info.get("session") != self.session:
+        if self.mem is None or info.get("session") != self.session \
+                or hs.encryption != self.result.encryption:
             ch.try_abort("unknown session: connect the control stream first")
-            raise TransportError(f"{ch.name}: data stream for session "
-                                 f"{info.get('session')!r}, expected {self.session!r}")
+            self._refuse(f"{ch.name}: data stream for session {str(info.get('session'))[:40]!r}"
+                         f" ({hs.encryption}), expected {self.session!r} "
+                         f"({self.result.encryption or 'none yet'})")
+            return
         ch.name = f"data stream {info.get('stream')}"
         with self._lock:
             self.result.data_streams += 1
@@ -324,7 +345,10 @@ class Receiver:
         if not self._hash_done.wait(self.timeout_s * 2 + 60) or self._hash is None:
             raise TransportError(self.result.error or "memory hash did not complete in time")
         digest, self.result.hash_s = self._hash
-        ok = msg.npages == self.mem.memory.shape[0] and msg.digest == digest
+        assert self.image_key is not None
+        npages = self.mem.memory.shape[0]
+        ok = msg.npages == npages and hmac.compare_digest(
+            msg.digest, Digest.keyed(self.image_key, npages, digest).digest)
         self.result.digest_ok = ok
         ch.send(Ack(ok, ok, "" if ok else "memory digest mismatch at the destination"))
         if not ok:

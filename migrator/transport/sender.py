@@ -312,7 +312,8 @@ class TcpSender:
             marker = RoundEnd(max(last, 0), s.pages, s.zero_pages, s.bytes_raw)
             s.put(to_frame(marker), deadline, self._failed)
             s.put(EOF_MARK, deadline, self._failed)
-        digest = source_digest(self.vm)
+        assert self.dialer.image_key is not None
+        digest = Digest.keyed(self.dialer.image_key, self.vm.npages, source_digest(self.vm))
         self._check()
         self.control.send(digest)
         pending = self.pool.handed() - self.pool.acked()
@@ -349,14 +350,14 @@ class TcpSender:
         self.close()
 
 
-def source_digest(vm: VM) -> Digest:
-    """DIGEST of the paused guest's whole memory (``migrator.wire.digest``): the VM's own
+def source_digest(vm: VM) -> bytes:
+    """The digest of the paused guest's whole memory (``migrator.wire.digest``): the VM's own
     ``digest()`` when it has one (kept current while pre-copy ran, so only the chunks written
     since are hashed now), else chunk by chunk from copies of its pages."""
     own = getattr(vm, "digest", None)
     if callable(own):
-        return Digest(vm.npages, own())
+        return own()
     batch = CHUNK_BYTES // PAGE_SIZE
     chunks = [chunk_digest(vm.page_bytes(np.arange(start, min(start + batch, vm.npages))))
               for start in range(0, vm.npages, batch)]
-    return Digest(vm.npages, combine(chunks))
+    return combine(chunks)

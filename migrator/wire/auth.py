@@ -4,9 +4,15 @@ Why: a migration stream carries a whole guest's memory and then resumes it; acce
 an impostor (or sending one to an impostor) is fatal.  Both sides prove knowledge of the key
 without sending it, over fresh nonces so recorded answers cannot be replayed:
 
+0. source -> destination  HELLO      what the source asks for (JSON); ``h = SHA-256(HELLO)``
 1. destination -> source  CHALLENGE  ``nonce_d`` (32 random bytes)
-2. source -> destination  AUTH       ``HMAC(key, nonce_d || 'wanmig-source') || nonce_s``
-3. destination -> source  AUTH_OK    ``HMAC(key, nonce_d || nonce_s || 'wanmig-dest')``
+2. source -> destination  AUTH       ``HMAC(key, nonce_d || h || 'wanmig-source') || nonce_s``
+3. destination -> source  AUTH_OK    ``HMAC(key, nonce_d || nonce_s || h || 'wanmig-dest')``
+
+``h`` puts the HELLO under both MACs: a relay that changes it (the encryption asked for, the
+session a data stream belongs to) is refused. After AUTH_OK both ends derive the connection's
+keys from the same transcript (``migrator.wire.session``) and every frame carries a tag
+(``migrator.wire.seal``).
 
 The role labels stop a reflected answer from passing as the other side's.  Step 3 also covers
 the source's own nonce ``nonce_s`` (an addition to the plain ``nonce_d || 'wanmig-dest'``): with
@@ -44,7 +50,8 @@ def _check(key: bytes, nonce: bytes) -> None:
 
 
 def answer(key: bytes, nonce: bytes, role: str = "source") -> bytes:
-    """``HMAC-SHA256(key, nonce || label(role))``; for the destination pass nonce_d || nonce_s."""
+    """``HMAC-SHA256(key, nonce || label(role))``: the source passes nonce_d || h, the
+    destination nonce_d || nonce_s || h."""
     _check(key, nonce)
     return hmac.new(key, bytes(nonce) + ROLES[role], hashlib.sha256).digest()
 

@@ -11,13 +11,15 @@ Header, 16 bytes, big endian (network order)::
     magic   4s  b'WMIG'
     version u8  WIRE_VERSION
     type    u8  MsgType
-    flags   u16 reserved, 0 today (carried and checked by the CRC)
+    flags   u16 bit 0: payload sealed (AEAD), bit 1: payload MACed (``migrator.wire.seal``)
     length  u32 payload bytes, at most the reader's ``max_frame`` (default MAX_FRAME = 8 MiB)
     crc32   u32 zlib.crc32 over the first 12 header bytes and then the payload
 
-The CRC detects accidents, not attacks: authenticity comes from the HMAC handshake
-(``migrator.wire.auth``, re-exported here) and should be complemented by TLS or a per-frame MAC when
-the path is not trusted.  Payload layouts of each message type are in ``migrator.wire.messages``.
+The CRC detects accidents, not attacks: authenticity comes from the handshake
+(``migrator.wire.auth``) and, after it, every frame's tag (``migrator.wire.seal``). Before the
+handshake a reader accepts frames of at most ``PREAUTH_MAX_FRAME`` bytes, so an unauthenticated
+peer cannot make it allocate more.  Payload layouts of each message type are in
+``migrator.wire.messages``.
 """
 
 from __future__ import annotations
@@ -31,13 +33,14 @@ from dataclasses import dataclass
 from ground.config import ConfigError
 from migrator.wire.auth import AuthError, answer, make_challenge, verify
 
-__all__ = ["HEADER", "MAGIC", "MAX_FRAME", "WIRE_VERSION", "AuthError", "Frame", "FrameError",
-           "FrameReader", "MsgType", "answer", "encode_frame", "make_challenge", "read_frame",
-           "verify"]
+__all__ = ["HEADER", "MAGIC", "MAX_FRAME", "PREAUTH_MAX_FRAME", "WIRE_VERSION", "AuthError",
+           "Frame", "FrameError", "FrameReader", "MsgType", "answer", "encode_frame",
+           "make_challenge", "read_frame", "verify"]
 
 MAGIC = b"WMIG"
-WIRE_VERSION = 2             # 2: the image digest is BLAKE3 (``digest.DOMAIN`` -v2)
+WIRE_VERSION = 3             # 3: sealed frames, keyed image check, HELLO in the MACs
 MAX_FRAME = 8 * 1024 * 1024
+PREAUTH_MAX_FRAME = 4096     # HELLO, CHALLENGE, AUTH, AUTH_OK, ABORT before authentication
 HEADER = struct.Struct(">4sBBHII")
 _CRC_SPAN = HEADER.size - 4
 

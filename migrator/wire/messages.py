@@ -13,7 +13,8 @@ PAGES       round u32, codec id u8, n_zero u32, n_pages u32,
             zero indices u32[n_zero], page indices u32[n_pages], encoded blob (rest)
 ROUND_END   round u32, pages u32, zero_pages u32, bytes_raw u64
 STATE       opaque device/CPU state bytes
-DIGEST      npages u64, digest[16] of the whole guest memory in page order (wire.digest)
+DIGEST      npages u64, tag[32]: HMAC of the image digest (wire.digest) under the image key
+            (wire.session.image_tag): the end-to-end check is keyed
 ACK         ok u8, digest_ok u8, UTF-8 message (rest; empty on success)
 ABORT       UTF-8 reason
 ==========  ==============================================================================
@@ -32,14 +33,15 @@ from typing import ClassVar
 import numpy as np
 
 from migrator.wire.auth import MAC_BYTES, NONCE_BYTES
-from migrator.wire.digest import DIGEST_BYTES, image_digest
+from migrator.wire.digest import image_digest
 from migrator.wire.frames import MAX_FRAME, Frame, FrameError, MsgType, encode_frame
+from migrator.wire.session import IMAGE_TAG_BYTES, image_tag
 
 _U32 = struct.Struct(">I")
 _PAGES_HEAD = struct.Struct(">IBII")
 _ROUND = struct.Struct(">IIB")
 _ROUND_END = struct.Struct(">IIIQ")
-_DIGEST = struct.Struct(f">Q{DIGEST_BYTES}s")
+_DIGEST = struct.Struct(f">Q{IMAGE_TAG_BYTES}s")
 _ACK = struct.Struct(">BB")
 
 
@@ -209,9 +211,14 @@ class Digest:
         return cls(*_DIGEST.unpack(payload))
 
     @classmethod
-    def of(cls, memory: np.ndarray) -> Digest:
-        """Digest of a ``(npages, PAGE_SIZE)`` memory image, hashed in place (no copy)."""
-        return cls(len(memory), image_digest(memory))
+    def keyed(cls, image_key: bytes, npages: int, digest: bytes) -> Digest:
+        """The DIGEST for an image of ``npages`` whose digest (``wire.digest``) is ``digest``."""
+        return cls(npages, image_tag(image_key, npages, digest))
+
+    @classmethod
+    def of(cls, image_key: bytes, memory: np.ndarray) -> Digest:
+        """DIGEST of a ``(npages, PAGE_SIZE)`` memory image, hashed in place (no copy)."""
+        return cls.keyed(image_key, len(memory), image_digest(memory))
 
 
 @dataclass(frozen=True)

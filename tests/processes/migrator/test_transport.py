@@ -21,7 +21,7 @@ from migrator.memory.workload import WorkloadParams
 from migrator.transport.channel import Channel, client_handshake, server_handshake
 from migrator.transport.flowctl import GoodputMeter, StreamAdapter, TokenBucket, buffer_plan
 from migrator.transport.options import TransportOptions
-from migrator.transport.receiver import RoundOrderedMemory
+from migrator.transport.roundmem import RoundOrderedMemory
 from migrator.transport.sender import TcpSender
 from migrator.wire.frames import HEADER, MAGIC, MAX_FRAME, WIRE_VERSION, MsgType
 from migrator.wire.messages import Pages, Round, to_frame
@@ -209,14 +209,17 @@ def test_wrong_key_ends_both_sides_cleanly():
 
 
 class _RawSource:
-    """Authenticates as a source, then sends whatever the test wants."""
+    """Authenticates as a source, then sends whatever the test wants (data frames in clear:
+    ``encryption: none`` protects only the control stream)."""
 
     def __init__(self, addr):
         self.ctl = Channel(socket.create_connection(addr, 5), "ctl", timeout_s=5)
         client_handshake(self.ctl, KEY, {"role": "control", "session": "s", "npages": 16,
-                                         "page_size": PAGE_SIZE, "wire_version": WIRE_VERSION})
+                                         "page_size": PAGE_SIZE, "wire_version": WIRE_VERSION,
+                                         "encryption": "none"})
         self.data = Channel(socket.create_connection(addr, 5), "data", timeout_s=5)
-        client_handshake(self.data, KEY, {"role": "data", "session": "s", "stream": 0})
+        client_handshake(self.data, KEY, {"role": "data", "session": "s", "stream": 0,
+                                          "encryption": "none"})
         self.ctl.send(Round(0, 0, 0))
 
     def close(self):

@@ -48,7 +48,7 @@ class WireSender:
         return self.rtt
 
     def finish(self, state):
-        src, dst = Digest.of(self.vm.memory), Digest.of(self.dest)
+        src, dst = Digest.of(b"k" * 32, self.vm.memory), Digest.of(b"k" * 32, self.dest)
         frame = to_frame(src)
         got = from_frame(FrameReader().feed(frame)[0])
         self.clock.advance(self.rtt)

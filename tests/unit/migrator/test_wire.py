@@ -39,7 +39,7 @@ ALL_MESSAGES = [
     m.Pages(2, 19, np.array([5, 7]), np.array([1, 2, 4_000_000_000]), b"blob\x00"),
     m.RoundEnd(2, 1000, 50, 4096 * 950),
     m.State(b"\x01cpu-state" * 10),
-    m.Digest(65536, b"d" * 16),
+    m.Digest(65536, b"d" * 32),
     m.Ack(True, True, ""),
     m.Ack(False, False, "digest mismatch"),
     m.Abort("operator cancelled"),
@@ -134,19 +134,25 @@ def test_wrong_magic_version_type():
     (MsgType.PAGES, struct.pack(">IBII", 0, 0, 2, 2) + b"\x00" * 8, "expected at least 29"),
     (MsgType.HELLO, b"[1, 2]", "JSON object"),
     (MsgType.HELLO, b"\xff", "not UTF-8 JSON"),
-    (MsgType.DIGEST, b"\x00" * 23, "DIGEST payload of 23 bytes, expected 24"),
+    (MsgType.DIGEST, b"\x00" * 39, "DIGEST payload of 39 bytes, expected 40"),
 ])
 def test_malformed_payloads(msg_type, payload, text):
     with pytest.raises(FrameError, match=text):
         m.from_frame(Frame(msg_type, payload))
 
 
+IMAGE_KEY = b"i" * 32
+
+
 def test_digest_of_memory_changes_with_one_byte():
     mem = np.zeros((4, 4096), np.uint8)
-    a = m.Digest.of(mem)
+    a = m.Digest.of(IMAGE_KEY, mem)
     mem[3, 4095] = 1
-    b = m.Digest.of(mem)
-    assert a.npages == 4 and a.digest != b.digest and len(a.digest) == 16
+    b = m.Digest.of(IMAGE_KEY, mem)
+    assert a.npages == 4 and a.digest != b.digest and len(a.digest) == 32
+    mem[3, 4095] = 0
+    assert m.Digest.of(IMAGE_KEY, mem) == a, "the same image gives the same keyed check"
+    assert m.Digest.of(b"x" * 32, mem) != a, "another key gives another check"
 
 
 def test_handshake_mutual_authentication():

@@ -1,0 +1,50 @@
+"""Destination memory where a page only ever moves forward in rounds.
+
+Why: a page that moved to another data stream when the source added streams may arrive out of
+order, and the newer copy must win; the image digest is kept current as pages are applied
+(``migrator.wire.incremental``), so that finishing it at the pause hashes only what changed.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from migrator.memory.pages import PAGE_SIZE
+from migrator.wire.incremental import IncrementalDigest
+
+
+class RoundOrderedMemory:
+    """Destination memory where a page only ever moves forward in rounds; thread-safe."""
+
+    def __init__(self, memory: np.ndarray) -> None:
+        if memory.ndim != 2 or memory.shape[1] != PAGE_SIZE or memory.dtype != np.uint8:
+            raise ValueError(f"memory must be a (npages, {PAGE_SIZE}) uint8 array, got "
+                             f"{memory.shape} {memory.dtype}")
+        self.memory = memory
+        self.round_of = np.full(len(memory), -1, dtype=np.int64)
+        self.received = 0
+        self.applied = 0
+        self.cv = threading.Condition()
+        self.digest = IncrementalDigest(memory, self.cv, complete=False)
+
+    def apply(self, round_no: int, indices: np.ndarray, pages: np.ndarray,
+              zero: np.ndarray) -> None:
+        with self.cv:
+            keep = self.round_of[indices] <= round_no
+            if keep.all():
+                self.memory[indices] = pages
+            elif keep.any():
+                self.memory[indices[keep]] = pages[keep]
+            self.round_of[indices[keep]] = round_no
+            zkeep = self.round_of[zero] <= round_no
+            self.memory[zero[zkeep]] = 0
+            self.round_of[zero[zkeep]] = round_no
+            # After the writes (see wire.incremental); the chunks they completed are hashed
+            # below, outside the lock, while the other streams apply theirs.
+            completed = self.digest.touched(np.concatenate([indices[keep], zero[zkeep]]))
+            self.received += len(indices) + len(zero)
+            self.applied += int(keep.sum()) + int(zkeep.sum())
+            self.cv.notify_all()
+        self.digest.hash_chunks(*completed)
