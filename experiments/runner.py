@@ -382,6 +382,7 @@ def collect(spec: ExperimentSpec, out: Path, run: Run | None, error: str | None,
     metrics.update(network_move_ms=times.get("network_move_ms"),
                    switchover_ms=(result or {}).get("resume_s", 0.0) * 1e3 if result else None,
                    source_summary_downtime_ms=src_summary.get("downtime_ms"),
+                   encryption=src_summary.get("encryption"),
                    vm_site_expected=spec.placement.destination_site)
     metrics.update(fabric_metrics(fabric or {}))
     if metrics["fabric_drops"]:

@@ -63,7 +63,7 @@ def parse_hostport(text: str, arg: str) -> tuple[str, int]:
 def policy_from_args(args: argparse.Namespace) -> Any:
     """The MigrationPolicy, every error naming the command-line argument."""
     from migrator.codecs.names import check_codec_name
-    from migrator.core.policy import MODES, MigrationPolicy
+    from migrator.core.policy import ENCRYPTIONS, MODES, MigrationPolicy
 
     if not args.downtime_ms > 0:
         raise ConfigError("--downtime-ms", args.downtime_ms, "a number of milliseconds above 0")
@@ -77,9 +77,12 @@ def policy_from_args(args: argparse.Namespace) -> Any:
         raise ConfigError("--timeout-s", args.timeout_s, "seconds above 0")
     if args.mode not in MODES:
         raise ConfigError("--mode", args.mode, f"one of {', '.join(MODES)}")
+    if args.encryption not in ENCRYPTIONS:
+        raise ConfigError("--encryption", args.encryption, f"one of {', '.join(ENCRYPTIONS)}")
     return MigrationPolicy(mode=args.mode, downtime_target_ms=float(args.downtime_ms),
                            codec=args.codec, streams=args.streams,
-                           max_bandwidth_mbps=args.max_bandwidth_mbps)
+                           max_bandwidth_mbps=args.max_bandwidth_mbps,
+                           encryption=args.encryption)
 
 
 def policy_from_file(path: str) -> Any:

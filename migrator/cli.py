@@ -159,6 +159,7 @@ def cmd_migrate_source(args: argparse.Namespace) -> Exit:
     s = summary(result, rtt_s=stats.get("rtt_s", 0.0), max_rounds=policy.max_rounds,
                 extra={"streams_used": stats.get("streams_used"), "role": "source",
                        "congestion_control": stats.get("congestion_control"),
+                       "encryption": stats.get("encryption"),
                        "flight_window_bytes": stats.get("flight_window_bytes"),
                        "flight_window_max_bytes": stats.get("flight_window_max_bytes"),
                        "t_start_wall": started})
@@ -235,7 +236,8 @@ def cmd_migrate_dest(args: argparse.Namespace) -> Exit:
               "npages": result.npages, "pages_received": result.pages_received,
               "bytes_received": result.bytes_received, "data_streams": result.data_streams,
               "wait_ms": result.wait_s * 1e3, "hash_ms": result.hash_s * 1e3,
-              "resume_ms": result.resume_s * 1e3}
+              "resume_ms": result.resume_s * 1e3, "encryption": result.encryption,
+              "refused": result.refused, "refusals": result.refusals}
     print(json.dumps(record, indent=None if not args.json else 2))
     return Exit.OK if result.ok and result.error is None else Exit.FAIL
 
@@ -250,6 +252,8 @@ def _policy_args(s: argparse.ArgumentParser) -> None:
     s.add_argument("--streams", type=int, default=4, help="data streams at the start (4)")
     s.add_argument("--max-bandwidth-mbps", type=float, help="rate cap, Mbit/s (none)")
     s.add_argument("--mode", default="live", help="live or cold (live)")
+    s.add_argument("--encryption", default="aes-256-gcm",
+                   help="aes-256-gcm, chacha20-poly1305 or none (aes-256-gcm)")
     s.add_argument("--timeout-s", type=float, default=30.0,
                    help="longest silence accepted from the peer (30)")
 

@@ -112,6 +112,7 @@ def migrate_loopback(npages: int, workload: WorkloadParams, policy: MigrationPol
              "dest_pages_received": dest.pages_received, "dest_error": dest.error,
              "rtt_sim_ms": rtt_sim_s * 1e3, "bw_sim_mbps": bw_sim_mbps,
              "codec": policy.codec, "mode": policy.mode,
+             "encryption": transport.get("encryption"), "dest_refused": dest.refused,
              "guest": "in-process" if own_vm else type(guest).__name__}
     return LoopbackRun(result, dest, summary(result, rtt_s=rtt, max_rounds=policy.max_rounds,
                                              extra=extra), transport)
