@@ -12,7 +12,8 @@ from pathlib import Path
 
 from ground.config import ConfigError
 
-PACKAGES = ("wanmig", "mininet", "os-ken", "scapy", "numpy", "pyyaml")
+PACKAGES = ("wanmig", "mininet", "os-ken", "scapy", "numpy", "pyyaml", "zstandard", "lz4", "xxhash",
+            "cryptography")
 REPO = Path(__file__).resolve().parent.parent
 
 
