@@ -7,7 +7,7 @@ PY        := $(VENV)/bin/python
 WANMIG    := $(VENV)/bin/wanmig
 STAMP     := $(VENV)/.installed
 DEB_PKGS  := mininet openvswitch-switch iperf3 ethtool iputils-ping iproute2 procps psmisc \
-             python3-venv python3-dev
+             python3-venv python3-dev python3-cryptography
 
 .PHONY: setup debs run test unit bench lint clean check ovs
 
