@@ -48,8 +48,8 @@ def sealed_speeds(pages: np.ndarray, codec_name: str, encryption: str, seconds: 
     (wire MB/s). With ``none`` the data streams are not sealed: the codec and framing alone."""
     codec = get_codec(codec_name)
     mode = protection_for(encryption, "data")
-    chunks = [(np.arange(i, i + CHUNK_PAGES), pages[i:i + CHUNK_PAGES].tobytes())
-              for i in range(0, len(pages) - CHUNK_PAGES + 1, CHUNK_PAGES)]
+    chunks = [(np.arange(i, min(i + CHUNK_PAGES, len(pages))),
+               pages[i:i + CHUNK_PAGES].tobytes()) for i in range(0, len(pages), CHUNK_PAGES)]
     frames = [encode_frame(MsgType.PAGES, codec.encode(d, idx)) for idx, d in chunks]
     sealer = Sealer(mode, b"b" * 32) if mode else None
 
@@ -108,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     pages = np.frombuffer(sample, np.uint8).reshape(-1, PAGE_SIZE)
     pages = pages[pages.view(np.uint64).any(axis=1)]
     sealed = [sealed_speeds(pages, c, e, args.seconds) for c in SEALED_CODECS
-              for e in ENCRYPTIONS]
+              if c in args.codecs for e in ENCRYPTIONS]
     bench.meta["encryption"] = sealed
 
     def mbps(v: float | None) -> str:

@@ -66,3 +66,10 @@ def test_main_writes_json(tmp_path, monkeypatch, capsys):
     assert 0.25 < doc["meta"]["sample"]["zero_page_fraction"] < 0.45   # 0.35 mix, 256 pages
     assert (files[0].parent / "table.md").is_file()
     assert "zstd-3" in capsys.readouterr().out
+    sealed = {(r["codec"], r["encryption"]): r for r in doc["meta"]["encryption"]}
+    assert set(sealed) == {(c, e) for c in ("none", "zstd-3")
+                           for e in ("aes-256-gcm", "chacha20-poly1305", "none")}, sealed
+    for (_c, e), r in sealed.items():
+        assert r["encode_seal_MBps_per_core"] > 0, r
+        assert (r["seal_MBps_per_core"] is None) is (e == "none"), r
+        assert e == "none" or r["open_MBps_per_core"] > 0, r
