@@ -57,7 +57,7 @@ def _dump(data: Any) -> str:
 def cmd_validate(args: argparse.Namespace) -> Exit:
     from experiments.spec import load_experiment, resolved_dict
     from experiments.sweep import expand, is_sweep, load_sweep, sweep_dict
-    from ground.config import read_yaml
+    from ground.yamlfile import read_yaml
 
     path = Path(args.spec)
     if not path.is_file():

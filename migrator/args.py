@@ -84,14 +84,13 @@ def policy_from_args(args: argparse.Namespace) -> Any:
 
 def policy_from_file(path: str) -> Any:
     """A whole MigrationPolicy from a YAML/JSON mapping (what an experiment spec resolved)."""
-    import yaml
-
+    from ground.yamlfile import read_yaml
     from migrator.core.policy import parse_policy
 
     try:
-        data = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError("--policy-file", path, f"a readable YAML mapping ({exc})") from None
+        data = read_yaml(path)
+    except ConfigError as exc:
+        raise ConfigError(f"--policy-file {exc.path}", exc.value, exc.expected) from None
     return parse_policy(data, path="--policy-file")
 
 

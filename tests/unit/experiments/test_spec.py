@@ -119,7 +119,7 @@ def test_error_in_a_topology_file_names_the_file(tmp_path):
 
 def test_every_shipped_experiment_validates():
     from experiments.sweep import expand, is_sweep, load_sweep
-    from ground.config import read_yaml
+    from ground.yamlfile import read_yaml
 
     files = sorted(EXPERIMENTS.glob("*.yaml"))
     assert {f.name for f in files} >= {"quickstart.yaml", "rtt_sweep.yaml", "codec_sweep.yaml",
