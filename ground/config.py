@@ -42,10 +42,11 @@ def excerpt(value: Any) -> str:
         text = _BOUNDED.repr(value)
     except Exception:  # noqa: BLE001 - a repr that fails (an int too long to print) says its type
         text = f"<{type(value).__name__}>"
-    if len(text) <= EXCERPT_CHARS:
+    sized = isinstance(value, (list, tuple, dict, set, frozenset))
+    if len(text) <= EXCERPT_CHARS and not (sized and len(value) > _BOUNDED.maxlist):
         return text
-    size = f" ({len(value)} items)" if isinstance(value, (list, tuple, dict, set)) else ""
-    return f"{text[:EXCERPT_CHARS]}...{size}"
+    cut = f"{text[:EXCERPT_CHARS]}..." if len(text) > EXCERPT_CHARS else text
+    return f"{cut} ({len(value)} items)" if sized else cut
 
 
 def one_line(text: str, limit: int | None = None) -> str:

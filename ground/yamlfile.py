@@ -65,9 +65,9 @@ class BoundedLoader(yaml.SafeLoader):
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:
     """A YAML error on one line, with its position but without the file's text."""
-    if isinstance(exc, yaml.reader.ReaderError):
-        return (f"unacceptable character #x{ord(exc.character):04x} at character "
-                f"{exc.position}" if isinstance(exc.character, str) else "unreadable text")
+    if isinstance(exc, yaml.reader.ReaderError):    # the character as its code point (an int)
+        code = ord(exc.character) if isinstance(exc.character, str) else int(exc.character)
+        return f"unacceptable character #x{code:04x} at character {exc.position}"
     if isinstance(exc, yaml.MarkedYAMLError):
         parts = [p for p in (exc.context, exc.problem) if p]
         mark = exc.problem_mark or exc.context_mark

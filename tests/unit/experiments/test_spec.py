@@ -132,3 +132,34 @@ def test_every_shipped_experiment_validates():
             assert all(r.spec.vm.memory_bytes <= 256 * 2 ** 20 for r in runs), f
         else:
             load_experiment(f)
+
+
+def test_topology_naming_a_non_yaml_file_is_refused_unread(tmp_path, monkeypatch):
+    import experiments.spec as spec_module
+
+    def never(_path):
+        raise AssertionError("a file that is not a .yaml/.yml must not be opened")
+
+    monkeypatch.setattr(spec_module, "read_yaml", never)
+    with pytest.raises(ConfigError) as info:
+        parse_experiment({"topology": "/etc/passwd"}, tmp_path)
+    assert info.value.path == "topology"
+    assert "ending in .yaml or .yml" in str(info.value)
+
+
+def test_topology_file_that_holds_no_mapping_is_not_echoed(tmp_path):
+    content = "alice:x:0:0:alice:/home/alice:/bin/bash\nsecretuser:x:1000:1000::/home/s:/bin/sh\n"
+    (tmp_path / "t.yaml").write_text(content)
+    with pytest.raises(ConfigError) as info:
+        parse_experiment({"topology": "t.yaml"}, tmp_path)
+    message = str(info.value)
+    assert "t.yaml" in message and "mapping" in message, message
+    assert "alice" not in message and "secretuser" not in message, message
+
+
+def test_a_long_description_of_the_wrong_type_is_cut(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        parse_experiment({"description": ["word"] * 10_000}, tmp_path)
+    message = str(info.value)
+    assert info.value.path == "description"
+    assert "(10000 items)" in message and len(message) < 200, message
