@@ -163,3 +163,16 @@ def test_a_long_description_of_the_wrong_type_is_cut(tmp_path):
     message = str(info.value)
     assert info.value.path == "description"
     assert "(10000 items)" in message and len(message) < 200, message
+
+
+def test_memory_that_cannot_fit_twice_on_this_machine_is_refused():
+    from experiments.capacity import check_capacity
+    from migrator.memfit import GIB, HostMemory
+
+    spec = parse_experiment({"vm": {"memory": "15GiB"}})
+    machine = HostMemory(available_bytes=23 * GIB, shm_free_bytes=24 * GIB)
+    with pytest.raises(ConfigError) as info:
+        check_capacity(spec, machine)
+    assert info.value.path == "vm.memory" and info.value.value == "15GiB"
+    assert "at most 11.2 GiB" in str(info.value), str(info.value)
+    check_capacity(parse_experiment({"vm": {"memory": "11GiB"}}), machine)
