@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import time
 import tracemalloc
+from pathlib import Path
 
 import pytest
 
@@ -169,3 +170,13 @@ def test_the_costliest_file_under_the_cap_is_bounded_in_time(kind, refused):
     assert outcome is refused, kind
     assert took < WORST_BOUND_S, f"{kind}: {len(doc)} B took {took:.3f} s " \
                                  f"(bound {WORST_BOUND_S} s)"
+
+
+def test_every_shipped_yaml_reads_through_the_loader():
+    """No shipped file needs an alias, or anything else the loader refuses."""
+    root = Path(__file__).resolve().parents[3]
+    files = sorted([*root.glob("experiments/*.yaml"), *root.glob("topologies/examples/*.yaml"),
+                    *root.glob("tests/fixtures/**/*.yaml")])
+    assert len(files) >= 10, files
+    for f in files:
+        assert isinstance(read_yaml(f), dict), f
