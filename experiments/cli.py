@@ -55,9 +55,11 @@ def _dump(data: Any) -> str:
 
 
 def cmd_validate(args: argparse.Namespace) -> Exit:
+    """The spec checked (and each run of a sweep), its memory against this machine too."""
+    from experiments.capacity import check_capacity
     from experiments.spec import load_experiment, resolved_dict
     from experiments.sweep import expand, is_sweep, load_sweep, sweep_dict
-    from ground.config import read_yaml
+    from ground.yamlfile import read_yaml
 
     path = Path(args.spec)
     if not path.is_file():
@@ -65,6 +67,8 @@ def cmd_validate(args: argparse.Namespace) -> Exit:
     if is_sweep(read_yaml(path)):
         sweep = load_sweep(path)
         runs = expand(sweep)
+        for run in runs:
+            check_capacity(run.spec)
         print(_dump(sweep_dict(sweep)), end="")
         print(f"# {len(runs)} runs:")
         for name, spec, values in runs:
@@ -72,6 +76,7 @@ def cmd_validate(args: argparse.Namespace) -> Exit:
             print(f"#   {name}: {shown} (seed {spec.seed})")
     else:
         spec = load_experiment(path)
+        check_capacity(spec)
         print(_dump(resolved_dict(spec)), end="")
         print(f"# topology from {spec.topology_source}; valid")
     return Exit.OK

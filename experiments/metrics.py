@@ -207,6 +207,8 @@ def migration_metrics(m: Mapping[str, Any], prefix: str = "") -> dict:
         "total_time_s": m.get("total_time_s"),
         "downtime_ms": None if m.get("downtime_s") is None else m["downtime_s"] * 1e3,
         "bytes_on_wire": m.get("bytes_on_wire"),
+        "bytes_sent": m.get("bytes_sent"),          # what the sockets took (an abort: so far)
+        "bytes_acked": m.get("bytes_acked"),        # of it, what the destination acknowledged
         "bytes_raw": m.get("bytes_raw"),
         "vm_memory_bytes": m.get("vm_memory_bytes"),
         "rounds": live,

@@ -31,7 +31,6 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402 - after choosing the backend
-import yaml  # noqa: E402
 
 from experiments.summary import (  # noqa: E402
     LINK_TABLE,
@@ -41,6 +40,7 @@ from experiments.summary import (  # noqa: E402
     read_summary,
     run_rows,
 )
+from ground.yamlfile import read_yaml  # noqa: E402
 
 log = logging.getLogger("wanmig.plot")
 
@@ -82,9 +82,7 @@ def _typed(rows: list[dict]) -> list[dict]:
 
 
 def _title(run_dir: Path, metrics: Mapping[str, Any]) -> str:
-    config = yaml.safe_load((run_dir / "config.yaml").read_text()) \
-        if (run_dir / "config.yaml").is_file() else {}
-    config = config or {}
+    config = read_yaml(run_dir / "config.yaml") if (run_dir / "config.yaml").is_file() else {}
     name = config.get("name", run_dir.name)
     policy = config.get("policy") or {}
     parts = [str(name)]

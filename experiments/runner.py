@@ -58,7 +58,10 @@ class RunError(NotAsAskedError):
 
 
 def check_runnable(spec: ExperimentSpec) -> None:
-    """What the runner cannot do yet, refused before anything starts."""
+    """What the runner cannot do yet, or this machine cannot hold, refused before anything
+    starts."""
+    from experiments.capacity import check_capacity
+
     if spec.schedule.migrate_back:
         raise ConfigError("schedule.migrate_back", True,
                           "false: migrating back is not supported yet (the destination image "
@@ -66,6 +69,7 @@ def check_runnable(spec: ExperimentSpec) -> None:
     if spec.placement.source_site == spec.placement.destination_site:
         raise ConfigError("placement.destination", spec.placement.destination,
                           "a hypervisor at another site than the source")
+    check_capacity(spec)
 
 
 def _write_json(path: Path, data: Any) -> None:

@@ -46,7 +46,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ground.config import ConfigError, Section, read_yaml
+from ground.config import ConfigError, Section
+from ground.yamlfile import read_yaml
 from migrator.core.policy import MigrationPolicy, parse_policy
 from migrator.memory.pages import PAGE_SIZE
 from migrator.memory.workload import PRESETS, WorkloadParams, parse_workload
@@ -64,6 +65,7 @@ MAX_MEMORY = 16 * 1024 ** 3     # the VM's memory is shared memory on this one m
 MAX_REPETITIONS = 100
 MAX_SEED = 2 ** 32 - 1          # numpy's seed range
 MAX_VALUE_BYTES = 1024          # one line of the guest's key-value protocol
+YAML_SUFFIXES = (".yaml", ".yml")   # what a file named inside a spec must end with
 
 
 @dataclass(frozen=True)
@@ -207,18 +209,26 @@ def _schedule(data: Any, path: str) -> ScheduleSpec:
                         cooldown_s=sec.number("cooldown_s", 10.0, minimum=0.0, maximum=3600.0))
 
 
+def spec_file(value: str, path: str, base_dir: Path | None, what: str) -> Path:
+    """The file a spec names (relative to ``base_dir``): an existing ``.yaml``/``.yml`` file,
+    checked before it is opened, so that ``topology: /etc/passwd`` reads nothing."""
+    file = Path(value)
+    if not file.is_absolute():
+        file = (base_dir or Path.cwd()) / file
+    if file.suffix not in YAML_SUFFIXES:
+        raise ConfigError(path, value, f"a {what} file name ending in .yaml or .yml")
+    if not file.is_file():
+        raise ConfigError(path, value, f"an existing {what} file (looked for {file})")
+    return file
+
+
 def topology_data(value: Any, path: str, base_dir: Path | None) -> tuple[Any, str]:
     """The raw topology mapping of an experiment's ``topology:`` and where it came from."""
     if value is None:
         return {}, "default"
     if isinstance(value, str):
-        file = Path(value)
-        if not file.is_absolute():
-            file = (base_dir or Path.cwd()) / file
-        if not file.is_file():
-            raise ConfigError(path, value, f"an existing topology file (looked for {file})")
-        data = read_yaml(file)
-        return ({} if data is None else data), str(file)
+        file = spec_file(value, path, base_dir, "topology")
+        return read_yaml(file), str(file)
     if isinstance(value, dict):
         return value, "inline"
     raise ConfigError(path, value, "a topology file name or an inline topology mapping")

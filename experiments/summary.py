@@ -25,10 +25,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from experiments.metrics import METRIC_KEYS
 from ground.table import render
+from ground.yamlfile import read_yaml
 
 log = logging.getLogger("wanmig.summary")
 
@@ -72,7 +71,7 @@ def write_swept(run_dir: Path, values: Mapping[str, Any]) -> None:
 def _grid_keys(sweep_dir: Path, swept: list[Mapping[str, Any]]) -> list[str]:
     config = sweep_dir / "config.yaml"
     if config.is_file():
-        data = yaml.safe_load(config.read_text()) or {}
+        data = read_yaml(config)
         if isinstance(data.get("grid"), dict):
             return [str(k) for k in data["grid"]]
     keys: list[str] = []

@@ -43,9 +43,11 @@ from experiments.spec import (
     ExperimentSpec,
     parse_experiment,
     resolved_dict,
+    spec_file,
     topology_data,
 )
-from ground.config import ConfigError, Section, read_yaml
+from ground.config import ConfigError, Section
+from ground.yamlfile import read_yaml
 
 KEYS = ("name", "description", "base", "grid", "repetitions")
 MAX_RUNS = 1000
@@ -158,13 +160,8 @@ def _base(value: Any, base_dir: Path | None) -> tuple[dict, Path | None, str]:
     if value is None:
         data: Any = {}
     elif isinstance(value, str):
-        file = Path(value)
-        if not file.is_absolute():
-            file = (base_dir or Path.cwd()) / file
-        if not file.is_file():
-            raise ConfigError("base", value, f"an existing experiment file (looked for {file})")
+        file = spec_file(value, "base", base_dir, "experiment")
         data = read_yaml(file)
-        data = {} if data is None else data
         base_dir, name = file.parent, file.stem
     elif isinstance(value, dict):
         data = value

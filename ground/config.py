@@ -1,7 +1,9 @@
 """One schema helper and one error type for every YAML file wanmig reads.
 
 A misspelt key, a wrong type or an impossible value is reported before anything starts, with the
-key path (``wan[0].rtt_ms``), the value that was given and what was expected.
+key path (``wan[0].rtt_ms``), the value that was given and what was expected. The message is one
+line and shows a short excerpt of the value (``excerpt``), never a whole file or a huge value.
+Files are read by ``ground.yamlfile``.
 """
 
 from __future__ import annotations
@@ -9,11 +11,9 @@ from __future__ import annotations
 import difflib
 import math
 import re
+import reprlib
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Any
-
-import yaml
 
 _MISSING = object()
 
@@ -21,14 +21,56 @@ _MISSING = object()
 NAME_RE = re.compile(r"[a-z][a-z0-9]*")   # used with fullmatch: no trailing newline
 
 
+EXCERPT_CHARS = 80          # of a value's repr in a message
+PATH_CHARS = 200            # of a key path (a key is input too)
+_BOUNDED = reprlib.Repr()   # a repr whose cost is bounded whatever the value's size or depth
+_BOUNDED.maxlevel, _BOUNDED.maxstring, _BOUNDED.maxother = 3, EXCERPT_CHARS, EXCERPT_CHARS
+_BOUNDED.maxlist = _BOUNDED.maxtuple = _BOUNDED.maxdict = _BOUNDED.maxset = 10
+_CONTROL = {c: f"\\x{c:02x}" for c in range(32)} | {10: "\\n", 13: "\\r", 9: "\\t"}
+
+
+def excerpt(value: Any) -> str:
+    """``repr(value)`` cut to about ``EXCERPT_CHARS``, saying how long the whole was:
+    ``'aaaa...' ... (5000 chars)``; computed in bounded time for any value."""
+    if isinstance(value, (str, bytes)):
+        text = repr(value[:EXCERPT_CHARS])
+        if len(value) <= EXCERPT_CHARS and len(text) <= EXCERPT_CHARS + 3:
+            return text
+        unit = "chars" if isinstance(value, str) else "bytes"
+        return f"{text[:EXCERPT_CHARS]}... ({len(value)} {unit})"
+    try:
+        text = _BOUNDED.repr(value)
+    except Exception:  # noqa: BLE001 - a repr that fails (an int too long to print) says its type
+        text = f"<{type(value).__name__}>"
+    sized = isinstance(value, (list, tuple, dict, set, frozenset))
+    if len(text) <= EXCERPT_CHARS and not (sized and len(value) > _BOUNDED.maxlist):
+        return text
+    cut = f"{text[:EXCERPT_CHARS]}..." if len(text) > EXCERPT_CHARS else text
+    return f"{cut} ({len(value)} items)" if sized else cut
+
+
+def one_line(text: str, limit: int | None = None) -> str:
+    """``text`` with control characters escaped (a message stays on one line), cut to
+    ``limit`` characters with the whole length said."""
+    text = str(text)
+    if limit is not None and len(text) > limit:
+        text = f"{text[:limit]}... ({len(text)} chars)"
+    return text.translate(_CONTROL)
+
+
 class ConfigError(ValueError):
-    """A configuration value that cannot be used; names the key path, the value, the expectation."""
+    """A configuration value that cannot be used; names the key path, the value, the expectation.
+
+    ``value`` keeps the whole value; the message shows an excerpt of it and of the path
+    (``excerpt``, ``one_line``), so a huge or hostile value cannot flood a terminal or a log.
+    """
 
     def __init__(self, path: str, value: Any, expected: str) -> None:
         self.path = path
         self.value = value
         self.expected = expected
-        super().__init__(f"{path}: got {value!r}, expected {expected}")
+        super().__init__(f"{one_line(path, PATH_CHARS)}: got {excerpt(value)}, "
+                         f"expected {one_line(expected)}")
 
 
 def join(path: str, key: str | int) -> str:
@@ -137,15 +179,3 @@ def check_name(path: str, value: Any, max_len: int) -> str:
                                        "then lowercase letters or digits")
     return value
 
-
-def read_yaml(source: str | Path) -> Any:
-    """The raw data in a YAML file; unreadable or invalid files are ConfigErrors."""
-    path = Path(source)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(str(path), str(source), f"a readable YAML file ({exc.strerror})") from exc
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(str(path), str(source), f"valid YAML ({exc})") from exc

@@ -18,8 +18,8 @@ Subpackages, from the bottom up; each may import only what its own docstring lis
                  store, service, the guest process, its launcher, the RARP announcer
 
 On top, composing them: ``endpoints`` (``run_source``, ``run_dest``), ``loopback`` (both ends
-on this machine), ``args`` (command-line checks) and ``cli`` (``wanmig migrate``,
-``migrate-source``, ``migrate-dest``).
+on this machine), ``args`` (command-line checks), ``memfit`` (whether a VM's memory, twice,
+fits this machine) and ``cli`` (``wanmig migrate``, ``migrate-source``, ``migrate-dest``).
 
 May import: ground.
 """

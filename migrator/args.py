@@ -34,23 +34,15 @@ def parse_size(text: str, arg: str = "--memory") -> int:
     return size
 
 
-def mem_available(meminfo: str = "/proc/meminfo") -> int | None:
-    try:
-        with open(meminfo) as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
+def check_loopback_fits(size: int, text: str, policy: Any, *, real: bool,
+                        arg: str = "--memory") -> None:
+    """Both copies of a loopback migration (and its caches) fit this machine now: in the
+    images' folder and MemAvailable for the real guest, in MemAvailable for the in-process
+    one (``migrator.memfit``)."""
+    from migrator.guest.image import shm_dir
+    from migrator.memfit import check_fits, footprint, read_host_memory
 
-
-def check_fits(size: int, copies: int, available: int | None, arg: str = "--memory") -> None:
-    if available is not None and size * copies > available:
-        what = "" if copies == 1 else f" ({copies} copies live on this machine)"
-        raise ConfigError(arg, f"{size // (1 << 20)}MiB",
-                          f"at most {available // copies // (1 << 20)} MiB: MemAvailable is "
-                          f"{available // (1 << 20)} MiB{what}")
+    check_fits(arg, text, size, footprint(policy, in_shm=real), read_host_memory(shm_dir()))
 
 
 def parse_hostport(text: str, arg: str) -> tuple[str, int]:
@@ -87,14 +79,13 @@ def policy_from_args(args: argparse.Namespace) -> Any:
 
 def policy_from_file(path: str) -> Any:
     """A whole MigrationPolicy from a YAML/JSON mapping (what an experiment spec resolved)."""
-    import yaml
-
+    from ground.yamlfile import read_yaml
     from migrator.core.policy import parse_policy
 
     try:
-        data = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError("--policy-file", path, f"a readable YAML mapping ({exc})") from None
+        data = read_yaml(path)
+    except ConfigError as exc:
+        raise ConfigError(f"--policy-file {exc.path}", exc.value, exc.expected) from None
     return parse_policy(data, path="--policy-file")
 
 

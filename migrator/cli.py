@@ -28,8 +28,7 @@ from ground.meta import out_dir, run_metadata
 from ground.protocol import Kind, expect, say
 from migrator.args import (
     KEY_ENV,
-    check_fits,
-    mem_available,
+    check_loopback_fits,
     parse_hostport,
     parse_size,
     policy_from_args,
@@ -101,14 +100,14 @@ def cmd_migrate(args: argparse.Namespace) -> Exit:
         raise ConfigError("--bw-sim", args.bw_sim, "a rate in Mbit/s above 0")
     if args.seed < 0:
         raise ConfigError("--seed", args.seed, "an integer of at least 0")
-    check_fits(size, 2, mem_available())
     from migrator.loopback import migrate_loopback, migrate_loopback_real, real_vm_available
     from migrator.memory.pages import PAGE_SIZE
 
+    real = real_vm_available() and not args.in_process
+    check_loopback_fits(size, args.memory, policy, real=real)
     out = out_dir(args.out, "migrate")
     meta = {**run_metadata(), "args": {k: v for k, v in vars(args).items() if k != "func"}}
     (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
-    real = real_vm_available() and not args.in_process
     fn = migrate_loopback_real if real else migrate_loopback
     try:
         run = fn(size // PAGE_SIZE, workload, policy, seed=args.seed,

@@ -27,7 +27,7 @@ from migrator.codecs.speed import default_sample, for_chooser, measure_codec_spe
 from migrator.core.adaptive import CodecChooser
 from migrator.core.engine import PreCopyEngine, ProgressHook
 from migrator.core.interfaces import VM
-from migrator.core.policy import MigrationPolicy
+from migrator.core.policy import MigrationPolicy, stream_ceiling
 from migrator.core.records import MigrationResult
 from migrator.memory.pages import PAGE_SIZE
 from migrator.transport.channel import TransportError
@@ -87,8 +87,7 @@ def run_source(vm: VM, dest: tuple[str, int], policy: MigrationPolicy, key: byte
     bw = bw_hint_Bps or (policy.max_bandwidth_mbps * 1e6 / 8 if policy.max_bandwidth_mbps
                          else DEFAULT_BW_Bps)
     opts = TransportOptions(streams=policy.streams,
-                            max_streams=max(policy.streams,
-                                            max_streams or min(16, 2 * policy.streams)),
+                            max_streams=stream_ceiling(policy.streams, max_streams),
                             max_bandwidth_mbps=policy.max_bandwidth_mbps, bw_hint_Bps=bw,
                             rtt_hint_s=rtt_hint_s, timeout_s=timeout_s,
                             grow_window=bw_hint_Bps is None and not policy.max_bandwidth_mbps,

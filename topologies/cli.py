@@ -20,12 +20,9 @@ NEEDS_ROOT = "this command builds network namespaces and OVS bridges"
 
 
 def topology_data(path: str | None, overrides: dict[str, Any]) -> dict:
-    from ground.config import read_yaml
+    from ground.yamlfile import read_yaml
 
-    data = {} if path is None else read_yaml(path)
-    data = copy.deepcopy(data) if data is not None else {}
-    if not isinstance(data, dict):
-        raise ConfigError(path or "<top level>", data, "a mapping of keys to values")
+    data = {} if path is None else copy.deepcopy(read_yaml(path))   # a mapping, or refused
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if overrides:
         wan = data.get("wan") or [{}]

@@ -29,7 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ground.config import ConfigError, Section, check_name, join, read_yaml
+from ground.config import ConfigError, Section, check_name, join
+from ground.yamlfile import read_yaml
 from topologies.names import node_names
 
 SITE_NAME_MAX = 6   # leaves room for generated node names such as dc1h12

@@ -26,7 +26,7 @@ from experiments.bench.harness import Bench, at_most, entry, holds
 from ground.config import ConfigError
 from ground.errors import Exit
 from ground.table import render
-from migrator.args import check_fits, mem_available, parse_size
+from migrator.args import check_loopback_fits, parse_size
 from migrator.core.policy import MigrationPolicy
 from migrator.memory.pages import PAGE_SIZE
 from migrator.memory.workload import PRESETS
@@ -45,16 +45,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=3)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    policy = MigrationPolicy(codec="none", streams=2)
     try:
         sizes = [parse_size(s, "--sizes") for s in args.sizes]
-        for size in sizes:
-            check_fits(size, 2, mem_available(), "--sizes")
+        for text, size in zip(args.sizes, sizes, strict=True):
+            check_loopback_fits(size, text, policy, real=True, arg="--sizes")
     except ConfigError as exc:
         print(f"bad input: {exc}", file=sys.stderr)
         return Exit.INPUT
     bench = Bench("idle", "Idle guest over loopback: downtime against memory size",
                   list(argv) if argv is not None else None)
-    policy = MigrationPolicy(codec="none", streams=2)
     medians: dict[int, float] = {}
     table = []
     for text, size in zip(args.sizes, sizes, strict=True):

@@ -35,7 +35,7 @@ from experiments.bench.harness import Bench, at_most, entry, holds
 from ground.config import ConfigError
 from ground.errors import Exit
 from ground.table import render
-from migrator.args import check_fits, mem_available, parse_size
+from migrator.args import check_loopback_fits, parse_size
 from migrator.core.policy import MigrationPolicy
 from migrator.memory.pages import PAGE_SIZE
 from migrator.memory.workload import PRESETS
@@ -98,16 +98,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--in-process", action="store_true", help="in-process guest")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    policy = MigrationPolicy(codec=args.codec, streams=args.streams)
+    real = real_vm_available() and not args.in_process
     try:
         size = parse_size(args.memory)
-        check_fits(size, 2, mem_available())
+        check_loopback_fits(size, args.memory, policy, real=real)
     except ConfigError as exc:
         print(f"bad input: {exc}", file=sys.stderr)
         return Exit.INPUT
     bench = Bench("loopback", f"Loopback migration: {args.memory} {args.workload}, codec "
                   f"{args.codec}", list(argv) if argv is not None else None)
-    policy = MigrationPolicy(codec=args.codec, streams=args.streams)
-    real = real_vm_available() and not args.in_process
     fn = migrate_loopback_real if real else migrate_loopback
     run = fn(size // PAGE_SIZE, PRESETS[args.workload], policy, seed=0, timeout_s=60.0)
     s = run.summary

@@ -45,7 +45,10 @@ Decisions, exactly:
   guest at the source: outcome ``'aborted'``, nothing lost. Throttle and write cap are lifted
   at the end, whatever it was;
 * cold mode: pause first, send everything once, finish;
-* the rows cover the migration without gaps: their durations sum to ``total_time_s``.
+* the rows cover the migration without gaps: their durations sum to ``total_time_s``; an
+  ``abort`` row, in the round it ends, carries what that round had handed over, a send that
+  failed part-way included (``PartialSendError``), and the result what the sockets took and the
+  destination acknowledged (``bytes_sent``, ``bytes_acked``): how far it went.
 """
 
 from __future__ import annotations
@@ -60,9 +63,9 @@ import numpy as np
 from migrator.codecs.chunk import split_zero
 from migrator.core import estimate
 from migrator.core.adaptive import CodecChooser
-from migrator.core.interfaces import VM, Clock, Sender
+from migrator.core.interfaces import VM, Clock, PartialSendError, Sender, wire_fields
 from migrator.core.policy import MigrationPolicy
-from migrator.core.records import MigrationResult, RoundRecord, totals
+from migrator.core.records import MigrationResult, RoundRecord, Tally, totals
 from migrator.core.throttle import ThrottleController
 from migrator.memory.pages import PAGE_SIZE
 
@@ -72,15 +75,6 @@ ProgressHook = Callable[[RoundRecord, "float | None"], None]
 MIN_ROUND_S = 0.02          # the shortest round, whatever the RTT: long enough to measure
 MIN_BACKLOG = 256 * 1024    # a round may end with this much unacknowledged at any RTT
 _EMPTY = np.empty(0, dtype=np.int64)
-
-
-@dataclasses.dataclass
-class _Sent:  # what one round handed to the transport
-    codec: str
-    pages: int = 0
-    zeros: int = 0
-    raw: int = 0
-    wire: int = 0
 
 
 class PreCopyEngine:
@@ -104,7 +98,7 @@ class PreCopyEngine:
         self._throttle_max = 0.0            # the highest throttle applied
         self._paused, self._pause_at, self._start = False, 0.0, 0.0
         self._t = 0.0               # where the current row began
-        self._sending: _Sent | None = None      # a round's counts until its row is written
+        self._sending: Tally | None = None      # a round's counts until its row is written
 
     # --- public --------------------------------------------------------------------------------
 
@@ -116,6 +110,8 @@ class PreCopyEngine:
             return self._live()
         except Exception as exc:  # anything before the ACK aborts safely
             log.warning("migration aborted: %s", exc)
+            if isinstance(exc, PartialSendError) and self._sending is not None:
+                self._sending.add_handed(exc.handed)    # what the failed send got out
             return self._abort("aborted", str(exc) or type(exc).__name__)
 
     # --- phases --------------------------------------------------------------------------------
@@ -175,7 +171,7 @@ class PreCopyEngine:
         expected = estimate.expected_downtime(len(dirty) * PAGE_SIZE, 0.0, self._backlog(),
                                               self._rate(), self._raw_rate(),
                                               self.sender.rtt_s())
-        self._row(rnd, "drain", _Sent(""), dirty_bytes=len(more) * PAGE_SIZE,
+        self._row(rnd, "drain", Tally(""), dirty_bytes=len(more) * PAGE_SIZE,
                   expected_s=expected)
         return dirty, expected
 
@@ -191,7 +187,7 @@ class PreCopyEngine:
         state = state_fn() if callable(state_fn) else b""
         fin = self.sender.finish(state)
         done = self.clock.now()
-        self._row(self._records[-1].round, "verify", _Sent(""))
+        self._row(self._records[-1].round, "verify", Tally(""))
         if not (fin.ok and fin.digest_ok):
             why = fin.error or ("memory digest mismatch at the destination" if not fin.digest_ok
                                 else "destination refused the migration")
@@ -209,10 +205,10 @@ class PreCopyEngine:
                             assume_unique=True)
         return nonzero, zero
 
-    def _send(self, rnd: int, indices: np.ndarray, zero_known: np.ndarray) -> _Sent:
+    def _send(self, rnd: int, indices: np.ndarray, zero_known: np.ndarray) -> Tally:
         """Hand one round's pages to the transport (non-zero with their data, zero as bare
         indices), chunk by chunk; returns the counts."""
-        sent = self._sending = _Sent(self._codec())
+        sent = self._sending = Tally(self._codec(), rnd)
         chunks = [indices[i:i + self.chunk_pages] for i in range(0, len(indices),
                                                                   self.chunk_pages)]
         zero_lists = [zero_known[i:i + self.zero_batch] for i in range(0, len(zero_known),
@@ -223,10 +219,7 @@ class PreCopyEngine:
             if len(zero_list):
                 zero_idx = np.concatenate([zero_idx, zero_list])
             report = self.sender.send_pages(rnd, idx, data, sent.codec, zero_indices=zero_idx)
-            sent.pages += len(idx)
-            sent.zeros += len(zero_idx)
-            sent.raw += report.bytes_raw
-            sent.wire += report.bytes_on_wire
+            sent.add(len(idx), len(zero_idx), report.bytes_raw, report.bytes_on_wire)
         if sent.raw > 0 and sent.wire > 0:
             self._ratio = sent.raw / sent.wire
             if self.chooser is not None:
@@ -249,7 +242,7 @@ class PreCopyEngine:
         """Read and clear the dirty log: the unique pages written since the previous sync."""
         return np.unique(np.asarray(self.vm.read_and_clear_dirty(), dtype=np.int64))
 
-    def _row(self, rnd: int, phase: str, sent: _Sent, *, dirty_bytes: int = 0,
+    def _row(self, rnd: int, phase: str, sent: Tally, *, dirty_bytes: int = 0,
              expected_s: float = 0.0) -> RoundRecord:
         """Close the current row at now: it began where the previous one ended."""
         now = self.clock.now()
@@ -271,7 +264,7 @@ class PreCopyEngine:
             self.progress(record, None)
         return record
 
-    def _close_live(self, rnd: int, sent: _Sent, dirty_bytes: int) -> float:
+    def _close_live(self, rnd: int, sent: Tally, dirty_bytes: int) -> float:
         """The live row of round ``rnd``, the sync that ended it having found ``dirty_bytes``;
         returns the expected downtime."""
         duration = self.clock.now() - self._t
@@ -381,14 +374,16 @@ class PreCopyEngine:
                 resume_s: float = 0.0, integrity: bool | None,
                 error: str | None = None) -> MigrationResult:
         if outcome != "completed":      # from the last row to the end: the abort's own row,
-            self._row(self._records[-1].round + 1 if self._records else 0, "abort",
-                      self._sending or _Sent(""))   # with what an interrupted round had sent
+            last = self._records[-1].round if self._records else 0    # in the round it ends,
+            self._row(self._sending.round if self._sending else last, "abort",
+                      self._sending or Tally(""))   # with what an interrupted round had sent
         return MigrationResult(
             outcome=outcome, stop_reason=stop_reason, rounds=tuple(self._records),
             total_time_s=self._t - self._start,
             downtime_s=final_copy_s + verify_s + resume_s, final_copy_s=final_copy_s,
             verify_s=verify_s, resume_s=resume_s, vm_memory_bytes=self.vm.npages * PAGE_SIZE,
-            **totals(self._records), integrity_ok=integrity, throttle_max=self._throttle_max,
+            **totals(self._records), **wire_fields(self.sender), integrity_ok=integrity,
+            throttle_max=self._throttle_max,
             downtime_target_s=self.policy.downtime_target_s, error=error)
 
 

@@ -69,6 +69,41 @@ class SendReport:
 
 
 @dataclass(frozen=True)
+class Handed:
+    """What a ``send_pages`` call had handed to the transport when it failed part-way."""
+
+    pages: int = 0          # non-zero pages whose every frame was handed over
+    zero_pages: int = 0
+    bytes_raw: int = 0      # guest bytes of those pages
+    bytes_on_wire: int = 0  # every frame handed over, the last page's partial ones included
+
+
+class PartialSendError(Exception):
+    """``send_pages`` failed after handing some of its pages over: ``handed`` says how much,
+    so that an aborted migration reports what it sent; the message is the cause's."""
+
+    def __init__(self, cause: BaseException, handed: Handed) -> None:
+        super().__init__(str(cause) or type(cause).__name__)
+        self.cause, self.handed = cause, handed
+
+
+@dataclass(frozen=True)
+class WireCounts:
+    """What the sockets of the data streams took, migration frames only (no handshake)."""
+
+    written: int            # wire bytes written into the sockets
+    acked: int | None       # of those, acknowledged by the destination's TCP (None: unknown)
+
+
+def wire_fields(sender: object) -> dict:
+    """``bytes_sent``/``bytes_acked`` of a result from the sender's optional
+    ``wire_counts()``; nothing when it has none."""
+    counts = getattr(sender, "wire_counts", None)
+    c = counts() if callable(counts) else None
+    return {} if c is None else {"bytes_sent": c.written, "bytes_acked": c.acked}
+
+
+@dataclass(frozen=True)
 class FinishReport:
     ok: bool                # the destination ACKed and will run the guest
     digest_ok: bool         # the destination's memory digest matched ours
@@ -82,7 +117,12 @@ class Sender(Protocol):
     Optional, used when present (a pipelined transport has them): ``backlog_bytes() -> int``,
     the bytes handed over and not yet acknowledged; ``wait_backlog(max_bytes, timeout_s)``,
     wait until at most that many are; ``drain(timeout_s)``, the same down to nothing before
-    the guest is paused (pacing the streams for what follows).
+    the guest is paused (pacing the streams for what follows); ``wire_counts() ->
+    WireCounts``, what its sockets took and the destination acknowledged so far (reported in
+    the result: an aborted migration says how far it went).
+
+    A ``send_pages`` that fails after handing over part of its pages raises ``PartialSendError``
+    with the part (any other exception means nothing of that call was handed over).
     """
 
     def send_pages(self, round_no: int, indices: np.ndarray, data: bytes, codec_name: str,

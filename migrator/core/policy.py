@@ -61,6 +61,12 @@ class MigrationPolicy:
         return self.downtime_target_ms / 1000.0
 
 
+def stream_ceiling(streams: int, asked: int | None = None) -> int:
+    """The most data streams a migration starting with ``streams`` may open: ``asked``, or
+    twice the start (at most 16); never fewer than it starts with."""
+    return max(streams, asked or min(16, 2 * streams))
+
+
 def parse_policy(data: Any, path: str = "policy") -> MigrationPolicy:
     """A validated policy from a YAML mapping; any bad value raises ConfigError with its key."""
     # Imported here: codecs imports numpy and compression libraries, policy should stay light.

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from migrator.core.interfaces import Handed
+
 
 @dataclass(frozen=True)
 class RoundRecord:
@@ -45,6 +47,12 @@ class MigrationResult:
     downtime_target_s: float
     error: str | None = None
     setup_s: float = 0.0        # before the first page: connecting (and measuring the codecs)
+    # What the transport's sockets took (frames and end markers, no handshake), and of that
+    # what the destination's TCP acknowledged, when the transport can tell (None otherwise).
+    # bytes_on_wire is what was handed to the transport; an aborted migration may have left
+    # some of it unsent.
+    bytes_sent: int | None = None
+    bytes_acked: int | None = None
 
     @property
     def live_rounds(self) -> int:
@@ -53,6 +61,28 @@ class MigrationResult:
     @property
     def downtime_exceeded(self) -> bool:
         return self.outcome == "completed" and self.downtime_s > self.downtime_target_s
+
+
+@dataclass
+class Tally:
+    """What one round has handed to the transport so far (its row is written from it)."""
+
+    codec: str
+    round: int = 0
+    pages: int = 0
+    zeros: int = 0
+    raw: int = 0
+    wire: int = 0
+
+    def add(self, pages: int, zeros: int, raw: int, wire: int) -> None:
+        self.pages += pages
+        self.zeros += zeros
+        self.raw += raw
+        self.wire += wire
+
+    def add_handed(self, handed: Handed) -> None:
+        """The part a failed ``send_pages`` had handed over (``interfaces.PartialSendError``)."""
+        self.add(handed.pages, handed.zero_pages, handed.bytes_raw, handed.bytes_on_wire)
 
 
 def totals(rows: Sequence[RoundRecord]) -> dict:

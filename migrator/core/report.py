@@ -78,6 +78,8 @@ def summary(result: MigrationResult, *, rtt_s: float, max_rounds: int,
         "resume_ms": result.resume_s * 1e3,
         "downtime_target_ms": result.downtime_target_s * 1e3,
         "bytes_on_wire": result.bytes_on_wire,
+        "bytes_sent": result.bytes_sent,
+        "bytes_acked": result.bytes_acked,
         "bytes_raw": result.bytes_raw,
         "vm_memory_bytes": result.vm_memory_bytes,
         "rounds": len({r.round for r in result.rounds}),
@@ -125,6 +127,16 @@ def rounds_csv(rounds: Iterable[RoundRecord]) -> str:
     return buf.getvalue()
 
 
+def _how_far(s: dict) -> str:
+    """For a migration that did not complete: what the sockets took and the destination
+    acknowledged of the bytes handed over."""
+    if s.get("outcome") == "completed" or s.get("bytes_sent") is None:
+        return ""
+    acked = s.get("bytes_acked")
+    return (f"; {s['bytes_sent'] / MIB:.1f} MiB sent" +
+            (f", {acked / MIB:.1f} MiB acknowledged" if acked is not None else ""))
+
+
 def table_rows(s: dict) -> list[tuple[str, str]]:
     """Two-column rows for a terminal table of a summary."""
     def f(key: str, fmt: str) -> str:
@@ -143,6 +155,6 @@ def table_rows(s: dict) -> list[tuple[str, str]]:
             ("memory", f"{s['vm_memory_bytes'] / MIB:.0f} MiB ({s['vm_memory_bytes'] // PAGE_SIZE}"
                        " pages)"),
             ("bytes on wire", f"{s['bytes_on_wire'] / MIB:.1f} MiB, ratio "
-                              f"{f('compression_ratio', '.2f')}"),
+                              f"{f('compression_ratio', '.2f')}" + _how_far(s)),
             ("mean goodput", f"{f('mean_goodput_mbps', '.1f')} Mbit/s"),
             ("integrity", str(s["integrity_ok"]))]

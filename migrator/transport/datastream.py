@@ -31,6 +31,7 @@ class DataStream:
         self.room = room
         info = tcp_info(ch.sock)
         self.acked0 = info[1] if info else 0          # handshake bytes, not migration data
+        self.sent0 = ch.bytes_sent                    # the same, as written
         self.handed = 0                               # wire bytes queued so far
         self.pages = self.zero_pages = self.bytes_raw = 0
         self.error: Exception | None = None
@@ -58,8 +59,13 @@ class DataStream:
             self._cv.notify_all()
 
     def acked(self) -> int:
+        """Migration bytes the peer's TCP acknowledged (without TCP_INFO: those written)."""
         info = tcp_info(self.ch.sock) if not self.ch.closed else None
-        return info[1] - self.acked0 if info else self.ch.bytes_sent
+        return info[1] - self.acked0 if info else self.written()
+
+    def written(self) -> int:
+        """Migration bytes written into the socket (the handshake not counted)."""
+        return self.ch.bytes_sent - self.sent0
 
     def queued(self) -> int:
         """Bytes waiting here for the writer (no system call)."""

@@ -53,7 +53,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from migrator.core.interfaces import VM, FinishReport, SendReport
+from migrator.core.interfaces import (
+    VM,
+    FinishReport,
+    Handed,
+    PartialSendError,
+    SendReport,
+    WireCounts,
+)
 from migrator.memory.pages import PAGE_SIZE
 from migrator.transport.channel import PeerAbortError, TransportError, tcp_info
 from migrator.transport.controlstream import ControlStream, RoundCount
@@ -221,20 +228,24 @@ class TcpSender:
         else:
             encoded = [self._encode(round_no, codec_name, *j) for j in jobs]
         deadline = time.monotonic() + self.opt.timeout_s
-        wire = 0
+        wire = pages = zeros = 0
         # XBZRLE's caches tie a page to its stream; any other codec's frames go to the stream
         # with the least queued, so one stream with a smaller window (over a long RTT they
         # differ) does not hold the others back while the engine waits on its full queue.
         movable = codec_name != "xbzrle" and n > 1
-        for (s, idx, _pg, zr), frames in zip(jobs, encoded, strict=True):
-            if movable:
-                s = self.pool.with_room(deadline, self._failed)
-            for frame in frames:
-                s.put(frame, deadline, self._failed)
-                wire += len(frame)
-            s.pages += len(idx)
-            s.zero_pages += len(zr)
-            s.bytes_raw += len(idx) * PAGE_SIZE
+        try:
+            for (s, idx, _pg, zr), frames in zip(jobs, encoded, strict=True):
+                if movable:
+                    s = self.pool.with_room(deadline, self._failed)
+                for frame in frames:
+                    s.put(frame, deadline, self._failed)
+                    wire += len(frame)
+                s.pages += len(idx)
+                s.zero_pages += len(zr)
+                s.bytes_raw += len(idx) * PAGE_SIZE
+                pages, zeros = pages + len(idx), zeros + len(zr)
+        except Exception as exc:    # what was handed over before, for the abort's counters
+            raise PartialSendError(exc, Handed(pages, zeros, pages * PAGE_SIZE, wire)) from exc
         r = self.control.round
         r.pages += len(indices)
         r.zero_pages += len(zero)
@@ -246,6 +257,12 @@ class TcpSender:
                 zero: np.ndarray) -> list[bytes]:
         data = pages.tobytes() if len(idx) else b""
         return s.encoder.frames(round_no, idx, data, codec, zero)
+
+    def wire_counts(self) -> WireCounts:
+        """What the data streams' sockets took and the destination acknowledged so far."""
+        streams = list(self.streams)
+        return WireCounts(written=sum(s.written() for s in streams),
+                          acked=sum(s.acked() for s in streams))
 
     def measured_goodput_Bps(self) -> float:  # noqa: N802
         """The stream's transfer rate (module docstring); 0 before anything was measured."""

@@ -124,6 +124,10 @@ def test_destination_killed_mid_round_leaves_the_guest_running_at_the_source(vm_
         assert [r.phase for r in result.rounds][-1] == "abort", result
         assert all(r.phase == "live" for r in result.rounds[:-1]), result
         assert result.bytes_on_wire > 0, "what the interrupted round had sent is reported"
+        # How far it went, from the sockets: what they took, and of it what the destination's
+        # TCP acknowledged before it died; never more than was handed to the transport.
+        assert result.bytes_sent is not None and result.bytes_acked is not None, result
+        assert 0 < result.bytes_acked <= result.bytes_sent <= result.bytes_on_wire, result
         assert g.vm.location == "dc1"
         assert echo(g.port, 9, 2.0) == (9, 1.25, "dc1"), "the guest does not answer at dc1"
         assert read_keys(g.port, g.values) == {}, "values lost after the aborted migration"

@@ -119,7 +119,7 @@ def test_error_in_a_topology_file_names_the_file(tmp_path):
 
 def test_every_shipped_experiment_validates():
     from experiments.sweep import expand, is_sweep, load_sweep
-    from ground.config import read_yaml
+    from ground.yamlfile import read_yaml
 
     files = sorted(EXPERIMENTS.glob("*.yaml"))
     assert {f.name for f in files} >= {"quickstart.yaml", "rtt_sweep.yaml", "codec_sweep.yaml",
@@ -132,3 +132,47 @@ def test_every_shipped_experiment_validates():
             assert all(r.spec.vm.memory_bytes <= 256 * 2 ** 20 for r in runs), f
         else:
             load_experiment(f)
+
+
+def test_topology_naming_a_non_yaml_file_is_refused_unread(tmp_path, monkeypatch):
+    import experiments.spec as spec_module
+
+    def never(_path):
+        raise AssertionError("a file that is not a .yaml/.yml must not be opened")
+
+    monkeypatch.setattr(spec_module, "read_yaml", never)
+    with pytest.raises(ConfigError) as info:
+        parse_experiment({"topology": "/etc/passwd"}, tmp_path)
+    assert info.value.path == "topology"
+    assert "ending in .yaml or .yml" in str(info.value)
+
+
+def test_topology_file_that_holds_no_mapping_is_not_echoed(tmp_path):
+    content = "alice:x:0:0:alice:/home/alice:/bin/bash\nsecretuser:x:1000:1000::/home/s:/bin/sh\n"
+    (tmp_path / "t.yaml").write_text(content)
+    with pytest.raises(ConfigError) as info:
+        parse_experiment({"topology": "t.yaml"}, tmp_path)
+    message = str(info.value)
+    assert "t.yaml" in message and "mapping" in message, message
+    assert "alice" not in message and "secretuser" not in message, message
+
+
+def test_a_long_description_of_the_wrong_type_is_cut(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        parse_experiment({"description": ["word"] * 10_000}, tmp_path)
+    message = str(info.value)
+    assert info.value.path == "description"
+    assert "(10000 items)" in message and len(message) < 200, message
+
+
+def test_memory_that_cannot_fit_twice_on_this_machine_is_refused():
+    from experiments.capacity import check_capacity
+    from migrator.memfit import GIB, HostMemory
+
+    spec = parse_experiment({"vm": {"memory": "15GiB"}})
+    machine = HostMemory(available_bytes=23 * GIB, shm_free_bytes=24 * GIB)
+    with pytest.raises(ConfigError) as info:
+        check_capacity(spec, machine)
+    assert info.value.path == "vm.memory" and info.value.value == "15GiB"
+    assert "at most 11.2 GiB" in str(info.value), str(info.value)
+    check_capacity(parse_experiment({"vm": {"memory": "11GiB"}}), machine)

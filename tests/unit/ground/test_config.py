@@ -204,3 +204,51 @@ def test_topology_rejects_site_name_with_trailing_newline():
     with pytest.raises(ConfigError) as info:
         parse_topology({"sites": [{"name": "dc1\n"}, {"name": "dc2"}]})
     assert info.value.path == "sites[0].name"
+
+
+# --- messages: an excerpt of the value, one line ------------------------------------------------
+
+def test_long_string_value_is_cut_in_the_message():
+    value = "x" * 5000
+    err = ConfigError("description", value, "a short text")
+    message = str(err)
+    assert err.value == value                                   # the whole value is kept
+    assert "... (5000 chars)" in message and len(message) < 200, message
+    assert message.startswith("description: got 'xxxx")
+
+
+def test_short_value_is_shown_whole():
+    assert str(ConfigError("wan[0].rtt_ms", -3.0, "at least 0")) == \
+        "wan[0].rtt_ms: got -3.0, expected at least 0"
+
+
+def test_long_list_value_is_cut_and_counted():
+    message = str(ConfigError("grid.x", list(range(100_000)), "fewer values"))
+    assert "(100000 items)" in message and len(message) < 200, message
+
+
+def test_deeply_shared_value_is_cut_in_bounded_time():
+    # What an alias bomb would have built: 9 ** 9 leaves through shared lists.
+    value: list = ["lol"] * 9
+    for _ in range(8):
+        value = [value] * 9
+    message = str(ConfigError("description", value, "a string"))
+    assert len(message) < 200, message
+
+
+def test_newlines_in_path_value_and_expectation_stay_on_one_line():
+    message = str(ConfigError("a\nb", "c\nd", "e\nf"))
+    assert "\n" not in message, message
+    assert "a\\nb" in message and "e\\nf" in message, message
+
+
+def test_a_huge_key_is_cut_in_the_path():
+    with pytest.raises(ConfigError) as info:
+        Section({"k" * 10_000: 1}, "", ("name",))
+    assert len(str(info.value)) < 400, str(info.value)[:400]
+    assert "(10000 chars)" in str(info.value)
+
+
+def test_an_int_too_long_to_print_is_named_by_its_type():
+    message = str(ConfigError("seed", 10 ** 5000, "an integer"))
+    assert "got <int>" in message and len(message) < 100, message

@@ -8,7 +8,7 @@ import signal
 import pytest
 
 from ground.config import ConfigError
-from migrator.args import check_fits, parse_hostport, parse_size
+from migrator.args import parse_hostport, parse_size
 from wanmig.cli import main
 
 
@@ -97,8 +97,12 @@ def test_size_and_address_parsing():
         parse_hostport(":80", "--listen")
 
 
-def test_check_fits_counts_both_copies_on_loopback():
-    check_fits(1 << 30, 2, 3 << 30)
-    with pytest.raises(ConfigError, match="2 copies"):
-        check_fits(2 << 30, 2, 3 << 30)
-    check_fits(1 << 40, 2, None)          # unknown MemAvailable: no check possible
+def test_loopback_memory_that_cannot_fit_twice_is_bad_input(capsys, tmp_path, monkeypatch):
+    import migrator.memfit as memfit
+
+    monkeypatch.setattr(memfit, "mem_available", lambda *_a: 3 << 30)
+    code, err = _run(["migrate", "--loopback", "--memory", "2GiB"], capsys, tmp_path,
+                     monkeypatch)
+    assert code == 2
+    assert "--memory" in err and "'2GiB'" in err and "2 copies" in err, err
+    assert not (tmp_path / "results").exists()            # refused before the result folder
