@@ -133,13 +133,18 @@ def cmd_migrate_source(args: argparse.Namespace) -> Exit:
     if args.bw_hint_mbps is not None and not args.bw_hint_mbps > 0:
         raise ConfigError("--bw-hint-mbps", args.bw_hint_mbps, "a rate above 0")
     image_name(args.vm, args.tag)
+    from migrator.guest.control import MAX_LEASE_S, MIN_LEASE_S
+
+    if not MIN_LEASE_S <= args.lease_s <= MAX_LEASE_S:
+        raise ConfigError("--lease-s", args.lease_s,
+                          f"seconds from {MIN_LEASE_S:g} to {MAX_LEASE_S:g}")
     from migrator.core.report import summary
     from migrator.endpoints import run_source
     from migrator.guest.vm import SharedVM
 
     out = out_dir(args.out, f"migrate-source-{args.vm}")
     meta = {**run_metadata(), "args": {k: v for k, v in vars(args).items() if k != "func"}}
-    vm = SharedVM(args.vm, args.tag)
+    vm = SharedVM(args.vm, args.tag, lease_s=args.lease_s)
     stats: dict = {}
     progress = _print_progress if args.progress else None
     started = time.time()
@@ -288,6 +293,12 @@ def add_subcommands(subparsers: Any) -> None:
                                          "policy options)")
     s.add_argument("--progress", action="store_true",
                    help="say STARTED, PROGRESS per round and PAUSED (ground.protocol)")
+    from migrator.guest.control import LEASE_S
+
+    s.add_argument("--lease-s", type=float, default=LEASE_S,
+                   help="the guest resumes at the source this long after this process stops "
+                        "renewing its pause (killed) unless the destination ACKed "
+                        f"({LEASE_S:g})")
     s.add_argument("--out", help="result folder")
     s.add_argument("--json", action="store_true")
     _policy_args(s)

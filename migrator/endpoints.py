@@ -8,8 +8,10 @@ emulated WAN.
 Guarantees: ``run_source`` returns a ``MigrationResult`` for every failure before the ACK (the
 engine resumes the guest at the source; a failure to even connect leaves it untouched) and
 closes every socket and thread it opened, on Ctrl-C too (the guest is resumed and unthrottled
-before the interrupt propagates).  ``run_dest`` returns a ``DestResult``; the guest is resumed
-there (``on_switchover``) only after the digests matched and the ACK was sent.
+before the interrupt propagates); once the ACK is in it hands the guest over (a leased pause,
+``migrator.guest.lease``: the destination is marked as the owner before the lease may lapse).
+``run_dest`` returns a ``DestResult``; the guest is resumed there (``on_switchover``) only after
+the digests matched and the ACK was sent.
 """
 
 from __future__ import annotations
@@ -118,7 +120,7 @@ def run_source(vm: VM, dest: tuple[str, int], policy: MigrationPolicy, key: byte
             raise
         if result.outcome != "completed":
             sender.abort(result.error or result.outcome)
-        return result
+        return _hand_over(vm, result)
     finally:
         if stats is not None:
             stats.update(streams_used=list(sender.stats.streams_used),
@@ -130,6 +132,19 @@ def run_source(vm: VM, dest: tuple[str, int], policy: MigrationPolicy, key: byte
                          flight_window_max_bytes=sender.stats.flight_window_max_bytes,
                          rtt_s=sender.base_rtt_s())
         sender.close()
+
+
+def _hand_over(vm: VM, result: MigrationResult) -> MigrationResult:
+    """The ACK is in: the destination owns the guest. A guest held under a lease
+    (``migrator.guest.lease``) is marked so before our lease lapses; if it lapsed first, the
+    guest runs at the source again and the migration did not complete."""
+    mark = getattr(vm, "hand_over", None)
+    if result.outcome != "completed" or not callable(mark) or mark():
+        return result
+    log.error("the lease on the paused guest ran out before the ACK was in: it runs at the source")
+    return dataclasses.replace(result, outcome="aborted",
+                               error="the lease on the paused guest ran out before the ACK: "
+                                     "the guest resumed at the source")
 
 
 def _resume_at_source(vm: VM) -> None:

@@ -9,26 +9,37 @@ the controller it was handed) are recorded the same way, so this module needs to
 of them. ``clean_networks()`` kills every process inside those namespaces and every recorded one
 still running, deletes the bridges and the switch-side veths, and removes the record; it also
 stops any stray delay line. What other parts leave (VM memory images) they clean themselves.
+
+Ownership is decided by the records, never by command lines: a network whose owner (PID and
+start time) still runs is live, and nothing it owns is touched without ``--all``: the processes
+it recorded, those in its namespaces, those descended from its owner, and its bridge, node and
+link names (a dead record naming the same switches as a live network leaves them alone).  A
+delay line is stray, and stopped, only when no live record owns it in one of those ways.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
-import signal
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
+
+from ground.records import (
+    ancestors,
+    same_process,
+    start_time,
+    state_dir,
+    stop_processes,
+    write_record,
+)
 
 log = logging.getLogger(__name__)
 
 DELAYLINE_MARK = "topologies.delayline"
-
-
-def state_dir() -> Path:
-    return Path(os.environ.get("WANMIG_STATE_DIR", "/run/wanmig"))
+__all__ = ["Registry", "clean_networks", "recorded_alive", "start_time", "state_dir"]
 
 
 class Registry:
@@ -36,9 +47,9 @@ class Registry:
 
     def __init__(self, name: str, switches: list[str], nodes: list[str]) -> None:
         self.path = state_dir() / f"net-{os.getpid()}-{int(time.time() * 1000)}.json"
-        self.data: dict = {"name": name, "owner_pid": os.getpid(), "switches": switches,
+        self.data: dict = {"name": name, "owner_pid": os.getpid(),
+                           "owner_start": start_time(os.getpid()), "switches": switches,
                            "nodes": nodes, "pids": [], "netns": []}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._write()
 
     def update(self, **fields: object) -> None:
@@ -53,9 +64,7 @@ class Registry:
         self.update(pids=self.data["pids"] + new)
 
     def _write(self) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.data))
-        os.replace(tmp, self.path)
+        write_record(self.path, self.data)
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)
@@ -65,16 +74,6 @@ def netns_inode(pid: int) -> str | None:
     try:
         return os.readlink(f"/proc/{pid}/ns/net")
     except OSError:
-        return None
-
-
-def start_time(pid: int) -> int | None:
-    """The process's start time in clock ticks since boot (``/proc/<pid>/stat`` field 22): with
-    the PID it names one process for good."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return int(fields[19])
-    except (OSError, IndexError, ValueError):
         return None
 
 
@@ -111,9 +110,19 @@ def processes_in(namespaces: set[str]) -> list[int]:
     return found
 
 
-def stray_delaylines() -> list[int]:
-    return [int(e) for e in os.listdir("/proc")
-            if e.isdigit() and int(e) != os.getpid() and DELAYLINE_MARK in _cmdline(int(e))]
+def delaylines(scope: set[int] | None = None) -> list[int]:
+    """Every delay line running (within ``scope`` if given), whoever owns it."""
+    pids = scope if scope is not None else {int(e) for e in os.listdir("/proc") if e.isdigit()}
+    return sorted(p for p in pids if p != os.getpid() and DELAYLINE_MARK in _cmdline(p))
+
+
+def stray_delaylines(scope: set[int] | None = None) -> list[int]:
+    """Delay lines no live network owns (``owned_by_live``)."""
+    lines = delaylines(scope)
+    if not lines:
+        return []
+    owned = owned_by_live(live_records())
+    return [p for p in lines if p not in owned]
 
 
 def node_shells(nodes: list[str]) -> list[int]:
@@ -129,28 +138,7 @@ def node_shells(nodes: list[str]) -> list[int]:
 
 
 def _kill(pids: list[int]) -> None:
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        alive = []
-        for pid in pids:
-            try:
-                os.kill(pid, sig)
-                alive.append(pid)
-            except ProcessLookupError:
-                pass
-        if not alive:
-            return
-        deadline = time.monotonic() + 2.0
-        while alive and time.monotonic() < deadline:
-            alive = [p for p in alive if Path(f"/proc/{p}").exists() and not _zombie(p)]
-            time.sleep(0.05)
-        pids = alive
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z"
-    except OSError:
-        return True
+    stop_processes(pids, grace_s=2.0)
 
 
 def our_bridges(switches: list[str]) -> list[str]:
@@ -171,38 +159,64 @@ def our_links(nodes: list[str]) -> list[str]:
 
 
 def records() -> list[dict]:
-    out = []
-    for path in sorted(state_dir().glob("net-*.json")):
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        data["_path"] = str(path)
-        out.append(data)
-    return out
+    from ground.records import read_records
+
+    return read_records("net-*.json")
 
 
-def leftovers(record: dict) -> dict[str, list]:
-    """What of a record still exists on this machine."""
-    nodes = list(record.get("nodes", []))
-    switches = list(record.get("switches", []))
+def live_records() -> list[dict]:
+    return [r for r in records() if _owner_alive(r)]
+
+
+@dataclass(frozen=True)
+class Owned:
+    """What live networks own: processes and names, never to be touched without ``--all``."""
+    pids: frozenset[int] = frozenset()
+    names: frozenset[str] = frozenset()
+
+    def __contains__(self, pid: object) -> bool:
+        return pid in self.pids
+
+
+def owned_by_live(live: list[dict], candidates: list[int] | None = None) -> Owned:
+    """The processes live records own (recorded, in their namespaces, descended from their
+    owner; ``candidates``, when given, are the processes checked for descent) and their names."""
+    pids: set[int] = set()
+    names: set[str] = set()
+    owners = {r["owner_pid"] for r in live}
+    for r in live:
+        pids.update(recorded_alive(r.get("pids", [])))
+        pids.update(processes_in(set(r.get("netns", []))))
+        names.update(r.get("switches", []))
+        names.update(r.get("nodes", []))
+    pool = candidates if candidates is not None else delaylines()
+    pids.update(p for p in pool if owners & set(ancestors(p)))
+    return Owned(frozenset(pids | owners), frozenset(names))
+
+
+def leftovers(record: dict, protect: Owned = Owned()) -> dict[str, list]:
+    """What of a record still exists on this machine and no live network owns."""
+    names = [n for n in [*record.get("nodes", []), *record.get("switches", [])]
+             if n not in protect.names]
+    switches = [s for s in record.get("switches", []) if s not in protect.names]
     recorded = recorded_alive(record.get("pids", []))
-    return {"processes": sorted(set(processes_in(set(record.get("netns", []))))
-                                | set(node_shells(nodes + switches)) | set(recorded)),
+    found = (set(processes_in(set(record.get("netns", [])))) | set(node_shells(names))
+             | set(recorded))
+    return {"processes": sorted(p for p in found if p not in protect),
             "bridges": our_bridges(switches),
-            "links": our_links(nodes + switches)}
+            "links": our_links(names)}
 
 
-def clean_record(record: dict) -> list[str]:
+def clean_record(record: dict, protect: Owned = Owned()) -> list[str]:
     actions = []
-    left = leftovers(record)
+    left = leftovers(record, protect)
     if left["processes"]:
         _kill(left["processes"])
         actions.append(f"killed {len(left['processes'])} process(es)")
     for br in left["bridges"]:
         subprocess.run(["ovs-vsctl", "--timeout=5", "--if-exists", "del-br", br], check=False)
         actions.append(f"deleted bridge {br}")
-    for link in our_links(list(record.get("nodes", [])) + list(record.get("switches", []))):
+    for link in left["links"]:
         subprocess.run(["ip", "link", "del", link], capture_output=True, check=False)
         actions.append(f"deleted link {link}")
     from topologies.portbuf import restore
@@ -216,23 +230,28 @@ def clean_record(record: dict) -> list[str]:
 
 def _owner_alive(record: dict) -> bool:
     pid = record.get("owner_pid")
-    return bool(pid) and pid != os.getpid() and Path(f"/proc/{pid}").exists() and not _zombie(pid)
+    return pid != os.getpid() and same_process(pid, record.get("owner_start"))
 
 
-def clean_networks(include_live: bool = False) -> list[str]:
-    """Remove what crashed runs left. Networks whose owner still runs are kept unless
-    ``include_live`` (their owner is killed first)."""
+def clean_networks(include_live: bool = False, *, scope: set[int] | None = None) -> list[str]:
+    """Remove what crashed runs left. Networks whose owner still runs are kept, with all they
+    own, unless ``include_live`` (their owner is killed first). ``scope`` limits the search
+    for stray delay lines to those PIDs (tests)."""
     actions = []
-    for record in records():
-        if _owner_alive(record):
+    everything = records()
+    live = [r for r in everything if _owner_alive(r)]
+    protect = Owned() if include_live else owned_by_live(live, delaylines(scope))
+    for record in everything:
+        if record in live:
             if not include_live:
                 actions.append(f"kept {record['name']}: its owner {record['owner_pid']} is running")
                 continue
             _kill([record["owner_pid"]])
             actions.append(f"killed owner {record['owner_pid']} of {record['name']}")
-        actions += [f"{record['name']}: {a}" for a in clean_record(record)]
-    strays = stray_delaylines()
+        actions += [f"{record['name']}: {a}" for a in clean_record(record, protect)]
+    strays = [p for p in delaylines(scope) if p not in protect]
     if strays:
         _kill(strays)
-        actions.append(f"stopped {len(strays)} stray delay line(s)")
+        actions.append(f"stopped {len(strays)} stray delay line(s) no live network owns: "
+                       + ", ".join(map(str, strays)))
     return actions

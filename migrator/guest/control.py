@@ -14,17 +14,23 @@ fails with ``GuestDiedError`` when the process is gone (or a zombie), said it ex
 not beaten for ``stale_s``, and with ``GuestTimeoutError`` when the deadline passes.
 
 Commands: RUN (resume), PAUSE, SWITCH (attach the memory image ``tag``, take ``location``,
-resume; only from PAUSED).  The throttle (0..0.99, the fraction of write speed removed) and the
+resume; only from PAUSED; the guest lifts throttle and write cap, the migration being over, as
+QEMU does at completion).  The throttle (0..0.99, the fraction of write speed removed) and the
 dirty-rate limit (bytes/s of page writes, 0 = none; QEMU's dirty-limit) are fields of their own,
 applied by the guest on every command turn; setting either bumps ``cmd_seq`` without awaiting an
 acknowledgement.  While paused the guest publishes a small state blob (JSON) that the source
 migrator sends as the VM's device state.
 
+The lease (``migrator.guest.lease``): a pause, a throttle or a write cap is held by a migrator
+that keeps ``lease_deadline`` in the future; when it stops renewing (killed, hung) the guest
+resumes at the source and lifts throttle and cap by itself, unless ``handed_over`` says the
+destination has been acknowledged as the owner.
+
 Layout (little-endian, offsets in bytes; ``MAGIC`` names the version, bumped on any change):
 
 | offset | field | type | written by |
 |---|---|---|---|
-| 0 | magic ``WMCTL002`` | 8 bytes | initialise |
+| 0 | magic ``WMCTL003`` | 8 bytes | initialise |
 | 8 | cmd_seq | uint64 | controller (last: publishes the command) |
 | 16 | cmd | uint32 (+4 pad) | controller |
 | 24 | throttle | double | controller |
@@ -39,6 +45,9 @@ Layout (little-endian, offsets in bytes; ``MAGIC`` names the version, bumped on 
 | 128 | error | 128 bytes | guest |
 | 256 | blob_len | uint32 (+4 pad) | guest |
 | 264 | dirty_limit | double (bytes/s, 0 = none) | controller |
+| 272 | lease_deadline | double (monotonic s, 0 = no lease) | controller; guest on expiry |
+| 280 | handed_over | uint32 (1: the destination owns the guest) | controller |
+| 284 | lease_expiries | uint32 | guest |
 | 1024 | blob | up to 2048 bytes | guest |
 """
 
@@ -51,14 +60,16 @@ import mmap
 import os
 import re
 import struct
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from ground.config import ConfigError, check_name
 
 CONTROL_SIZE = 4096
-MAGIC = b"WMCTL002"
+MAGIC = b"WMCTL003"
 
 CMD_RUN, CMD_PAUSE, CMD_SWITCH = 0, 1, 2
 COMMAND_NAMES = {CMD_RUN: "run", CMD_PAUSE: "pause", CMD_SWITCH: "switch"}
@@ -67,14 +78,17 @@ STATE_NAMES = {STARTING: "starting", RUNNING: "running", PAUSED: "paused", EXITE
 MAX_THROTTLE = 0.99
 LOCATION_RE = re.compile(r"[A-Za-z0-9_.-]{1,16}")
 BLOB_MAX = 2048
+LEASE_S = 3.0                 # how long a pause (or throttle) outlives its migrator's last renewal
+MIN_LEASE_S, MAX_LEASE_S = 0.2, 600.0
 
 # magic, cmd_seq, cmd, throttle, want_location, want_tag,
-# ack_seq, state, pid, heartbeat, location, tag, error, blob_len, dirty_limit (module docstring)
-_LAYOUT = struct.Struct("<8sQIxxxxd16s16sQIxxxxqd16s16s128sIxxxxd")
+# ack_seq, state, pid, heartbeat, location, tag, error, blob_len, dirty_limit,
+# lease_deadline, handed_over, lease_expiries (module docstring)
+_LAYOUT = struct.Struct("<8sQIxxxxd16s16sQIxxxxqd16s16s128sIxxxxddII")
 _CMD_SEQ_OFF = 8
 _HEARTBEAT_OFF = struct.calcsize("<8sQIxxxxd16s16sQIxxxxq")
 _BLOB_OFF = 1024
-assert _HEARTBEAT_OFF == 88 and _LAYOUT.size == 272, "the layout table in the docstring"
+assert _HEARTBEAT_OFF == 88 and _LAYOUT.size == 288, "the layout table in the docstring"
 assert _LAYOUT.size <= _BLOB_OFF and _BLOB_OFF + BLOB_MAX <= CONTROL_SIZE
 
 
@@ -116,6 +130,9 @@ class ControlState:
     error: str
     blob: bytes
     dirty_limit: float = 0.0
+    lease_deadline: float = 0.0     # monotonic s; 0: nobody holds the guest
+    handed_over: int = 0            # 1: the destination was acknowledged as the owner
+    lease_expiries: int = 0         # times the guest took itself back on an expired lease
 
 
 def check_location(value: object) -> str:
@@ -128,6 +145,13 @@ def check_throttle(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) \
             or not 0.0 <= value <= MAX_THROTTLE:
         raise ConfigError("throttle", value, f"a fraction from 0 to {MAX_THROTTLE}")
+    return float(value)
+
+
+def check_lease(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not MIN_LEASE_S <= value <= MAX_LEASE_S:
+        raise ConfigError("lease_s", value, f"seconds from {MIN_LEASE_S:g} to {MAX_LEASE_S:g}")
     return float(value)
 
 
@@ -161,6 +185,7 @@ class ControlBlock:
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
+        self._threads = threading.RLock()
         self._fd = os.open(self.path, os.O_RDWR)
         try:
             if os.fstat(self._fd).st_size != CONTROL_SIZE:
@@ -181,7 +206,8 @@ class ControlBlock:
             with block._locked():
                 block._write(cmd_seq=0, cmd=CMD_RUN, throttle=0.0, want_location="",
                              want_tag="", ack_seq=0, state=STARTING, pid=0, heartbeat=0.0,
-                             location="", tag="", error="", dirty_limit=0.0)
+                             location="", tag="", error="", dirty_limit=0.0,
+                             lease_deadline=0.0, handed_over=0, lease_expiries=0)
         finally:
             block.close()
 
@@ -191,20 +217,22 @@ class ControlBlock:
     def _locked(self):
         if self._mm is None:
             raise ValueError(f"control block {self.path} is closed")
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        with self._threads:        # flock excludes other processes, not this one's threads
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
 
     def _read(self) -> ControlState:
         assert self._mm is not None
         (magic, cmd_seq, cmd, throttle, want_loc, want_tag, ack_seq, state, pid, heartbeat,
-         loc, tag, error, blob_len, dirty_limit) = _LAYOUT.unpack_from(self._mm, 0)
+         loc, tag, error, blob_len, dirty_limit, lease_deadline, handed_over,
+         lease_expiries) = _LAYOUT.unpack_from(self._mm, 0)
         blob = bytes(self._mm[_BLOB_OFF:_BLOB_OFF + min(blob_len, BLOB_MAX)])
         return ControlState(cmd_seq, cmd, throttle, _text(want_loc), _text(want_tag), ack_seq,
                             state, pid, heartbeat, _text(loc), _text(tag), _text(error), blob,
-                            dirty_limit)
+                            dirty_limit, lease_deadline, handed_over, lease_expiries)
 
     def _write(self, **fields: object) -> None:
         assert self._mm is not None
@@ -216,7 +244,8 @@ class ControlBlock:
             values["ack_seq"], values["state"], values["pid"], values["heartbeat"],
             str(values["location"]).encode(), str(values["tag"]).encode(),
             str(values["error"]).encode("ascii", "replace")[:127], len(values["blob"]),
-            values["dirty_limit"])
+            values["dirty_limit"], values["lease_deadline"], values["handed_over"],
+            values["lease_expiries"])
         blob = bytes(values["blob"])  # type: ignore[arg-type]
         self._mm[_BLOB_OFF:_BLOB_OFF + len(blob)] = blob
 
@@ -240,14 +269,27 @@ class ControlBlock:
             struct.pack_into("<Q", self._mm, _CMD_SEQ_OFF, seq)   # last: publishes the command
         return seq
 
-    def pause(self, timeout: float = 5.0) -> None:
-        """Return once the guest acknowledged PAUSE: it makes no more writes."""
-        seq = self._request(CMD_PAUSE)
+    def pause(self, timeout: float = 5.0, lease_s: float = LEASE_S) -> None:
+        """Return once the guest acknowledged PAUSE: it makes no more writes.  The pause is
+        leased for ``lease_s``: renew it (``migrator.guest.lease.renew``) or the guest resumes
+        by itself once it runs out."""
+        seq = self._request(CMD_PAUSE, lease_deadline=time.monotonic() + check_lease(lease_s),
+                            handed_over=0)
         self.wait_ack(seq, PAUSED, timeout, "pause")
 
     def resume(self, timeout: float = 5.0) -> None:
-        seq = self._request(CMD_RUN)
+        seq = self._request(CMD_RUN, handed_over=0)
         self.wait_ack(seq, RUNNING, timeout, "resume")
+
+    def transact(self, change: Callable[[ControlState], dict | None]) -> ControlState:
+        """Read the block and write ``change(state)``'s fields (None: nothing) under the lock,
+        in one step; returns the state read."""
+        with self._locked():
+            cur = self._read()
+            fields = change(cur)
+            if fields:
+                self._write(**fields)
+            return cur
 
     def set_throttle(self, frac: float) -> None:
         """Takes effect at the guest's next batch (no acknowledgement awaited)."""

@@ -54,7 +54,8 @@ pages the ``DirtyPlan`` asks for since the last turn (contents first, then the d
 serves the sockets for up to the rest of the tick.  Commands are therefore applied between
 batches, so an acknowledged pause really means no write is in flight.  A turn late by more than
 ``MAX_DT`` drops the excess writes rather than bursting (the rate achieved is reported in the
-state blob).
+state blob).  The heartbeat also checks the owner (gone: the guest stops, ``migrator.guest.owner``)
+and the lease of a pause or throttle (run out: taken back, ``migrator.guest.lease``).
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ import numpy as np
 
 from ground.config import ConfigError
 from ground.protocol import Kind, say
+from migrator.guest import lease
 from migrator.guest.control import (
     CMD_PAUSE,
     CMD_RUN,
@@ -85,6 +87,7 @@ from migrator.guest.control import (
 )
 from migrator.guest.image import GuestMemory, image_name
 from migrator.guest.kvstore import KVStore
+from migrator.guest.owner import OwnerWatch
 from migrator.guest.service import TCP_PORT, UDP_PORT, GuestService
 from migrator.memory.pages import text_pool
 from migrator.memory.workload import DirtyPlan, WorkloadParams, parse_workload
@@ -110,6 +113,7 @@ class GuestConfig:
     udp_port: int = UDP_PORT
     tcp_port: int = TCP_PORT
     kv_pages: int = KV_PAGES
+    owner_pid: int = 0             # the launcher; the guest stops once it is gone (0: none)
 
 
 class Guest:
@@ -122,6 +126,9 @@ class Guest:
         self.location = cfg.location
         self.writes = 0
         self.lagged_s = 0.0
+        self.lease_expiries = 0
+        self.stop_reason = ""
+        self.owner = OwnerWatch(cfg.owner_pid)
         self.mem: GuestMemory | None = None
         self.ctl: ControlBlock | None = None
         self.store: KVStore | None = None
@@ -172,6 +179,7 @@ class Guest:
             applied = self.ctl.guest_start(os.getpid(), self.location, self.mem.tag)
             say(Kind.READY, pid=os.getpid())
             self._loop(applied)
+            error = self.stop_reason
             return 0
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
@@ -187,6 +195,8 @@ class Guest:
             now = time.monotonic()
             if now - last_beat >= BEAT_S:
                 self.ctl.beat()
+                if self._watch(now, applied):
+                    last = now                     # resumed: time spent paused writes nothing
                 last_beat = now
             cmd = self.ctl.poll(applied)
             if cmd is not None:
@@ -206,6 +216,32 @@ class Guest:
                 self.service.poll(max(0.0, TICK_S - (time.monotonic() - now)))
             else:
                 time.sleep(TICK_S)
+
+    def _watch(self, now: float, applied: int) -> bool:
+        """On the heartbeat: the owner (``migrator.guest.owner``) and the lease
+        (``migrator.guest.lease``) of whatever a migrator imposed; True if the lease ran out."""
+        assert self.ctl is not None and self.mem is not None and self.plan is not None
+        if self.owner.gone(now):
+            log.warning("owner pid %d is gone: the guest stops (nobody would stop it, nor remove "
+                        "its memory)", self.owner.pid)
+            self.stop_requested = True
+            self.stop_reason = f"owner pid {self.owner.pid} gone"
+            return False
+        if self.state != PAUSED and not self.plan.throttle and not self.plan.dirty_limit_Bps:
+            return False
+        action, held = lease.expire(self.ctl, applied, now)
+        if action in (lease.RESUME, lease.RELEASE):
+            self.lease_expiries = held.lease_expiries + 1
+            self.state = RUNNING
+            self.plan.throttle, self.plan.dirty_limit_Bps = 0.0, None
+            log.warning("lease expired (%s): %s at %s, throttle %.2f and write cap %s lifted",
+                        "paused" if action == lease.RESUME else "running",
+                        "resumed" if action == lease.RESUME else "running on", self.location,
+                        held.throttle, held.dirty_limit or "none")
+            self.ctl.ack(applied, RUNNING, location=self.location, tag=self.mem.tag,
+                         blob=self.state_blob())
+            return True
+        return False
 
     def _write(self, rel: np.ndarray) -> None:
         if len(rel) == 0:
@@ -231,6 +267,9 @@ class Guest:
             self.state = RUNNING
         elif cmd.kind == CMD_SWITCH:
             error = self._switch(cmd.tag, cmd.location)
+            if not error:                # the migration is over: nothing slows the guest now
+                self.ctl.transact(lambda _state: lease.clear_at_switch())
+                self.plan.throttle, self.plan.dirty_limit_Bps = 0.0, None
         else:
             error = f"unknown command {cmd.kind}"
         log.info("command %d (%s) applied: %s%s", cmd.seq, COMMAND_NAMES.get(cmd.kind, cmd.kind),
@@ -273,7 +312,7 @@ class Guest:
             "vm": self.cfg.vm, "tag": self.mem.tag, "location": self.location,
             "plan_t": round(self.plan.t, 6), "writes": self.writes,
             "throttle": self.plan.throttle, "dirty_limit_Bps": self.plan.dirty_limit_Bps,
-            "lagged_s": round(self.lagged_s, 6),
+            "lagged_s": round(self.lagged_s, 6), "lease_expiries": self.lease_expiries,
             "kv_keys": len(self.store) if self.store is not None else 0,
             "service": dict(self.service.stats) if self.service is not None else {},
         }, sort_keys=True).encode()
@@ -312,6 +351,8 @@ def parse_args(argv: list[str] | None) -> GuestConfig:
     p.add_argument("--tcp-port", type=int, default=TCP_PORT)
     p.add_argument("--no-service", action="store_true")
     p.add_argument("--kv-pages", type=int, default=KV_PAGES)
+    p.add_argument("--owner-pid", type=int, default=0,
+                   help="stop once this process is gone (0: never)")
     p.add_argument("--log-level", default="INFO")
     a = p.parse_args(argv)
     logging.basicConfig(level=a.log_level.upper(), stream=sys.stderr,
@@ -329,13 +370,16 @@ def parse_args(argv: list[str] | None) -> GuestConfig:
     for name, port in (("--udp-port", a.udp_port), ("--tcp-port", a.tcp_port)):
         if not 1 <= port <= 65535:
             raise ConfigError(name, port, "a port from 1 to 65535")
+    if a.owner_pid < 0:
+        raise ConfigError("--owner-pid", a.owner_pid, "a process id, or 0 for none")
     if a.kv_pages < 1:
         raise ConfigError("--kv-pages", a.kv_pages, "at least 1")
     check_location(a.location)
     image_name(a.vm, a.tag)
     return GuestConfig(vm=a.vm, tag=a.tag, workload=params, seed=a.seed, location=a.location,
                        service=not a.no_service, service_host=a.service_host,
-                       udp_port=a.udp_port, tcp_port=a.tcp_port, kv_pages=a.kv_pages)
+                       udp_port=a.udp_port, tcp_port=a.tcp_port, kv_pages=a.kv_pages,
+                       owner_pid=a.owner_pid)
 
 
 def main(argv: list[str] | None = None) -> int:

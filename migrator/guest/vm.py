@@ -4,10 +4,15 @@
 clears the dirty log, and steers the guest through the control block (pause is acknowledged, so
 the stop-and-copy's last dirty read is complete).  ``switch_to`` is the switchover's last step:
 the paused guest maps the destination's copy, rebuilds its state from it and resumes there.
+A pause, a throttle or a write cap is leased (``migrator.guest.lease``): a thread renews it while
+this object holds the guest; ``hand_over`` marks the destination as the owner once the ACK is
+in.  Should this process die, the guest takes itself back after ``lease_s``.
 
 ``start_guest`` creates and fills the source image, formats the key-value region, starts the
 guest process through an injectable ``popen`` (a Mininet host's, to run it in the VM's
-namespace) and waits for ``READY``.  The ``GuestHandle`` it returns owns the process and the
+namespace) and waits for ``READY``; the guest is recorded (``migrator.guest.records``) and
+watches this process, its owner, stopping once it is gone (``migrator.guest.owner``).  The
+``GuestHandle`` it returns owns the process and the
 segments: ``stop()`` ends the process and unlinks the source image and any image the guest was
 switched to, by this ``SharedVM`` or any other (after switchover the VM owns the destination
 copy, as a real VM owns its RAM).
@@ -35,10 +40,13 @@ import numpy as np
 from ground.config import ConfigError
 from ground.errors import NotAsAskedError
 from ground.protocol import Kind, expect
-from migrator.guest.control import ControlState, check_location
+from migrator.guest.control import LEASE_S, ControlState, check_location
+from migrator.guest.holder import LeaseHolder, lease_lapsed
 from migrator.guest.image import GuestMemory, image_name, remove_segments
 from migrator.guest.kvstore import KVStore
+from migrator.guest.lease import hand_over, held, release
 from migrator.guest.process import KV_PAGES
+from migrator.guest.records import remove_guest, write_guest
 from migrator.guest.service import TCP_PORT, UDP_PORT
 from migrator.memory.pages import DEFAULT_MIX, PageMix, fill_pages
 from migrator.memory.workload import WorkloadParams, parse_workload
@@ -56,7 +64,7 @@ class SharedVM:
     """``migrator.core.interfaces.VM`` over a tracked image ``wanmig-<vm>-<tag>``."""
 
     def __init__(self, vm: str, tag: str, *, pause_timeout: float = 5.0,
-                 switch_timeout: float = 15.0) -> None:
+                 switch_timeout: float = 15.0, lease_s: float = LEASE_S) -> None:
         self.memory = GuestMemory.attach(vm, tag)
         if self.memory.dirty is None or self.memory.control is None:
             self.memory.close()
@@ -69,6 +77,10 @@ class SharedVM:
         self.pause_timeout = pause_timeout
         self.switch_timeout = switch_timeout
         self.switched_tags: list[str] = []     # images the guest was moved to, in order
+        self.lease = LeaseHolder(self.memory.ctl_path, lease_s)
+        self._paused = False                   # paused by us, under our lease
+        self._slowed = False                   # throttled or capped by us, under our lease
+        self._expiries = 0                     # the guest's lease expiries when we paused it
 
     # --- migrators.interfaces.VM -----------------------------------------------------------------
 
@@ -89,24 +101,61 @@ class SharedVM:
         return np.flatnonzero(self.memory.pages.any(axis=1)).astype(np.int64)
 
     def pause(self) -> None:
-        self._control().pause(self.pause_timeout)
+        """Pause under a lease, renewed from now on (``migrator.guest.holder``)."""
+        ctl = self._control()
+        self._expiries = ctl.snapshot().lease_expiries
+        ctl.pause(self.pause_timeout, self.lease.lease_s)
+        self._paused = True
+        self.lease.start()
 
     def resume(self) -> None:
         self._control().resume(self.pause_timeout)
+        self._paused = False
+        self._settle()
 
     def set_throttle(self, frac: float) -> None:
+        self._slow(frac > 0 or bool(self.state().dirty_limit))
         self._control().set_throttle(frac)
+        self._settle()
 
     def set_dirty_limit(self, bytes_per_s: float | None) -> None:
         """Cap the guest's page-write rate (bytes/s; None or 0 lifts it), like QEMU's
         dirty-limit; applied at the guest's next batch, on top of any throttle."""
+        self._slow(bool(bytes_per_s) or self.state().throttle > 0)
         self._control().set_dirty_limit(bytes_per_s)
+        self._settle()
+
+    def _slow(self, slowed: bool) -> None:
+        """Hold the lease before the guest is slowed down (a crash in between lapses)."""
+        self._slowed = slowed
+        if slowed:
+            self.lease.start()
+
+    def _settle(self) -> None:
+        """Holding nothing any more: stop renewing, no lease."""
+        if not self._paused and not self._slowed and self.lease.active:
+            self.lease.stop()
+            release(self._control())
+
+    def hand_over(self) -> bool:
+        """The destination ACKed: mark it as the owner, stop renewing.  True if it owns the
+        guest now; False if our lease had run out and the guest resumed at the source."""
+        ok = hand_over(self._control(), self.tag, self._expiries)
+        self.lease.stop()
+        self._paused = self._slowed = False
+        return ok
+
+    def _check_lease(self) -> None:
+        if self._paused and not held(self.state(), self._expiries):
+            raise lease_lapsed(self.memory.ctl_path)
 
     def page_bytes(self, indices: np.ndarray) -> bytes:
         return self.memory.pages[np.asarray(indices, dtype=np.int64)].tobytes()
 
     def save_state(self) -> bytes:
-        """The paused guest's state blob (JSON: location, workload position, counters)."""
+        """The paused guest's state blob (JSON: location, workload position, counters);
+        GuestError if our lease on the pause ran out (the guest runs at the source again)."""
+        self._check_lease()
         return self._control().snapshot().blob
 
     # --- switchover and inspection ---------------------------------------------------------------
@@ -118,11 +167,14 @@ class SharedVM:
         image_name(self.vm, tag)
         self._control().switch(tag, location, self.switch_timeout)
         self.switched_tags.append(tag)
+        self.lease.stop()                 # the guest runs at the destination, unthrottled
+        self._paused = self._slowed = False
 
     def digest(self) -> bytes:
         """The image digest (``migrator.wire.digest``). Exact once the guest is paused and its dirty
         log read after the pause (as the engine does): only chunks reported since they were
         hashed are hashed again."""
+        self._check_lease()
         if self._digest is not None:
             return self._digest.finish()[0]
         from migrator.wire.digest import image_digest
@@ -142,6 +194,11 @@ class SharedVM:
         return self.memory.control
 
     def close(self) -> None:
+        self.lease.stop()
+        if self._paused:
+            log.warning("%s: closed with the guest paused and not handed over: it resumes at "
+                        "the source when the lease runs out (%g s)", self.memory.name,
+                        self.lease.lease_s)
         if self._digest is not None:
             self._digest.stop()
         self.memory.close()
@@ -188,6 +245,7 @@ class GuestHandle:
             for tag in dict.fromkeys(t for t in tags if t):
                 name = image_name(self.memory.vm, tag)
                 remove_segments([f"{name}{s}" for s in (".ram", ".dirty", ".ctl")])
+            remove_guest(self.memory.vm)
         return code
 
     def __enter__(self) -> GuestHandle:
@@ -280,13 +338,19 @@ def start_guest(vm: str, npages: int, workload: str | WorkloadParams | Mapping, 
     argv = [python, "-m", "migrator.guest.process", "--vm", vm, "--tag", tag, "--workload", wl,
             "--seed", str(seed), "--location", location, "--service-host", service_host,
             "--udp-port", str(udp_port), "--tcp-port", str(tcp_port),
-            "--kv-pages", str(kv_pages), "--log-level", log_level]
+            "--kv-pages", str(kv_pages), "--log-level", log_level,
+            "--owner-pid", str(os.getpid())]
     if not service:
         argv.append("--no-service")
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_REPO_ROOT), env.get("PYTHONPATH"))
                                         if p)
-    memory = GuestMemory.create(vm, tag, npages, tracking=True)
+    write_guest(vm)                     # before anything exists: wanmig clean knows the owner
+    try:
+        memory = GuestMemory.create(vm, tag, npages, tracking=True)
+    except BaseException:
+        remove_guest(vm)
+        raise
     proc = shared = None
     try:
         fill_pages(memory.pages, mix, seed)
@@ -295,6 +359,7 @@ def start_guest(vm: str, npages: int, workload: str | WorkloadParams | Mapping, 
         pid = _wait_ready(proc, ready_timeout)
         if pid != proc.pid:
             log.info("guest runs as pid %d (launched pid %d)", pid, proc.pid)
+        write_guest(vm, pid=pid)
         shared = SharedVM(vm, tag)
         log.info("guest %s pid %d ready: %d pages, workload %s, at %s", vm, pid, npages, wl,
                  location)
@@ -309,4 +374,5 @@ def start_guest(vm: str, npages: int, workload: str | WorkloadParams | Mapping, 
                 shared.close()
             memory.close()
             memory.unlink()
+            remove_guest(vm)
         raise
