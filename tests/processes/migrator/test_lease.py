@@ -1,0 +1,203 @@
+"""Issue 14, faults 5 and 6 with real processes: a guest held (paused, or throttled and capped)
+by a migrator that is killed takes itself back once the lease runs out; one handed over to its
+destination waits for the destination's switch; a real ``migrate-source`` killed during a cold
+migration leaves the guest running at the source.
+
+Each test starts a real guest; the holder is another process (a few lines of Python, or the
+real ``wanmig migrate-source``) killed with SIGKILL, so nothing of it can clean up.  Every wait
+is on a condition with a deadline; timings are checked within stated tolerances.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from migrator.guest.control import PAUSED, RUNNING
+from migrator.guest.holder import RENEWALS_PER_LEASE
+from migrator.guest.image import leftover_segments, remove_segments
+from migrator.guest.vm import create_dest_memory, start_guest
+
+ROOT = Path(__file__).resolve().parents[3]
+LEASE_S = 1.0
+NPAGES = 2048                                   # 8 MiB
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+HOLDER = """
+import sys, time
+from migrator.guest.vm import SharedVM
+vm, what, lease_s = sys.argv[1], sys.argv[2], float(sys.argv[3])
+shared = SharedVM(vm, "src", lease_s=lease_s)
+if what in ("pause", "handover"):
+    shared.pause()
+if what == "throttle":
+    shared.set_throttle(0.9)
+    shared.set_dirty_limit(1e6)
+if what == "handover":
+    assert shared.hand_over()
+print("HELD", flush=True)
+time.sleep(600)
+"""
+
+
+def wait_for(cond, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = cond()
+        if value:
+            return value
+        time.sleep(0.01)
+    raise AssertionError(f"{what}: not within {timeout} s")
+
+
+def holds_for(cond, seconds: float, what: str) -> None:
+    """``cond`` stays true for the whole window (checked every 10 ms)."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        assert cond(), f"{what}: stopped holding after {seconds - (end - time.monotonic()):.2f} s"
+        time.sleep(0.01)
+
+
+def read_line(proc: subprocess.Popen, want: str, timeout: float) -> str:
+    """The first stdout line starting with ``want`` (earlier lines skipped)."""
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        while time.monotonic() < deadline:
+            if sel.select(0.1):
+                line = proc.stdout.readline().decode()
+                if not line:
+                    raise AssertionError(f"exited ({proc.wait()}) before saying {want}")
+                if line.startswith(want):
+                    return line
+    raise AssertionError(f"no {want} within {timeout} s")
+
+
+def kill(proc: subprocess.Popen) -> float:
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    proc.stdout.close()
+    return time.monotonic()
+
+
+@pytest.fixture
+def guest():
+    name = "l" + secrets.token_hex(5)
+    handle = start_guest(name, NPAGES, "web", 3, "dc1", service=False, kv_pages=16,
+                         log_level="WARNING")
+    try:
+        yield handle
+    finally:
+        handle.stop()
+        remove_segments([s for s in leftover_segments() if s.startswith(f"wanmig-{name}-")])
+
+
+def hold(guest, what: str) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, guest.name, what, str(LEASE_S)],
+                            stdout=subprocess.PIPE, env=ENV)
+    read_line(proc, "HELD", 20)
+    return proc
+
+
+def test_paused_guest_resumes_by_itself_once_its_pauser_is_killed(guest):
+    holder = hold(guest, "pause")
+    try:
+        # Renewed while the pauser lives: paused through several leases.
+        holds_for(lambda: guest.vm.state().state == PAUSED, 2.5 * LEASE_S, "renewed pause")
+    finally:
+        killed = kill(holder)
+    state = wait_for(lambda: (s := guest.vm.state()).state == RUNNING and s, LEASE_S + 2.0,
+                     "resume on lease expiry")
+    after = time.monotonic() - killed
+    # The last renewal came at most one renewal period before the kill; the guest looks on its
+    # 50 ms heartbeat.
+    low, high = LEASE_S * (1 - 1 / RENEWALS_PER_LEASE) - 0.05, LEASE_S + 0.5
+    assert low <= after <= high, f"resumed {after:.2f} s after the kill, expected {low}-{high}"
+    assert state.lease_expiries == 1 and state.location == "dc1" and state.tag == "src"
+    assert json.loads(state.blob)["lease_expiries"] == 1
+    guest.vm.read_and_clear_dirty()
+    wait_for(lambda: len(guest.vm.read_and_clear_dirty()) > 0, 2.0, "the guest writes again")
+
+
+def test_handed_over_guest_waits_for_its_destination(guest):
+    holder = hold(guest, "handover")
+    kill(holder)
+    holds_for(lambda: guest.vm.state().state == PAUSED, 2.5 * LEASE_S,
+              "a guest the destination owns stays paused")
+    snap = guest.vm.state()
+    assert snap.handed_over == 1 and snap.lease_expiries == 0
+    dest = create_dest_memory(guest.name, "dst", NPAGES)
+    try:
+        dest.pages[:] = guest.vm.memory.pages
+        guest.vm.switch_to("dst", "dc2")
+    finally:
+        dest.close()
+    snap = guest.vm.state()
+    assert (snap.state, snap.location, snap.tag, snap.handed_over) == (RUNNING, "dc2", "dst", 0)
+
+
+def test_throttle_and_cap_of_a_killed_migrator_are_lifted(guest):
+    holder = hold(guest, "throttle")
+    try:
+        snap = guest.vm.state()
+        assert (snap.throttle, snap.dirty_limit) == (0.9, 1e6) and snap.lease_deadline > 0
+        holds_for(lambda: guest.vm.state().throttle == 0.9, 2.0 * LEASE_S, "renewed throttle")
+    finally:
+        kill(holder)
+    snap = wait_for(lambda: (s := guest.vm.state()).throttle == 0.0 and s, LEASE_S + 2.0,
+                    "throttle lifted on lease expiry")
+    assert snap.dirty_limit == 0.0 and snap.lease_expiries == 1 and snap.state == RUNNING
+    blob = json.loads(snap.blob)
+    assert blob["throttle"] == 0.0 and blob["dirty_limit_Bps"] is None, blob
+
+
+def test_switched_guest_runs_unthrottled(guest):
+    guest.vm.set_throttle(0.8)
+    guest.vm.set_dirty_limit(2e6)
+    guest.vm.pause()
+    dest = create_dest_memory(guest.name, "dst", NPAGES)
+    try:
+        dest.pages[:] = guest.vm.memory.pages
+        guest.vm.switch_to("dst", "dc2")
+    finally:
+        dest.close()
+    snap = guest.vm.state()
+    blob = json.loads(snap.blob)
+    assert (snap.throttle, snap.dirty_limit, snap.lease_deadline) == (0.0, 0.0, 0.0), snap
+    assert blob["throttle"] == 0.0 and blob["dirty_limit_Bps"] is None, blob
+
+
+def test_migrate_source_killed_in_a_cold_migration_leaves_the_guest_running(guest, tmp_path):
+    env = {**ENV, "WANMIG_MIGRATION_KEY": secrets.token_hex(32)}
+    cli = [sys.executable, "-m", "wanmig.cli"]
+    dest = subprocess.Popen([*cli, "migrate-dest", "--listen", "127.0.0.1:0", "--vm",
+                             guest.name, "--location", "dc2", "--timeout-s", "30"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+    source = None
+    try:
+        port = json.loads(read_line(dest, "LISTENING", 30).split(" ", 1)[1])["port"]
+        source = subprocess.Popen([*cli, "migrate-source", "--connect", f"127.0.0.1:{port}",
+                                   "--vm", guest.name, "--mode", "cold", "--codec", "none",
+                                   "--streams", "1", "--max-bandwidth-mbps", "4", "--progress",
+                                   "--lease-s", str(LEASE_S), "--out", str(tmp_path / "m")],
+                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+        read_line(source, "PAUSED", 60)
+        assert guest.vm.state().state == PAUSED
+        killed = kill(source)
+        snap = wait_for(lambda: (s := guest.vm.state()).state == RUNNING and s,
+                        LEASE_S + 2.0, "the guest resumes at the source")
+        print(f"resumed {time.monotonic() - killed:.2f} s after the kill (lease {LEASE_S} s)")
+        assert snap.location == "dc1" and snap.tag == "src" and snap.lease_expiries == 1
+    finally:
+        for proc in (source, dest):
+            if proc is not None and proc.poll() is None:
+                kill(proc)
