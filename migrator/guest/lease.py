@@ -84,17 +84,18 @@ def clear_at_switch() -> dict:
 # --- the migrator's side -------------------------------------------------------------------------
 
 def renew(ctl: ControlBlock, lease_s: float, now: float | None = None) -> bool:
-    """Push the deadline ``lease_s`` ahead (granting a lease if there is none); False, and
-    nothing written, if the lease already ran out (the guest takes itself back: never revived)."""
+    """Push the deadline ``lease_s`` ahead (granting a lease if there is none, or only a stale
+    deadline over a guest running free); False, and nothing written, if a lease holding the
+    guest already ran out (the guest takes itself back: never revived)."""
     check_lease(lease_s)
     when = time.monotonic() if now is None else now
     ok = [True]
 
     def change(state: ControlState) -> dict | None:
-        if 0 < state.lease_deadline <= when:
-            ok[0] = False
+        if 0 < state.lease_deadline <= when and (state.state == PAUSED or _slowed(state)):
+            ok[0] = False             # it held something: the guest is taking it back
             return None
-        return {"lease_deadline": when + lease_s}
+        return {"lease_deadline": when + lease_s}     # else a stale deadline is no lease
 
     ctl.transact(change)
     return ok[0]

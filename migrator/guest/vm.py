@@ -104,9 +104,13 @@ class SharedVM:
         """Pause under a lease, renewed from now on (``migrator.guest.holder``)."""
         ctl = self._control()
         self._expiries = ctl.snapshot().lease_expiries
-        ctl.pause(self.pause_timeout, self.lease.lease_s)
+        self.lease.start()            # renewing already while the guest acknowledges
+        try:
+            ctl.pause(self.pause_timeout, self.lease.lease_s)
+        except BaseException:
+            self._settle()
+            raise
         self._paused = True
-        self.lease.start()
 
     def resume(self) -> None:
         self._control().resume(self.pause_timeout)

@@ -95,10 +95,19 @@ def test_running_guest_only_lifts_throttle_and_cap(ctl):
 def test_renew_pushes_the_deadline_and_never_revives_a_lease_run_out(ctl):
     assert lease.renew(ctl, 2.0, now=10.0)                   # none yet: granted
     assert ctl.snapshot().lease_deadline == 12.0
+    paused_by_migrator(ctl, deadline=12.0)
     assert lease.renew(ctl, 2.0, now=11.5)
     assert ctl.snapshot().lease_deadline == 13.5
     assert not lease.renew(ctl, 2.0, now=13.5)               # run out: the guest takes it
     assert ctl.snapshot().lease_deadline == 13.5
+
+
+def test_a_stale_deadline_over_a_free_guest_is_no_lease(ctl):
+    ctl.transact(lambda s: {"lease_deadline": 5.0})          # a holder killed before it held
+    assert lease.renew(ctl, 2.0, now=10.0)
+    assert ctl.snapshot().lease_deadline == 12.0
+    ctl.transact(lambda s: {"lease_deadline": 5.0, "dirty_limit": 1e6})   # but a capped one
+    assert not lease.renew(ctl, 2.0, now=10.0)
 
 
 def test_hand_over_fails_once_the_guest_took_itself_back(ctl):
