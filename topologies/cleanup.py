@@ -14,7 +14,9 @@ Ownership is decided by the records, never by command lines: a network whose own
 start time) still runs is live, and nothing it owns is touched without ``--all``: the processes
 it recorded, those in its namespaces, those descended from its owner, and its bridge, node and
 link names (a dead record naming the same switches as a live network leaves them alone).  A
-delay line is stray, and stopped, only when no live record owns it in one of those ways.
+delay line is stray, and stopped, only when no live record owns it in one of those ways and it
+is an orphan (a delay line whose parent still runs was started by a live process: a network
+recorded elsewhere, or one being built; ``--all`` stops it).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from pathlib import Path
 
 from ground.records import (
     ancestors,
+    parent_pid,
     same_process,
     start_time,
     state_dir,
@@ -117,12 +120,27 @@ def delaylines(scope: set[int] | None = None) -> list[int]:
 
 
 def stray_delaylines(scope: set[int] | None = None) -> list[int]:
-    """Delay lines no live network owns (``owned_by_live``)."""
+    """Delay lines no live network owns (``owned_by_live``) and no live process started."""
     lines = delaylines(scope)
     if not lines:
         return []
-    owned = owned_by_live(live_records())
-    return [p for p in lines if p not in owned]
+    return unowned(lines, owned_by_live(live_records(), lines))[0]
+
+
+def unowned(lines: list[int], protect: Owned) -> tuple[list[int], list[tuple[int, int]]]:
+    """Of ``lines``, the strays, and (line, parent) for those whose parent still runs: a live
+    process started them (a network recorded under another state directory, one being built),
+    so they are not ours to stop; an orphan has been adopted by init."""
+    strays, adopted = [], []
+    for pid in lines:
+        if pid in protect:
+            continue
+        parent = parent_pid(pid)
+        if parent and parent != 1 and same_process(parent, None):
+            adopted.append((pid, parent))
+        else:
+            strays.append(pid)
+    return strays, adopted
 
 
 def node_shells(nodes: list[str]) -> list[int]:
@@ -249,7 +267,10 @@ def clean_networks(include_live: bool = False, *, scope: set[int] | None = None)
             _kill([record["owner_pid"]])
             actions.append(f"killed owner {record['owner_pid']} of {record['name']}")
         actions += [f"{record['name']}: {a}" for a in clean_record(record, protect)]
-    strays = [p for p in delaylines(scope) if p not in protect]
+    lines = delaylines(scope)
+    strays, started = (lines, []) if include_live else unowned(lines, protect)
+    actions += [f"kept delay line {pid}: no record owns it, but its parent {parent} runs "
+                "(--all stops it)" for pid, parent in started]
     if strays:
         _kill(strays)
         actions.append(f"stopped {len(strays)} stray delay line(s) no live network owns: "
