@@ -81,8 +81,10 @@ def test_kill_9_of_a_loopback_migration_leaves_no_process_and_clean_leaves_no_fi
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
+    killed = time.monotonic()
     wait_for(lambda: not same_process(rec["pid"], rec["start"]), 5,
              f"guest pid {rec['pid']} gone after its owner's kill -9")
+    print(f"guest gone {time.monotonic() - killed:.2f} s after its owner's kill -9")
     left = leftover_segments()
     assert left, "a kill -9 leaves the images (nobody removed them): the case for clean"
     actions = clean_guests() + clean_images()
