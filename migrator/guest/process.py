@@ -231,7 +231,7 @@ class Guest:
             return False
         action, held = lease.expire(self.ctl, applied, now)
         if action in (lease.RESUME, lease.RELEASE):
-            self.lease_expiries = held.lease_expiries + 1
+            self.lease_expiries = self.ctl.snapshot().lease_expiries
             self.state = RUNNING
             self.plan.throttle, self.plan.dirty_limit_Bps = 0.0, None
             log.warning("lease expired (%s): %s at %s, throttle %.2f and write cap %s lifted",
