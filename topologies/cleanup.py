@@ -120,11 +120,13 @@ def delaylines(scope: set[int] | None = None) -> list[int]:
 
 
 def stray_delaylines(scope: set[int] | None = None) -> list[int]:
-    """Delay lines no live network owns (``owned_by_live``) and no live process started."""
+    """Delay lines no live network's record owns (``owned_by_live``), whoever started them:
+    what a test may call left behind. ``clean_networks`` stops only the orphans among them."""
     lines = delaylines(scope)
     if not lines:
         return []
-    return unowned(lines, owned_by_live(live_records(), lines))[0]
+    owned = owned_by_live(live_records(), lines)
+    return [p for p in lines if p not in owned]
 
 
 def unowned(lines: list[int], protect: Owned) -> tuple[list[int], list[tuple[int, int]]]:
