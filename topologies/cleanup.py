@@ -220,8 +220,10 @@ def leftovers(record: dict, protect: Owned = Owned()) -> dict[str, list]:
              if n not in protect.names]
     switches = [s for s in record.get("switches", []) if s not in protect.names]
     recorded = recorded_alive(record.get("pids", []))
-    found = (set(processes_in(set(record.get("netns", [])))) | set(node_shells(names))
-             | set(recorded))
+    # Shells found by node name only (a run killed before it recorded them): the name may be
+    # another network's, so only orphans count, as for delay lines.
+    by_name = unowned(node_shells(names), protect)[0]
+    found = set(processes_in(set(record.get("netns", [])))) | set(by_name) | set(recorded)
     return {"processes": sorted(p for p in found if p not in protect),
             "bridges": our_bridges(switches),
             "links": our_links(names)}
