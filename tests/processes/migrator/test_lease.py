@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from ground.protocol import Kind, format_line
 from migrator.guest.control import PAUSED, RUNNING
 from migrator.guest.holder import RENEWALS_PER_LEASE
 from migrator.guest.image import leftover_segments, remove_segments
@@ -201,3 +202,39 @@ def test_migrate_source_killed_in_a_cold_migration_leaves_the_guest_running(gues
         for proc in (source, dest):
             if proc is not None and proc.poll() is None:
                 kill(proc)
+
+
+def test_guest_handed_over_at_the_ack_waits_for_the_gate_and_never_resumes_at_the_source(
+        guest, tmp_path):
+    """The experiment's path: ``migrate-dest --gate`` ACKs and waits for GO (the runner re-plugs
+    the VM meanwhile); ``migrate-source`` hands the guest over and exits.  For longer than the
+    lease nobody renews it: the guest stays paused for its destination, then resumes there."""
+    env = {**ENV, "WANMIG_MIGRATION_KEY": secrets.token_hex(32)}
+    cli = [sys.executable, "-m", "wanmig.cli"]
+    dest = subprocess.Popen([*cli, "migrate-dest", "--listen", "127.0.0.1:0", "--vm",
+                             guest.name, "--location", "dc2", "--timeout-s", "30", "--gate",
+                             "--gate-timeout-s", "30"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+    try:
+        port = json.loads(read_line(dest, "LISTENING", 30).split(" ", 1)[1])["port"]
+        source = subprocess.run([*cli, "migrate-source", "--connect", f"127.0.0.1:{port}",
+                                 "--vm", guest.name, "--codec", "none", "--lease-s",
+                                 str(LEASE_S), "--out", str(tmp_path / "m")],
+                                capture_output=True, text=True, env=env, timeout=120)
+        assert source.returncode == 0, source.stdout[-2000:] + source.stderr[-2000:]
+        read_line(dest, "VERIFIED", 10)
+        holds_for(lambda: (s := guest.vm.state()).state == PAUSED and s.handed_over == 1,
+                  2.5 * LEASE_S, "handed over, paused until GO")
+        dest.stdin.write((format_line(Kind.GO) + "\n").encode())
+        dest.stdin.flush()
+        read_line(dest, "RESUMED", 20)
+        snap = guest.vm.state()
+        assert (snap.state, snap.location, snap.tag, snap.lease_expiries, snap.throttle) == \
+            (RUNNING, "dc2", "dst", 0, 0.0), snap
+        assert dest.wait(timeout=30) == 0
+    finally:
+        if dest.poll() is None:
+            kill(dest)
+        else:
+            dest.stdout.close()
+        dest.stdin.close()
