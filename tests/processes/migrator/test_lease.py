@@ -238,3 +238,21 @@ def test_guest_handed_over_at_the_ack_waits_for_the_gate_and_never_resumes_at_th
         else:
             dest.stdout.close()
         dest.stdin.close()
+
+
+def test_a_migrator_whose_lease_ran_out_cannot_complete(guest):
+    """A migrator that stopped renewing (hung) and comes back finds the guest running at the
+    source: the final state cannot be taken, nor the guest handed over."""
+    from migrator.guest.control import GuestError
+    from migrator.guest.vm import SharedVM
+
+    vm = SharedVM(guest.name, "src", lease_s=LEASE_S)
+    try:
+        vm.pause()
+        vm.lease.stop()                                    # renewals stop; the process lives
+        wait_for(lambda: guest.vm.state().state == RUNNING, LEASE_S + 2.0, "lease expiry")
+        with pytest.raises(GuestError, match="lease on the guest ran out"):
+            vm.save_state()
+        assert not vm.hand_over() and guest.vm.state().handed_over == 0
+    finally:
+        vm.close()
