@@ -5,16 +5,26 @@ from __future__ import annotations
 import re
 import subprocess
 
-from topologies.cleanup import node_shells, our_bridges, our_links, stray_delaylines
+from topologies.cleanup import (
+    live_records,
+    node_shells,
+    our_bridges,
+    our_links,
+    owned_by_live,
+    stray_delaylines,
+)
 from topologies.names import node_names
 
 
 def leftovers(spec) -> dict[str, list]:
-    """What of ``spec``'s network still exists on this machine."""
+    """What of ``spec``'s network still exists on this machine (a shell of the same name that
+    a live network's record owns, another test's ``wl1`` say, is not ours)."""
     names = sorted(set(node_names(spec.sites, len(spec.wan))))
     switches = [n for n in names if re.fullmatch(r"[a-z][a-z0-9]*(s1|l\d+|p\d+)", n)]
+    owned = owned_by_live(live_records(), [])
     return {"bridges": our_bridges(switches), "links": our_links(names),
-            "shells": node_shells(names), "delaylines": stray_delaylines()}
+            "shells": [p for p in node_shells(names) if p not in owned],
+            "delaylines": stray_delaylines()}
 
 
 def assert_nothing_left(spec) -> None:

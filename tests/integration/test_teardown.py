@@ -77,4 +77,7 @@ def test_killed_run_is_removed_by_wanmig_clean(choice, tmp_path):
     assert_nothing_left(spec)
     assert read_default() == rmem_before, "wanmig clean did not put net.core.rmem_default back"
     assert not list((tmp_path / "state").glob("net-*.json")), "the cleanup record is still there"
-    assert clean(env).strip() == "nothing to clean"
+    # A second clean has nothing to do; it may only say what it keeps (another run's delay line
+    # or VM memory on this machine, owned by a live process).
+    again = clean(env).strip().splitlines()
+    assert again == ["nothing to clean"] or all(a.startswith("kept ") for a in again), again
