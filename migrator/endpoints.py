@@ -34,8 +34,9 @@ from migrator.core.records import MigrationResult
 from migrator.memory.pages import PAGE_SIZE
 from migrator.transport.channel import TransportError
 from migrator.transport.options import TransportOptions
-from migrator.transport.receiver import DestResult, MemoryFactory, Receiver, listen
+from migrator.transport.receiver import DestResult, MemoryFactory, Receiver
 from migrator.transport.sender import TcpSender
+from migrator.transport.sockets import listen
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +164,7 @@ def run_dest(listen_at: tuple[str, int], key: bytes, memory_factory: MemoryFacto
              bdp_hint_bytes: float = 0.0, rcvbuf_bytes: int | None = None,
              on_listening: Callable[[tuple[str, int]], None] | None = None) -> DestResult:
     """Receive one migration on ``listen_at`` (port 0: any; ``on_listening`` gets the address;
-    ``rcvbuf_bytes``: a fixed receive buffer, see ``receiver.listen``)."""
+    ``rcvbuf_bytes``: a fixed receive buffer, see ``sockets.listen``)."""
     sock, granted = listen(listen_at, bdp_hint_bytes, rcvbuf_bytes=rcvbuf_bytes)
     try:
         if on_listening is not None:

@@ -108,6 +108,7 @@ class Receiver:
         self._lock = threading.Lock()
         self._done = threading.Event()
         self._expected = 0
+        self._open_streams = 0
         self._last_data = time.monotonic()
         self._hash: tuple[bytes, float] | None = None
         self._hash_done = threading.Event()
@@ -291,7 +292,7 @@ class Receiver:
         with self._lock:
             self.result.data_streams += 1
         dec = PagesDecoder(self.mem.memory.shape[0], self.xbzrle_cache_mib)
-        ended = False
+        ended = carrying = False
         while True:
             msg = ch.recv(eof_ok=ended)
             self._last_data = time.monotonic()
@@ -300,6 +301,8 @@ class Receiver:
             if ended:
                 raise FrameError(f"{ch.name}: {type(msg).__name__} after the end marker")
             if isinstance(msg, Pages):
+                if not carrying:
+                    carrying = self._carrying(+1)
                 idx, pages, zero = dec.decode(msg)
                 self.mem.apply(msg.round, idx, pages, zero)
             elif isinstance(msg, RoundEnd):
@@ -308,8 +311,20 @@ class Receiver:
                                      f"{msg.zero_pages} zero, received {dec.pages} + "
                                      f"{dec.zero_pages}")
                 ended = True
+                if carrying:
+                    self._carrying(-1)
             else:
                 raise FrameError(f"{ch.name}: unexpected {type(msg).__name__}")
+
+    def _carrying(self, step: int) -> bool:
+        """Count the data streams that carried pages and have not reached their end marker:
+        the image is checked only once every one of them has (whatever follows a stream's
+        last page, a replayed frame say, is read and refused before the ACK)."""
+        assert self.mem is not None
+        with self.mem.cv:
+            self._open_streams += step
+            self.mem.cv.notify_all()
+        return True
 
     # --- verification --------------------------------------------------------------------------
 
@@ -319,7 +334,8 @@ class Receiver:
         try:
             with self.mem.cv:
                 last, last_t = self.mem.received, time.monotonic()
-                while self.mem.received < self._expected and not self._done.is_set():
+                while (self.mem.received < self._expected or self._open_streams) \
+                        and not self._done.is_set():
                     if self.mem.received != last:
                         last, last_t = self.mem.received, time.monotonic()
                     if time.monotonic() - last_t > self.timeout_s:
@@ -366,23 +382,3 @@ class Receiver:
             self._done.set()
         log.info("migration verified and switched over (hash %.3f s, resume %.3f s)",
                  self.result.hash_s, self.result.resume_s)
-
-
-def listen(addr: tuple[str, int], bdp_hint_bytes: float = 0.0, streams: int = 4,
-           rcvbuf_bytes: int | None = None) -> tuple[socket.socket, dict]:
-    """A listening socket with SO_RCVBUF sized before listen (the window scale is fixed at the
-    SYN, so it must be set here); returns it and what the kernel granted. ``rcvbuf_bytes``:
-    this size instead of the plan for ``bdp_hint_bytes`` (``sockets.fixed_buffer``)."""
-    from migrator.transport.sockets import fixed_buffer, size_buffer
-
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        granted = size_buffer(sock, socket.SO_RCVBUF, bdp_hint_bytes, streams) \
-            if rcvbuf_bytes is None else fixed_buffer(sock, socket.SO_RCVBUF, rcvbuf_bytes)
-        sock.bind(addr)
-        sock.listen(32)
-    except BaseException:
-        sock.close()
-        raise
-    return sock, granted

@@ -76,3 +76,21 @@ def congestion_control(sock: socket.socket) -> str:
     except (OSError, AttributeError):
         return ""
     return raw.split(b"\0", 1)[0].decode("ascii", "replace")
+
+
+def listen(addr: tuple[str, int], bdp_hint_bytes: float = 0.0, streams: int = 4,
+           rcvbuf_bytes: int | None = None) -> tuple[socket.socket, dict]:
+    """A listening socket with SO_RCVBUF sized before listen (the window scale is fixed at the
+    SYN, so it must be set here); returns it and what the kernel granted. ``rcvbuf_bytes``:
+    this size instead of the plan for ``bdp_hint_bytes`` (``sockets.fixed_buffer``)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        granted = size_buffer(sock, socket.SO_RCVBUF, bdp_hint_bytes, streams) \
+            if rcvbuf_bytes is None else fixed_buffer(sock, socket.SO_RCVBUF, rcvbuf_bytes)
+        sock.bind(addr)
+        sock.listen(32)
+    except BaseException:
+        sock.close()
+        raise
+    return sock, granted
