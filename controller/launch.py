@@ -90,6 +90,12 @@ class ControllerProcess:
         self.stop()
         self.start()
 
+    def kill(self) -> None:
+        """SIGKILL, as a crash: no clean shutdown (``start`` brings a fresh one up)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+
     def status(self) -> dict:
         try:
             return json.loads(self.status_path.read_text())

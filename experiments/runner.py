@@ -36,6 +36,7 @@ from typing import Any
 
 import yaml
 
+from experiments.faults.run import FaultRun
 from experiments.procs import Proc, ProcError, wait_for
 from experiments.progress import Progress
 from experiments.spec import ExperimentSpec, resolved_dict
@@ -50,6 +51,7 @@ log = logging.getLogger("wanmig.run")
 VM_NAME = "vm1"           # the Mininet host
 VM_ROLE = 9               # address plan role of VMs: 10.<site>.9.<n>
 MIGRATION_PORT = 7700
+DEST_GRACE_S = 15.0       # a destination running this long after the source ended is stopped
 PY = sys.executable
 
 
@@ -112,6 +114,7 @@ class Run:
         self.prepared: Any = None             # the VM's cable at the destination, not yet up
         self.iface = ""                       # the VM's interface once moved
         self.bar: Progress | None = None
+        self.faults = FaultRun(self, VM_NAME) if spec.faults else None   # experiments/faults
 
     # -- pieces ---------------------------------------------------------------------------------
     def _start(self, name: str, node: Any, argv: list[str], stdin: bool = False) -> Proc:
@@ -180,20 +183,27 @@ class Run:
         handlers = {Kind.STARTED: self._on_started, Kind.PAUSED: self._on_paused,
                     Kind.PROGRESS: self._on_progress, Kind.VERIFIED: self._on_verified,
                     Kind.RESUMED: self._on_resumed}
-        ended: set[str] = set()
+        ended: dict[str, float] = {}
         deadline = time.monotonic() + budget
         with Progress(total_bytes=self.spec.vm.memory_bytes) as self.bar:
-            while ended != {"source", "dest"}:
+            while ended.keys() != {"source", "dest"}:
                 if time.monotonic() > deadline:
                     raise RunError(f"migration still running after {budget:.0f} s")
+                if "dest" not in ended and time.monotonic() - ended.get("source", 1e300) \
+                        > DEST_GRACE_S:     # nothing will come: do not wait for its timeout
+                    log.warning("the destination migrator still runs %.0f s after the source "
+                                "ended: stopping it", DEST_GRACE_S)
+                    self.procs["dest"].stop()
                 try:
                     who, line = self.lines.get(timeout=1.0)
                 except queue.Empty:
                     continue
                 if line is None:
-                    ended.add(who)
+                    ended[who] = time.monotonic()
                     continue
                 msg = parse_line(line)          # None: a log line or the result record
+                if msg is not None and self.faults is not None:
+                    self.faults.on_message(msg)
                 if msg is not None and msg.kind in handlers:
                     handlers[msg.kind](msg)
         for name in ("source", "dest"):
@@ -226,7 +236,10 @@ class Run:
         t0 = time.time()
         self.iface = complete_move(self.net, self.prepared)
         self.times["network_move_ms"] = (time.time() - t0) * 1e3
-        self.procs["dest"].send(format_line(Kind.GO))
+        try:
+            self.procs["dest"].send(format_line(Kind.GO))
+        except OSError as exc:          # it died after VERIFIED (a fault, a crash)
+            log.error("could not say GO to the destination migrator: %s", exc)
 
     def _on_resumed(self, msg: Message) -> None:
         """The guest runs at the destination: it announces itself; the old cable goes."""
@@ -239,6 +252,8 @@ class Run:
     # -- the run --------------------------------------------------------------------------------
     def execute(self) -> None:
         (self.out / "logs").mkdir(exist_ok=True)
+        if self.faults is not None:
+            self.faults.check()
         vm_host = self._add_vm()
         self._start_guest(vm_host)
         self._start("announce", vm_host, [PY, "-m", "migrator.guest.announce", "--iface", "-",
@@ -250,13 +265,18 @@ class Run:
         time.sleep(self.spec.schedule.warmup_s)      # the experiment's warm-up, as asked
         log.info("migrating %s -> %s", self.spec.placement.source,
                  self.spec.placement.destination)
+        if self.faults is not None:
+            self.faults.start()
         self._migrate()
         log.info("cool-down %.0f s", self.spec.schedule.cooldown_s)
         time.sleep(self.spec.schedule.cooldown_s)    # the experiment's cool-down, as asked
-        # The clients stop probing on SIGTERM, then read back every key they wrote.
-        self.procs["clients"].stop(timeout_s=90)
+        # The clients stop probing on SIGTERM, then read back every key they wrote (a paused
+        # VM makes every request wait for its retry budget, hence the longer wait with faults).
+        self.procs["clients"].stop(timeout_s=150 if self.faults is not None else 90)
 
     def stop(self) -> None:
+        if self.faults is not None:      # where the VM is, before anything goes; faults undone
+            self.faults.finish()
         for proc in reversed(list(self.procs.values())):
             proc.stop(timeout_s=5)
         if self.guest is not None:
@@ -389,6 +409,10 @@ def collect(spec: ExperimentSpec, out: Path, run: Run | None, error: str | None,
                    encryption=src_summary.get("encryption"),
                    vm_site_expected=spec.placement.destination_site)
     metrics.update(fabric_metrics(fabric or {}))
+    if run is not None and run.faults is not None:
+        metrics.update(run.faults.results(probes, kv))
+        if result is None and "migration_start_t" in times:
+            metrics["outcome"] = "lost: the source migrator wrote no result"
     if metrics["fabric_drops"]:
         log.warning("the emulated fabric itself dropped %d frames in the userspace switch "
                     "during the run: the link was lossier than configured",

@@ -36,6 +36,7 @@ Example (every key shown has its default; an empty file is exactly the quickstar
       cooldown_s: 10             # clients keep running this long after the last migration
     repetitions: 1
     seed: 1                      # repetition r (0-based) uses seed + r
+    faults: []                   # faults injected during the run: experiments/faults/spec.py
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from experiments.faults.spec import FaultSpec, faults_dict, parse_faults
 from ground.config import ConfigError, Section
 from ground.yamlfile import read_yaml
 from migrator.core.policy import MigrationPolicy, parse_policy
@@ -54,7 +56,7 @@ from migrator.memory.workload import PRESETS, WorkloadParams, parse_workload
 from topologies.spec import TopologySpec, parse_topology
 
 KEYS = ("name", "description", "topology", "vm", "placement", "policy", "clients", "schedule",
-        "repetitions", "seed")
+        "repetitions", "seed", "faults")
 DEFAULT_NAME = "quickstart"
 DEFAULT_WORKLOAD = "web"
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")   # lands in a folder name
@@ -120,6 +122,7 @@ class ExperimentSpec:
     seed: int
     # Where the topology came from (a file path or 'inline'/'default'); for the record only.
     topology_source: str = field(default="default", compare=False)
+    faults: tuple[FaultSpec, ...] = ()
 
     def seed_for(self, repetition: int) -> int:
         """The seed of 0-based repetition ``repetition``."""
@@ -265,7 +268,9 @@ def parse_experiment(data: Any, base_dir: str | Path | None = None,
         schedule=_schedule(top.data.get("schedule"), "schedule"),
         repetitions=top.number("repetitions", 1, minimum=1, maximum=MAX_REPETITIONS,
                                integer=True),
-        seed=seed, topology_source=source)
+        seed=seed, topology_source=source,
+        faults=parse_faults(top.data.get("faults"), "faults", topo, placement.source_site,
+                            placement.destination_site))
 
 
 def load_experiment(path: str | Path) -> ExperimentSpec:
@@ -314,4 +319,5 @@ def resolved_dict(spec: ExperimentSpec) -> dict:
         "schedule": dataclasses.asdict(spec.schedule),
         "repetitions": spec.repetitions,
         "seed": spec.seed,
+        **({"faults": faults_dict(spec.faults)} if spec.faults else {}),
     }

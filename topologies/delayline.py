@@ -15,11 +15,14 @@ qdisc refuses is a counted drop, never a crash.
 Protocol with the parent (``ground.protocol``): READY with the parameters it runs with, once the
 rings are bound; the
 counters as JSON in ``--stats`` (rewritten every second and on exit). SIGTERM or SIGINT end it.
+With ``--control PATH`` it takes runtime changes on a Unix datagram socket there (an outage, a
+loss burst, an RTT step: ``topologies.linkcontrol``), checked between batches of frames.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import errno
 import json
@@ -29,12 +32,14 @@ import os
 import random
 import select
 import signal
+import socket
 import sys
 import time
 from array import array
 from dataclasses import asdict, dataclass
 
 from ground.protocol import Kind, say
+from topologies.linkcontrol import MAX_MESSAGE, LinkControl
 from topologies.linkmodel import LOST, LinkModel
 from topologies.packetring import (
     HEADER,
@@ -51,6 +56,7 @@ log = logging.getLogger("wanmig.delayline")
 
 PR_SET_TIMERSLACK = 29
 DEFAULT_SNDBUF = 16 << 20
+CONTROL_EVERY_S = 0.01    # a busy relay reads its control socket this often
 
 
 @dataclass
@@ -65,6 +71,7 @@ class DirectionStats:
     drop_oversize: int = 0    # frame longer than the slot (offloads left on?)
     drop_tx: int = 0          # send buffer full (sized so that this does not happen)
     drop_qdisc: int = 0       # refused by the output qdisc (the HTB queue is full)
+    drop_fault: int = 0       # arrived while the link was cut (an injected outage)
     max_queued_frames: int = 0
     late_max_us: float = 0.0  # worst release after its due time
     late_sum_us: float = 0.0  # for the mean lateness
@@ -98,6 +105,8 @@ class Relay:
         self.head = [0, 0]
         self.tail = [0, 0]
         self.running = True
+        self.control = LinkControl(self.scheds)
+        self.control_sock: socket.socket | None = None
 
     def _drain(self, i: int, clock_offset: float) -> None:
         """Read every new frame in RX ring ``i``: decide its fate and due time, keep it held."""
@@ -106,6 +115,7 @@ class Relay:
         unpack = HEADER.unpack_from
         h = self.head[i]
         held = (h - self.tail[i]) % nframes
+        cut = self.control.cut
         while held < nframes - 1:
             status, length, snaplen, _mac, _net, sec, nsec = unpack(mm, h * fsize)
             if not status & TP_STATUS_USER:
@@ -114,6 +124,9 @@ class Relay:
             st.rx_bytes += length
             if snaplen < length:
                 st.drop_oversize += 1
+                due[h] = -1.0
+            elif cut:
+                st.drop_fault += 1
                 due[h] = -1.0
             else:
                 d = due[h] = sched.release(sec + nsec * 1e-9 - clock_offset, length)
@@ -171,22 +184,58 @@ class Relay:
                 nxt = min(nxt, self.due[i][self.tail[i]])
         return nxt
 
+    def open_control(self, path: str) -> None:
+        """The runtime control socket (``topologies.linkcontrol``) at ``path``."""
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        sock.bind(path)
+        sock.setblocking(False)
+        self.control_sock = sock
+
+    def _read_control(self) -> None:
+        """Apply every control message waiting; answer each sender that has an address."""
+        sock = self.control_sock
+        assert sock is not None
+        while True:
+            try:
+                data, sender = sock.recvfrom(MAX_MESSAGE + 1)
+            except (BlockingIOError, InterruptedError):
+                return
+            answer = self.control.handle(data)
+            log.info("control %s -> %s", data[:200], answer)
+            if sender:
+                with contextlib.suppress(OSError):
+                    sock.sendto(json.dumps(answer).encode(), sender)
+
     def run(self, stats_path: str | None) -> None:
         ep = select.epoll()
         for ring in self.rx:
             # Edge-triggered: held slots keep a packet socket "readable", so level-triggered
             # polling would never sleep; each new frame still wakes us.
             ep.register(ring.sock.fileno(), select.EPOLLIN | select.EPOLLET)
-        last_stats = time.monotonic()
+        ctl_fd = None
+        if self.control_sock is not None:
+            ctl_fd = self.control_sock.fileno()
+            ep.register(ctl_fd, select.EPOLLIN | select.EPOLLET)
+        last_stats = last_control = time.monotonic()
         try:
             while self.running:
                 now = time.monotonic()
                 wait = self._next_due() - now
+                events: list = []
                 if wait > 0.001:
                     # epoll rounds its timeout up to whole ms: wake up to 1 ms early, then sleep.
-                    ep.poll(min(wait - 0.001, 0.5))
-                elif wait > 0 and not ep.poll(0):
-                    time.sleep(wait)
+                    events = ep.poll(min(wait - 0.001, 0.5))
+                elif wait > 0:
+                    events = ep.poll(0)
+                    if not events:
+                        time.sleep(wait)
+                if ctl_fd is not None and (any(fd == ctl_fd for fd, _ in events)
+                                           or time.monotonic() - last_control
+                                           >= CONTROL_EVERY_S):
+                    self._read_control()
+                    last_control = time.monotonic()
                 offset = time.time() - time.monotonic()
                 self._drain(0, offset)
                 self._drain(1, offset)
@@ -207,6 +256,11 @@ class Relay:
                 ring.close()
             for sock in self.tx:
                 sock.close()
+            if self.control_sock is not None:
+                path = self.control_sock.getsockname()
+                self.control_sock.close()
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
 
     def _collect_drops(self) -> None:
         for i in (0, 1):
@@ -214,7 +268,8 @@ class Relay:
 
     def write_stats(self, path: str) -> None:
         data = {"a_to_b": self.stats[0].to_json(), "b_to_a": self.stats[1].to_json(),
-                "if_a": self.names[0], "if_b": self.names[1], "pid": os.getpid()}
+                "if_a": self.names[0], "if_b": self.names[1], "pid": os.getpid(),
+                "control": self.control.state()}
         tmp = f"{path}.tmp"
         with open(tmp, "w") as fh:
             json.dump(data, fh)
@@ -246,6 +301,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sndbuf", type=int, default=DEFAULT_SNDBUF, help="send buffer, bytes")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--stats", help="JSON counters file")
+    p.add_argument("--control", help="Unix datagram socket for runtime changes "
+                                     "(topologies.linkcontrol)")
     return p.parse_args(argv)
 
 
@@ -269,6 +326,8 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    if args.control:
+        relay.open_control(args.control)
     say(Kind.READY, pid=os.getpid(), delay_ms=args.delay_ms, jitter_ms=args.jitter_ms,
         loss_pct=args.loss_pct, rate_mbps=args.rate_mbps, queue_pkts=args.queue_pkts)
     relay.run(args.stats)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import select
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from typing import Any
 
 from ground.errors import NotAsAskedError
 from ground.protocol import Kind, expect
-from topologies.cleanup import Registry, netns_inode
+from topologies.cleanup import Registry, netns_inode, state_dir
 from topologies.detect import Choice
 from topologies.plan import PREFIX_LEN, NetworkPlan, plan_network
 from topologies.shaping import (
@@ -60,6 +61,7 @@ class WanLinkState:
     relay: str | None = None
     relay_proc: Any = None
     relay_stats_path: str | None = None
+    relay_control_path: str | None = None   # runtime changes (topologies.linkcontrol)
     relay_stats: dict | None = None
     fabric_rtt_ms: float | None = None    # what switches and veths add to the RTT (measured)
     relay_delay_ms: float | None = None   # the relay's one-way delay after compensating it
@@ -385,6 +387,8 @@ class WanNetwork:
         delay = d.delay_ms if delay_ms is None else delay_ms
         link.relay_delay_ms = delay
         link.relay_stats_path = str(self.workdir / f"{link.relay}-stats.json")
+        # A socket path has at most 107 bytes: not under a run folder, next to the records.
+        link.relay_control_path = str(state_dir() / f"{link.relay}-{os.getpid()}.ctl")
         Path(link.relay_stats_path).unlink(missing_ok=True)    # never read a previous run's
         errlog = open(self.workdir / f"{link.relay}.log", "w")  # noqa: SIM115 - lives with proc
         cmd = [sys.executable, "-m", "topologies.delayline", "--if-a", ifs[0], "--if-b", ifs[1],
@@ -395,7 +399,7 @@ class WanNetwork:
                "--ring-frames", str(relay_ring_frames(d)),
                "--sndbuf", str(relay_sndbuf_bytes(d)),
                "--seed", str(self.seed + link.index),
-               "--stats", link.relay_stats_path]
+               "--stats", link.relay_stats_path, "--control", link.relay_control_path]
         proc = node.popen(cmd, stdout=subprocess.PIPE, stderr=errlog, text=True)
         link.relay_proc = proc
         ready, _, _ = select.select([proc.stdout], [], [], READY_TIMEOUT_S)
@@ -427,6 +431,8 @@ class WanNetwork:
                 proc.kill()
                 proc.wait(timeout=5)
         link.relay_proc = None
+        if link.relay_control_path:
+            Path(link.relay_control_path).unlink(missing_ok=True)
         self.read_relay_stats(link)
 
     def read_relay_stats(self, link: WanLinkState) -> dict | None:
