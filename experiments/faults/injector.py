@@ -23,7 +23,7 @@ from typing import Any
 
 from experiments.faults.actions import FaultError, RunActions
 from experiments.faults.spec import FaultSpec
-from experiments.faults.trigger import FaultPlan, MigrationTracker
+from experiments.faults.trigger import INSTANT_KINDS, FaultPlan, MigrationTracker
 from ground.protocol import Message
 
 log = logging.getLogger("wanmig.faults")
@@ -58,11 +58,12 @@ class FaultInjector:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            self._step()
+            self.step()
             self._wake.wait(TICK_S)
             self._wake.clear()
 
-    def _step(self) -> None:
+    def step(self) -> None:
+        """One pass: fire what is due, undo what is over (the thread runs it every TICK_S)."""
         now = self.clock()
         with self._lock:
             phase, rnd = self.tracker.phase, self.tracker.round
@@ -78,7 +79,8 @@ class FaultInjector:
 
     def _end(self, i: int) -> None:
         rec = self._records[i]
-        self._do(i, "undone", self.actions.undo)
+        if self.faults[i].kind not in INSTANT_KINDS:     # a kill has nothing to undo
+            self._do(i, "undone", self.actions.undo)
         started, now = self.tracker.started_t, self.clock()
         rec["ended_t"] = now
         rec["ended_at"] = None if started is None else now - started

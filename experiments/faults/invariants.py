@@ -40,11 +40,12 @@ def one_site(evidence: Mapping[str, Any], last_reply_site: str | None) -> dict:
     if len(up) != 1:
         why.append(f"{len(up)} of the VM's cables are up ({[c.get('site') for c in up]})")
     site = up[0].get("site") if len(up) == 1 else None
-    witnesses = {"guest": guest.get("location"), "controller": evidence.get("controller_site"),
-                 "clients": last_reply_site}
+    witnesses = {"the guest says": guest.get("location"),
+                 "the controller saw": evidence.get("controller_site"),
+                 "the clients' last reply came from": last_reply_site}
     for who, seen in witnesses.items():
         if site is not None and seen is not None and seen != site:
-            why.append(f"the {who} places the VM at {seen}, its cable is at {site}")
+            why.append(f"{who} {seen}, the VM's cable is at {site}")
     dest_tag = evidence.get("dest_tag")
     split = bool(dest_tag) and guest.get("tag") == dest_tag \
         and evidence.get("source_outcome") != "completed"
