@@ -32,6 +32,7 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402 - after choosing the backend
 
+from experiments.faults.report import fault_lines, invariants_cell  # noqa: E402
 from experiments.summary import (  # noqa: E402
     LINK_TABLE,
     cell,
@@ -334,6 +335,10 @@ def write_report(directory: str | Path) -> Path:
                   ", ".join(sorted({str(r.get("outcome")) for r in rs}))]
                  for combo, rs in combos.items()]
         headers = [*keys, "runs", *metric_cols, "integrity", "outcome"]
+        if any(r.get("invariants_held") is not None for r in rows):     # a fault sweep
+            table = [[*t, invariants_cell(rs)] for t, rs in zip(table, combos.values(),
+                                                               strict=True)]
+            headers.append("invariants")
         figures = [name for name, *_ in SWEEP_FIGURES if (directory / f"{name}.png").is_file()]
         text = [f"# Sweep {directory.name}", "",
                 f"{len(rows)} runs, {len(combos)} combinations; values are mean ± standard "
@@ -349,6 +354,7 @@ def write_report(directory: str | Path) -> Path:
             text += ["## WAN links", "", "The path figures above sum the RTTs of the links the "
                      "migration crosses and take the smallest rate.", "",
                      _md_table(LINK_TABLE, link_rows(metrics)), ""]
+        text += fault_lines(metrics)
         if (directory / "timeline.png").is_file():
             text.append("![timeline](timeline.png)\n")
     path.write_text("\n".join(text))

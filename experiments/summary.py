@@ -33,6 +33,9 @@ log = logging.getLogger("wanmig.summary")
 
 SUMMARY_METRICS = (*METRIC_KEYS, "probes_lost", "dest_convergence_ms", "stop_reason",
                    "kv_integrity_ok", "memory_integrity_ok", "predicted_rounds")
+# Columns added when the runs injected faults (experiments.faults.run).
+FAULT_METRICS = ("invariants_held", "one_site", "split_brain", "lost_writes", "reachable",
+                 "leftovers")
 SWEPT_FILE = "swept.json"
 
 
@@ -96,7 +99,7 @@ def summary_rows(sweep_dir: Path) -> tuple[list[str], list[dict]]:
     for name, swept, metrics in runs:
         row = {"run": name, "repetition": swept.get("repetition", 0)}
         row.update({k: swept.get(k) for k in keys})
-        row.update({k: metrics.get(k) for k in SUMMARY_METRICS})
+        row.update({k: metrics.get(k) for k in (*SUMMARY_METRICS, *FAULT_METRICS)})
         rows.append(row)
     return keys, rows
 
@@ -104,7 +107,8 @@ def summary_rows(sweep_dir: Path) -> tuple[list[str], list[dict]]:
 def write_summary(sweep_dir: Path) -> Path:
     keys, rows = summary_rows(sweep_dir)
     path = Path(sweep_dir) / "summary.csv"
-    write_csv(path, ["run", "repetition", *keys, *SUMMARY_METRICS], rows)
+    faults = FAULT_METRICS if any(r.get("invariants_held") is not None for r in rows) else ()
+    write_csv(path, ["run", "repetition", *keys, *SUMMARY_METRICS, *faults], rows)
     return path
 
 
