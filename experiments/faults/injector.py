@@ -10,7 +10,8 @@ judge.
 One record per fault (``records()``, metrics.json's ``faults``): ``index``, ``kind``, ``at``
 (the trigger, in words), ``fired_at`` (seconds after the migration started; None: it never
 fired, the phase never came), ``fired_t`` (wall clock), ``phase``/``round`` seen when it fired,
-``ended_at``/``ended_t``, ``duration_s``, ``applied``/``undone`` (what the actions did), ``error``.
+``ended_at``/``ended_t``, ``ended_by`` (``duration``, or ``end of run``: in force
+until the run's end), ``duration_s``, ``applied``/``undone`` (what the actions did), ``error``.
 """
 
 from __future__ import annotations
@@ -39,8 +40,9 @@ class FaultInjector:
         self.plan = FaultPlan(list(faults))
         self._records = [{"index": i, "kind": f.kind, "at": f.trigger, "fired_at": None,
                           "fired_t": None, "phase": None, "round": None, "ended_at": None,
-                          "ended_t": None, "duration_s": f.duration_s, "applied": None,
-                          "undone": None, "error": None} for i, f in enumerate(faults)]
+                          "ended_t": None, "ended_by": None, "duration_s": f.duration_s,
+                          "applied": None, "undone": None, "error": None}
+                         for i, f in enumerate(faults)]
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -77,8 +79,9 @@ class FaultInjector:
         for i in self.plan.ending(self.clock()):
             self._end(i)
 
-    def _end(self, i: int) -> None:
+    def _end(self, i: int, by: str = "duration") -> None:
         rec = self._records[i]
+        rec["ended_by"] = by
         if self.faults[i].kind not in INSTANT_KINDS:     # a kill has nothing to undo
             self._do(i, "undone", self.actions.undo)
         started, now = self.tracker.started_t, self.clock()
@@ -100,7 +103,7 @@ class FaultInjector:
         if self._thread is not None:
             self._thread.join(timeout=60)
         for i in self.plan.finish():
-            self._end(i)
+            self._end(i, by="end of run")
 
     def records(self) -> list[dict[str, Any]]:
         return [dict(r) for r in self._records]

@@ -85,6 +85,14 @@ def reachable(probes: Sequence[Probe], settle_t: float | None) -> dict:
             "first_reply_after_settle_t": first, "final_reply_frac": frac}
 
 
+def settle_time(records: Sequence[Mapping[str, Any]]) -> float | None:
+    """When the last fault was over (wall clock): its end, or when it fired if it stayed in
+    force until the run's end (undone after the clients stopped, so its end cannot count)."""
+    ends = [r["ended_t"] if r.get("ended_by") == "duration" else r["fired_t"]
+            for r in records if r.get("fired_t") is not None]
+    return max(ends) if ends else None
+
+
 def last_reply_site(probes: Sequence[Probe]) -> str | None:
     answered = [p for p in probes if p.t_reply is not None]
     return max(answered, key=lambda p: p.t_reply or 0.0).site if answered else None

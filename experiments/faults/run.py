@@ -21,7 +21,7 @@ from typing import Any
 from experiments.faults.actions import RunActions
 from experiments.faults.evidence import left_behind, network_record, where_is_vm
 from experiments.faults.injector import FaultInjector
-from experiments.faults.invariants import judge
+from experiments.faults.invariants import judge, settle_time
 from experiments.metrics import parse_probes
 from ground.protocol import Message
 
@@ -72,10 +72,9 @@ class FaultRun:
     def results(self, probe_rows: Iterable[Mapping[str, Any]],
                 kv_rows: Iterable[Mapping[str, Any]] | None) -> dict:
         records = self.injector.records()
-        ends = [r[k] for r in records for k in ("fired_t", "ended_t") if r.get(k) is not None]
         leftovers = left_behind(self.record, self.pids, self.run.image, self.files)
-        inv = judge(self.evidence, parse_probes(probe_rows), kv_rows,
-                    max(ends) if ends else None, leftovers)
+        inv = judge(self.evidence, parse_probes(probe_rows), kv_rows, settle_time(records),
+                    leftovers)
         inv["evidence"] = self.evidence
         for r in records:
             if r["fired_at"] is None:

@@ -57,6 +57,7 @@ def test_an_outage_at_live_round_1_fires_then_ends_after_its_duration():
     (rec,) = inj.records()
     assert rec["at"] == "live round 1" and rec["fired_at"] == 3.0 and rec["ended_at"] == 5.0
     assert (rec["phase"], rec["round"], rec["error"]) == ("live", 1, None)
+    assert rec["ended_by"] == "duration"
     assert rec["applied"] == {"did": "wan-outage"} and rec["undone"] == {"undid": "wan-outage"}
 
 
@@ -83,6 +84,7 @@ def test_finish_undoes_what_is_in_force_and_a_fault_never_reached_stays_unfired(
     assert acts.log == [("apply", "rtt-step"), ("undo", "rtt-step")]
     step, cut = inj.records()
     assert step["fired_at"] == 1.0 and step["ended_at"] == 1.0
+    assert step["ended_by"] == "end of run"
     assert cut["fired_at"] is None and cut["applied"] is None
 
 

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from experiments.faults.invariants import judge, lost_writes, one_site, reachable
+from experiments.faults.invariants import (
+    judge,
+    lost_writes,
+    one_site,
+    reachable,
+    settle_time,
+)
 from experiments.metrics import Probe
 
 AT_DST = {"guest": {"state": "running", "location": "dc2", "tag": "dst"},
@@ -111,3 +117,12 @@ def test_judge_holds_only_when_all_four_hold():
     assert judge(with_guest(AT_DST, state="paused"), ps, rows, 1.0, [])["held"] is False
     lost = kv(("PUT", "k", "v", "1", "ok"), ("READBACK", "k", "", "2", "missing"))
     assert judge(AT_DST, ps, lost, 1.0, [])["held"] is False
+
+
+def test_settle_time_is_the_last_end_or_the_firing_of_a_fault_left_to_the_end():
+    assert settle_time([]) is None
+    recs = [{"fired_t": 10.0, "ended_t": 12.0, "ended_by": "duration"},
+            {"fired_t": 11.0, "ended_t": 30.0, "ended_by": "end of run"},
+            {"fired_t": None, "ended_t": None, "ended_by": None}]
+    assert settle_time(recs) == 12.0
+    assert settle_time(recs[1:]) == 11.0
