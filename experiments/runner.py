@@ -36,6 +36,7 @@ from typing import Any
 
 import yaml
 
+from experiments.faults.actions import FaultError
 from experiments.faults.run import FaultRun
 from experiments.procs import Proc, ProcError, wait_for
 from experiments.progress import Progress
@@ -327,7 +328,7 @@ def run_experiment(spec: ExperimentSpec, out: Path) -> dict:
     except KeyboardInterrupt:
         error = "interrupted"
         raise
-    except (RunError, ProcError) as exc:
+    except (RunError, ProcError, FaultError) as exc:
         error = str(exc)
         raise
     finally:
