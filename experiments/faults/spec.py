@@ -26,6 +26,7 @@ with ``target: source``): one grid key then sweeps every fault.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -113,7 +114,9 @@ def parse_fault(data: Any, path: str, topo: TopologySpec, path_links: list[int])
         raise ConfigError(path, data, "a fault: a mapping with kind and a trigger")
     kind = data.get("kind")
     if kind not in KINDS:
-        raise ConfigError(join(path, "kind"), kind, f"one of {', '.join(KINDS)}")
+        close = difflib.get_close_matches(str(kind), KINDS, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(join(path, "kind"), kind, f"one of {', '.join(KINDS)}{hint}")
     sec = Section(data, path, (*TRIGGER_KEYS, *KIND_KEYS[kind]))
     at_s, phase, rnd = _trigger(sec)
     duration: float | None = None

@@ -98,9 +98,11 @@ def test_bad_faults_name_their_key_and_what_was_expected(fault, path, expected):
     assert expected in err.value.expected, err.value
 
 
-def test_a_misspelt_key_gets_a_suggestion():
+def test_a_misspelt_key_or_kind_gets_a_suggestion():
     with pytest.raises(ConfigError, match=r"did you mean 'duration_s'"):
         faults({"kind": "wan-outage", "phase": "live", "duraton_s": 3})
+    with pytest.raises(ConfigError, match=r"did you mean 'kill-source'"):
+        faults({"kind": "kill-sorce", "phase": "live"})
 
 
 def test_faults_must_be_a_short_list():
