@@ -54,6 +54,9 @@ def invariants_cell(rows: list[Mapping[str, Any]]) -> str:
     for r in rows:
         if r.get("invariants_held") is True:
             continue
+        if r.get("invariants_held") is None:    # the run failed before the VM existed
+            broken.append("not checked")
+            continue
         what = [w for w, bad in (("not one site", r.get("one_site") is not True),
                                  ("split brain", r.get("split_brain") is True),
                                  (f"{r.get('lost_writes')} lost writes",

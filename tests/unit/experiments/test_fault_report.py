@@ -47,6 +47,7 @@ def test_a_sweep_cell_says_held_or_what_broke():
     bad = {**held, "invariants_held": False, "one_site": False, "lost_writes": 3,
            "reachable": False}
     assert invariants_cell([held, bad]) == "NO: not one site, 3 lost writes, unreachable"
+    assert invariants_cell([{"invariants_held": None}]) == "NO: not checked"
 
 
 def test_summary_has_the_invariant_columns_only_when_faults_ran(tmp_path):
