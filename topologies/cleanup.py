@@ -26,6 +26,7 @@ import os
 import re
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -255,6 +256,29 @@ def _owner_alive(record: dict) -> bool:
     return pid != os.getpid() and same_process(pid, record.get("owner_start"))
 
 
+def stale_control_sockets(alive: Callable[[int], bool], include_live: bool = False
+                          ) -> list[Path]:
+    """Delay-line control sockets (``<relay>-<owner pid>.ctl``, ``topologies.linkcontrol``)
+    whose owner is gone (every one with ``include_live``); the relay removes its own on a
+    clean exit, not when it is killed."""
+    out = []
+    for path in sorted(state_dir().glob("*.ctl")):
+        pid = path.stem.rpartition("-")[2]
+        if include_live or not pid.isdigit() or not alive(int(pid)):
+            out.append(path)
+    return out
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def clean_networks(include_live: bool = False, *, scope: set[int] | None = None) -> list[str]:
     """Remove what crashed runs left. Networks whose owner still runs are kept, with all they
     own, unless ``include_live`` (their owner is killed first). ``scope`` limits the search
@@ -279,4 +303,7 @@ def clean_networks(include_live: bool = False, *, scope: set[int] | None = None)
         _kill(strays)
         actions.append(f"stopped {len(strays)} stray delay line(s) no live network owns: "
                        + ", ".join(map(str, strays)))
+    for path in stale_control_sockets(_pid_alive, include_live):
+        path.unlink(missing_ok=True)
+        actions.append(f"removed control socket {path.name}")
     return actions
