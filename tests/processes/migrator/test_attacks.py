@@ -79,6 +79,18 @@ def _migrate(addr, encryption: str = "aes-256-gcm", timeout_s: float = 6.0):
     return res, vm, before
 
 
+def _through_relay(tamper, encryption: str = "aes-256-gcm", dest_timeout_s: float = 6.0):
+    """A migration through a relay applying ``tamper``: (result, vm, memory before, dest)."""
+    dest = Dest(timeout_s=dest_timeout_s)
+    relay = Relay(dest.addr, tamper)
+    try:
+        res, vm, before = _migrate(relay.addr, encryption)
+        dest.join()
+    finally:
+        relay.close()
+    return res, vm, before, dest
+
+
 def _assert_guest_safe_at_source(res, vm, before, dest: Dest) -> None:
     context = f"source {res}\ndestination {dest.result}"
     assert res.outcome.startswith("aborted"), context
@@ -125,14 +137,8 @@ def _on_first(kind: MsgType, direction: str, change):
 @pytest.mark.parametrize("encryption", ["aes-256-gcm", "none"])
 def test_a_page_rewritten_on_the_path_aborts_with_the_guest_at_the_source(encryption):
     """With encryption the frame's tag fails; without, the keyed image check at the end."""
-    dest = Dest()
     tamper, done = _on_first(MsgType.PAGES, "s2d", lambda f: [flip_payload_byte(f, 5000)])
-    relay = Relay(dest.addr, tamper)
-    try:
-        res, vm, before = _migrate(relay.addr, encryption)
-        dest.join()
-    finally:
-        relay.close()
+    res, vm, before, dest = _through_relay(tamper, encryption)
     assert done.is_set(), "no PAGES frame went through the relay"
     _assert_guest_safe_at_source(res, vm, before, dest)
     why = "authentication tag" if encryption != "none" else "digest mismatch"
@@ -159,13 +165,7 @@ def test_replayed_reordered_or_dropped_frames_are_refused(change):
         done.set()
         return [frames[1], frames[0]]
 
-    dest = Dest()
-    relay = Relay(dest.addr, tamper)
-    try:
-        res, vm, before = _migrate(relay.addr)
-        dest.join()
-    finally:
-        relay.close()
+    res, vm, before, dest = _through_relay(tamper)
     assert done.is_set(), "the relay never got to tamper"
     _assert_guest_safe_at_source(res, vm, before, dest)
 
@@ -234,13 +234,8 @@ def test_a_rewritten_hello_fails_authentication(field, value):
             return [with_crc(bytes(head) + body)]
         return [frame]
 
-    dest = Dest(timeout_s=3.0)
-    relay = Relay(dest.addr, tamper)
-    try:
-        res, vm, before = _migrate(relay.addr)
-        d = dest.join()
-    finally:
-        relay.close()
+    res, vm, before, dest = _through_relay(tamper, dest_timeout_s=3.0)
+    d = dest.result
     assert res.outcome.startswith("aborted") and "authentication" in (res.error or ""), res
     assert not vm.paused and np.array_equal(vm.memory, before)
     assert not d.ok and d.refused >= 1 and "authentication" in " ".join(d.refusals), d

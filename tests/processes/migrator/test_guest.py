@@ -31,6 +31,7 @@ from migrator.guest.vm import GuestStartError, SharedVM, create_dest_memory, sta
 from migrator.memory.pages import PAGE_SIZE
 from migrator.memory.workload import MIB, preset
 from migrator.wire.digest import image_digest
+from tests.processes.migrator.waiting import wait_for
 
 NPAGES = 2048                # 8 MiB
 KV_PAGES = 16
@@ -100,15 +101,6 @@ class KVClient:
         self.file.close()
         self.sock.close()
 
-
-def wait_for(cond, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError(f"{what}: not within {timeout} s")
 
 
 # --- the protocol, pure ------------------------------------------------------------------------

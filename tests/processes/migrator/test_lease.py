@@ -27,6 +27,7 @@ from migrator.guest.control import PAUSED, RUNNING
 from migrator.guest.holder import RENEWALS_PER_LEASE
 from migrator.guest.image import leftover_segments, remove_segments
 from migrator.guest.vm import create_dest_memory, start_guest
+from tests.processes.migrator.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[3]
 LEASE_S = 1.0
@@ -49,15 +50,6 @@ print("HELD", flush=True)
 time.sleep(600)
 """
 
-
-def wait_for(cond, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError(f"{what}: not within {timeout} s")
 
 
 def holds_for(cond, seconds: float, what: str) -> None:
@@ -129,6 +121,16 @@ def test_paused_guest_resumes_by_itself_once_its_pauser_is_killed(guest):
     wait_for(lambda: len(guest.vm.read_and_clear_dirty()) > 0, 2.0, "the guest writes again")
 
 
+def switch_to_a_copy(guest) -> None:
+    """Switch the paused guest onto an exact copy of its memory at dc2 (a migration's end)."""
+    dest = create_dest_memory(guest.name, "dst", NPAGES)
+    try:
+        dest.pages[:] = guest.vm.memory.pages
+        guest.vm.switch_to("dst", "dc2")
+    finally:
+        dest.close()
+
+
 def test_handed_over_guest_waits_for_its_destination(guest):
     holder = hold(guest, "handover")
     kill(holder)
@@ -136,12 +138,7 @@ def test_handed_over_guest_waits_for_its_destination(guest):
               "a guest the destination owns stays paused")
     snap = guest.vm.state()
     assert snap.handed_over == 1 and snap.lease_expiries == 0
-    dest = create_dest_memory(guest.name, "dst", NPAGES)
-    try:
-        dest.pages[:] = guest.vm.memory.pages
-        guest.vm.switch_to("dst", "dc2")
-    finally:
-        dest.close()
+    switch_to_a_copy(guest)
     snap = guest.vm.state()
     assert (snap.state, snap.location, snap.tag, snap.handed_over) == (RUNNING, "dc2", "dst", 0)
 
@@ -165,12 +162,7 @@ def test_switched_guest_runs_unthrottled(guest):
     guest.vm.set_throttle(0.8)
     guest.vm.set_dirty_limit(2e6)
     guest.vm.pause()
-    dest = create_dest_memory(guest.name, "dst", NPAGES)
-    try:
-        dest.pages[:] = guest.vm.memory.pages
-        guest.vm.switch_to("dst", "dc2")
-    finally:
-        dest.close()
+    switch_to_a_copy(guest)
     snap = guest.vm.state()
     blob = json.loads(snap.blob)
     assert (snap.throttle, snap.dirty_limit, snap.lease_deadline) == (0.0, 0.0, 0.0), snap

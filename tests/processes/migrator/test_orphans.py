@@ -23,6 +23,7 @@ import pytest
 from ground.records import same_process, start_time, write_record
 from migrator.guest.image import GuestMemory, clean_images, leftover_segments
 from migrator.guest.records import clean_guests, record_path
+from tests.processes.migrator.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -36,15 +37,6 @@ def dirs(tmp_path, monkeypatch):
     monkeypatch.setenv("WANMIG_STATE_DIR", str(state))
     return shm, state
 
-
-def wait_for(cond, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"{what}: not within {timeout} s")
 
 
 def guest_record(state: Path) -> dict | None:
