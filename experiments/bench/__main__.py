@@ -10,7 +10,17 @@ import logging
 import sys
 from collections.abc import Callable
 
-from experiments.bench import codecs, controller, converge, idle, link, loopback, wan
+from experiments.bench import (
+    codecs,
+    controller,
+    converge,
+    encryption,
+    faults,
+    idle,
+    link,
+    loopback,
+    wan,
+)
 from experiments.bench.harness import entry
 from ground.errors import Exit
 
@@ -19,7 +29,7 @@ log = logging.getLogger("wanmig.bench")
 BENCHES: dict[str, Callable[[list[str]], int]] = {
     "link": link.main, "controller": controller.main, "codecs": codecs.main,
     "loopback": loopback.main, "idle": idle.main, "wan": wan.main,
-    "converge": converge.main}
+    "converge": converge.main, "encryption": encryption.main, "faults": faults.main}
 
 
 def main(argv: list[str] | None = None) -> int:
