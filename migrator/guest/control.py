@@ -381,12 +381,14 @@ class ControlBlock:
                        snap.dirty_limit)
 
     def ack(self, seq: int, state: int, *, location: str, tag: str, error: str = "",
-            blob: bytes = b"") -> None:
+            blob: bytes = b"", also: dict | None = None) -> None:
+        """The command's outcome, in one write with ``also`` (a switch's cleared lease: a
+        reader never sees the lease gone while the guest still names the source memory)."""
         if len(blob) > BLOB_MAX:
             raise ValueError(f"state blob of {len(blob)} bytes, at most {BLOB_MAX}")
         with self._locked():
             self._write(ack_seq=seq, state=state, location=location, tag=tag, error=error,
-                        blob=blob, heartbeat=time.monotonic())
+                        blob=blob, heartbeat=time.monotonic(), **(also or {}))
 
     def beat(self) -> None:
         """Heartbeat: one aligned 8-byte store, no lock (readers tolerate any recent value)."""

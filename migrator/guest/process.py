@@ -261,6 +261,7 @@ class Guest:
         self.plan.throttle = cmd.throttle
         self.plan.dirty_limit_Bps = cmd.dirty_limit or None
         error = ""
+        also = None
         if cmd.kind == CMD_PAUSE:
             self.state = PAUSED
         elif cmd.kind == CMD_RUN:
@@ -268,7 +269,7 @@ class Guest:
         elif cmd.kind == CMD_SWITCH:
             error = self._switch(cmd.tag, cmd.location)
             if not error:                # the migration is over: nothing slows the guest now
-                self.ctl.transact(lambda _state: lease.clear_at_switch())
+                also = lease.clear_at_switch()     # written with the new tag, at once
                 self.plan.throttle, self.plan.dirty_limit_Bps = 0.0, None
         else:
             error = f"unknown command {cmd.kind}"
@@ -276,7 +277,7 @@ class Guest:
                  "paused" if self.state == PAUSED else "running",
                  f", error {error}" if error else "")
         self.ctl.ack(cmd.seq, self.state, location=self.location, tag=self.mem.tag, error=error,
-                     blob=self.state_blob())
+                     blob=self.state_blob(), also=also)
 
     def _switch(self, tag: str, location: str) -> str:
         """Map memory ``tag``, rebuild the store from it, resume; '' or why not."""
