@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -64,9 +66,17 @@ def testbed(why: str) -> tuple[Any, Any]:
     return ready_choice()
 
 
+def _sigterm_to_interrupt(_sig: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def entry(main: Callable[[], int]) -> int:
     """A benchmark's exit status, its errors mapped as the wanmig command maps them
-    (``ground.errors.exit_status``): a message, not a traceback, for what is not a bug."""
+    (``ground.errors.exit_status``): a message, not a traceback, for what is not a bug.
+    SIGTERM is an interrupt, as for the wanmig command: whatever the benchmark built is torn
+    down (a terminated benchmark once left its network behind)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
     try:
         return int(main())
     except BaseException as exc:  # noqa: BLE001 - mapped to a status, or raised again
