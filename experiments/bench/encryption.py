@@ -18,7 +18,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from experiments.bench.harness import Bench, at_most, entry, testbed
+from experiments.bench.harness import Bench, at_most, attempt, entry, testbed
 from experiments.runner import run_experiment
 from experiments.spec import load_experiment
 from ground.table import render
@@ -56,8 +56,12 @@ def main(argv: list[str] | None = None) -> int:
         for mode in MODES:
             spec = dataclasses.replace(base, policy=dataclasses.replace(base.policy,
                                                                         encryption=mode))
-            m = run_experiment(spec, bench.run_dir(f"{mode}-{i}"))
+            label = f"{mode}-{i}"
+            m, errors = attempt(lambda lab, spec=spec: run_experiment(spec, bench.run_dir(lab)),
+                                label)
+            m = m or {"outcome": f"not run: {errors[-1][:60]}"}
             bench.add({"pair": i, "encryption": mode, "recorded": m.get("encryption"),
+                       "retried": errors,
                        "outcome": m.get("outcome"), "total_time_s": m.get("total_time_s"),
                        "downtime_ms": m.get("downtime_ms"),
                        "mean_goodput_mbps": m.get("mean_goodput_mbps"),

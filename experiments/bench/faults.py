@@ -18,7 +18,7 @@ import logging
 import sys
 from pathlib import Path
 
-from experiments.bench.harness import Bench, entry, holds, testbed
+from experiments.bench.harness import Bench, attempt, entry, holds, testbed
 from experiments.runner import run_experiment
 from experiments.sweep import expand, load_sweep
 from ground.table import render
@@ -63,9 +63,10 @@ def main(argv: list[str] | None = None) -> int:
                   meta={"spec": args.spec})
     for run in runs:
         log.info("fault cell %s", run.run_name)
-        m = run_experiment(run.spec, bench.run_dir(run.run_name))
-        row, verdict = judge(run.values, m)
-        bench.add({"run": run.run_name, **row}, verdict)
+        m, errors = attempt(lambda lab, run=run: run_experiment(run.spec, bench.run_dir(lab)),
+                            run.run_name)
+        row, verdict = judge(run.values, m or {"outcome": f"not run: {errors[-1][:60]}"})
+        bench.add({"run": run.run_name, **row, "retried": errors}, verdict)
 
     def cell(v: object, fmt: str = "") -> str:
         return "-" if v is None else (f"{v:{fmt}}" if fmt else str(v))

@@ -87,6 +87,26 @@ def entry(main: Callable[[], int]) -> int:
         return int(status)
 
 
+def attempt(run: Callable[[str], dict], what: str, tries: int = 2
+            ) -> tuple[dict | None, list[str]]:
+    """``run(label)``'s metrics (``label`` is ``what``, then ``what-try2``, ...: each try in a
+    folder of its own), made again (at most ``tries`` times in all) when it stops with a
+    RunError before measuring anything: the link preflight found the WAN not as asked (on this
+    2-core machine a 250 Mbit/s link measures 255-266 Mbit/s now and then), or the network did
+    not come up. Returns the metrics (None if every try failed) and each failure's message, for
+    the row: a retry is recorded, never hidden."""
+    from experiments.runner import RunError
+
+    errors: list[str] = []
+    for i in range(1, tries + 1):
+        try:
+            return run(what if i == 1 else f"{what}-try{i}"), errors
+        except RunError as exc:
+            errors.append(str(exc)[:300])
+            log.warning("%s, try %d of %d: %s", what, i, tries, exc)
+    return None, errors
+
+
 class Bench:
     """``bench = Bench("link", "WAN link benchmark")``; ``bench.add(row, *verdicts)`` per
     measurement; ``return bench.finish(table_text)``."""

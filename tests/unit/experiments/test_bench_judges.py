@@ -51,3 +51,32 @@ def test_a_sweep_counts_a_fault_run_by_its_invariants():
     assert run_passed({"outcome": "aborted: x", "invariants": HELD})
     assert not run_passed({"outcome": "completed", "invariants": {**HELD, "held": False}})
     assert run_passed({"outcome": "completed"}) and not run_passed({"outcome": "aborted"})
+
+
+def test_attempt_retries_a_run_error_in_a_folder_of_its_own_and_records_it():
+    from experiments.bench.harness import attempt
+    from experiments.runner import RunError
+
+    labels: list[str] = []
+
+    def flaky(label: str) -> dict:
+        labels.append(label)
+        if len(labels) == 1:
+            raise RunError("link preflight failed: goodput 258 Mbit/s")
+        return {"outcome": "completed"}
+
+    m, errors = attempt(flaky, "aes-1")
+    assert m == {"outcome": "completed"} and labels == ["aes-1", "aes-1-try2"]
+    assert len(errors) == 1 and "preflight" in errors[0]
+
+    def broken(label: str) -> dict:
+        raise RunError("network did not come up")
+
+    m, errors = attempt(broken, "x", tries=2)
+    assert m is None and len(errors) == 2
+
+    def bug(label: str) -> dict:
+        raise ValueError("a bug is not retried")
+
+    with pytest.raises(ValueError):
+        attempt(bug, "y")
