@@ -7,7 +7,8 @@ PY        := $(VENV)/bin/python
 WANMIG    := $(VENV)/bin/wanmig
 STAMP     := $(VENV)/.installed
 DEB_PKGS  := mininet openvswitch-switch iperf3 ethtool iputils-ping iproute2 procps psmisc \
-             python3-venv python3-dev python3-cryptography
+             python3-venv python3-dev python3-cryptography \
+             qemu-system-x86 busybox-static gcc libc6-dev cpio
 
 .PHONY: setup debs run test unit bench lint clean check ovs
 
