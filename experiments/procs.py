@@ -13,6 +13,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -106,3 +107,36 @@ def wait_for(lines: queue.Queue, procs: dict[str, Proc], name: str, kind: Kind,
             msg = parse_line(line)
             if msg is not None and msg.kind is kind:
                 return msg
+
+
+def follow(lines: queue.Queue, names: set[str], handlers: dict[Kind, Callable[[Message], None]],
+           budget_s: float, what: str, *, on_message: Callable[[Message], None] | None = None,
+           on_tick: Callable[[dict[str, float]], None] | None = None) -> dict[str, float]:
+    """Every ``ground.protocol`` message the processes ``names`` say, handed to ``on_message``
+    and to the handler of its kind, until all of them have ended (their output closed); returns
+    when each ended (``time.monotonic``). ``on_tick`` is called at least once a second with
+    that record so far. ProcError when ``what`` takes longer than ``budget_s``."""
+    ended: dict[str, float] = {}
+    deadline = time.monotonic() + budget_s
+    while ended.keys() != names:
+        if time.monotonic() > deadline:
+            raise ProcError(f"{what} still running after {budget_s:.0f} s")
+        if on_tick is not None:
+            on_tick(ended)
+        try:
+            who, line = lines.get(timeout=1.0)
+        except queue.Empty:
+            continue
+        if who not in names:
+            continue
+        if line is None:
+            ended[who] = time.monotonic()
+            continue
+        msg = parse_line(line)          # None: a log line or the result record
+        if msg is None:
+            continue
+        if on_message is not None:
+            on_message(msg)
+        if msg.kind in handlers:
+            handlers[msg.kind](msg)
+    return ended

@@ -12,6 +12,9 @@ Example (every key shown has its default; an empty file is exactly the quickstar
     topology: null               # null (two sites, 150 ms, 250 Mbit/s), a topology file (relative
                                  # to this file) or an inline topology mapping
     vm:
+      kind: emulated             # emulated (the project's guest process) or qemu (a QEMU guest,
+                                 # migrated by QEMU's own live migration: migrator/qemu)
+      vcpus: 1                   # QEMU guests only: virtual CPUs
       memory: 256MiB             # bytes (int) or "<n>B|KiB|MiB|GiB"; a whole number of pages
       workload: web              # a preset (idle, web, database, memory-intensive, crypto) or a
                                  # mapping of workload fields (migrator.memory.workload: rate,
@@ -68,6 +71,8 @@ MAX_REPETITIONS = 100
 MAX_SEED = 2 ** 32 - 1          # numpy's seed range
 MAX_VALUE_BYTES = 1024          # one line of the guest's key-value protocol
 YAML_SUFFIXES = (".yaml", ".yml")   # what a file named inside a spec must end with
+VM_KINDS = ("emulated", "qemu")
+MAX_VCPUS = 8
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,8 @@ class VmSpec:
     workload: WorkloadParams
     workload_preset: str | None   # the preset the workload started from, if any
     seed: int
+    kind: str = "emulated"
+    vcpus: int = 1
 
     @property
     def pages(self) -> int:
@@ -151,7 +158,12 @@ def parse_memory(value: Any, path: str) -> int:
 
 
 def _vm(data: Any, path: str, seed: int) -> VmSpec:
-    sec = Section(data, path, ("memory", "workload", "seed"))
+    sec = Section(data, path, ("kind", "vcpus", "memory", "workload", "seed"))
+    kind = sec.string("kind", "emulated", VM_KINDS)
+    vcpus = sec.number("vcpus", 1, minimum=1, maximum=MAX_VCPUS, integer=True)
+    if kind == "emulated" and vcpus != 1:
+        raise ConfigError(sec.where("vcpus"), vcpus, "1 for vm.kind emulated (the emulated VM "
+                                                     "has no virtual CPUs to count)")
     memory = parse_memory(sec.raw("memory", "256MiB"), sec.where("memory"))
     raw = sec.raw("workload", DEFAULT_WORKLOAD)
     workload = parse_workload(raw, sec.where("workload"))
@@ -159,7 +171,8 @@ def _vm(data: Any, path: str, seed: int) -> VmSpec:
     if isinstance(raw, dict) and isinstance(raw.get("preset"), str):
         preset = raw["preset"]
     vm_seed = sec.number("seed", seed, minimum=0, maximum=MAX_SEED, integer=True)
-    return VmSpec(memory_bytes=memory, workload=workload, workload_preset=preset, seed=vm_seed)
+    return VmSpec(memory_bytes=memory, workload=workload, workload_preset=preset, seed=vm_seed,
+                  kind=kind, vcpus=vcpus)
 
 
 def _placement(data: Any, path: str, topo: TopologySpec) -> PlacementSpec:
@@ -311,7 +324,8 @@ def resolved_dict(spec: ExperimentSpec) -> dict:
         "name": spec.name,
         "description": spec.description,
         "topology": topology_dict(spec.topology),
-        "vm": {"memory": spec.vm.memory_bytes, "workload": workload, "seed": spec.vm.seed},
+        "vm": {"kind": spec.vm.kind, "vcpus": spec.vm.vcpus, "memory": spec.vm.memory_bytes,
+               "workload": workload, "seed": spec.vm.seed},
         "placement": {"source": spec.placement.source,
                       "destination": spec.placement.destination},
         "policy": dataclasses.asdict(spec.policy),

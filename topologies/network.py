@@ -317,6 +317,10 @@ class WanNetwork:
             else:
                 self._node_checked(node, cmd)
 
+    def configure_port(self, name: str) -> None:
+        """A port made after start in the root namespace (a QEMU guest's tap)."""
+        self._configure_intf(None, name)
+
     def configure_new_link(self, host: Any, host_intf: Any, sw_intf: Any) -> None:
         """A link made after start (a host re-plugged): configured like the others."""
         self._configure_intf(host, host_intf.name)
