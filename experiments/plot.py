@@ -258,8 +258,45 @@ def sweep_series(keys: list[str], rows: list[dict], metric: str
     return x_key, series
 
 
+OVERVIEW = (("total_time_s", "predicted_total_time_s", "total time (s)"),
+            ("downtime_ms", "predicted_downtime_ms", "downtime (ms)"),
+            ("bytes_on_wire", None, "bytes on the wire"))
+
+
+def _sweep_panel(ax: Any, keys: list[str], rows: list[dict], metric: str,
+                 predicted: str | None, ylabel: str) -> int:
+    """One metric of a sweep on ``ax``: a line per combination of the other grid keys (mean
+    and sd over repetitions), the model's prediction dashed; returns the most repetitions."""
+    x_key, series = sweep_series(keys, rows, metric)
+    _, pred = sweep_series(keys, rows, predicted) if predicted else ("", {})
+    numeric = all(isinstance(p[0], (int, float)) for pts in series.values() for p in pts)
+    ticks: list[Any] = sorted({p[0] for pts in series.values() for p in pts},
+                              key=str) if not numeric else []
+    pos = (lambda v: v) if numeric else ticks.index
+    for i, (label, pts) in enumerate(series.items()):
+        color = f"C{i}"
+        ax.errorbar([pos(p[0]) for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts],
+                    marker="o", ms=4, capsize=3, color=color, label=label)
+        if label in pred:
+            ppts = [p for p in pred[label] if numeric or p[0] in ticks]
+            ax.plot([pos(p[0]) for p in ppts], [p[1] for p in ppts], ls="--", marker="x",
+                    ms=4, color=color, alpha=0.7, label=f"{label} (model)")
+    if not numeric:
+        ax.set_xticks(range(len(ticks)), [str(t) for t in ticks])
+    if not series:
+        ax.text(0.5, 0.5, f"no run has {metric}", ha="center", transform=ax.transAxes)
+    ax.set_xlabel(x_key)
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(bottom=0)
+    if series:
+        ax.legend(fontsize="small")
+    return max((p[3] for pts in series.values() for p in pts), default=0)
+
+
 def plot_sweep(sweep_dir: str | Path, out_dir: str | Path | None = None) -> list[Path]:
-    """sweep_total_time, sweep_downtime, sweep_client_outage (.png and .svg)."""
+    """sweep_total_time, sweep_downtime, sweep_client_outage, and sweep_overview (total
+    time, downtime and bytes on the wire side by side, every line on each: e.g. ``vm.kind``
+    emulated and qemu against the RTT) as .png and .svg."""
     sweep_dir = Path(sweep_dir)
     out = Path(out_dir) if out_dir is not None else sweep_dir
     keys, rows = read_summary(sweep_dir / "summary.csv")
@@ -268,36 +305,16 @@ def plot_sweep(sweep_dir: str | Path, out_dir: str | Path | None = None) -> list
     written: list[Path] = []
     with plt.rc_context(STYLE):
         for name, metric, predicted, ylabel in SWEEP_FIGURES:
-            x_key, series = sweep_series(keys, rows, metric)
-            _, pred = sweep_series(keys, rows, predicted) if predicted else ("", {})
             fig, ax = plt.subplots(figsize=(6.4, 4.2))
-            numeric = all(isinstance(p[0], (int, float)) for pts in series.values()
-                          for p in pts)
-            ticks: list[Any] = sorted({p[0] for pts in series.values() for p in pts},
-                                      key=str) if not numeric else []
-            pos = (lambda v: v) if numeric else ticks.index
-            for i, (label, pts) in enumerate(series.items()):
-                color = f"C{i}"
-                ax.errorbar([pos(p[0]) for p in pts], [p[1] for p in pts],
-                            yerr=[p[2] for p in pts], marker="o", ms=4, capsize=3,
-                            color=color, label=label)
-                if label in pred:
-                    ppts = [p for p in pred[label] if numeric or p[0] in ticks]
-                    ax.plot([pos(p[0]) for p in ppts], [p[1] for p in ppts], ls="--",
-                            marker="x", ms=4, color=color, alpha=0.7,
-                            label=f"{label} (model)")
-            if not numeric:
-                ax.set_xticks(range(len(ticks)), [str(t) for t in ticks])
-            if not series:
-                ax.text(0.5, 0.5, f"no run has {metric}", ha="center", transform=ax.transAxes)
-            ax.set_xlabel(x_key)
-            ax.set_ylabel(ylabel)
-            ax.set_ylim(bottom=0)
-            n = max((p[3] for pts in series.values() for p in pts), default=0)
+            n = _sweep_panel(ax, keys, rows, metric, predicted, ylabel)
             ax.set_title(f"{sweep_dir.name}: {ylabel} (mean, sd over {n} repetitions)")
-            if series:
-                ax.legend()
             written += _save(fig, out / name)
+        fig, axes = plt.subplots(1, len(OVERVIEW), figsize=(15, 4.2))
+        n = 0
+        for ax, (metric, predicted, ylabel) in zip(axes, OVERVIEW, strict=True):
+            n = max(n, _sweep_panel(ax, keys, rows, metric, predicted, ylabel))
+        fig.suptitle(f"{sweep_dir.name} (mean, sd over {n} repetitions)")
+        written += _save(fig, out / "sweep_overview")
     return written
 
 

@@ -33,8 +33,8 @@ def test_run_timeline_png_and_svg(tmp_path):
 def test_sweep_figures(tmp_path):
     written = plot_sweep(FIXTURES / "sweep_small", tmp_path)
     names = sorted(p.name for p in written)
-    assert names == sorted(f"sweep_{m}.{f}" for m in ("total_time", "downtime", "client_outage")
-                           for f in ("png", "svg"))
+    figures = ("total_time", "downtime", "client_outage", "overview")
+    assert names == sorted(f"sweep_{m}.{f}" for m in figures for f in ("png", "svg"))
     assert_files(written)
 
 
