@@ -85,6 +85,10 @@ def test_memory_sizes(value, expected):
     ({"vm": {"workload": {"preset": "web", "content": "zeros"}}}, "vm.workload.content",
      "text, random"),
     ({"vm": {"seed": -1}}, "vm.seed", "at least 0"),
+    ({"vm": {"kind": "kvm"}}, "vm.kind", "emulated, qemu"),
+    ({"vm": {"kind": "qemu", "vcpus": 0}}, "vm.vcpus", "at least 1"),
+    ({"vm": {"kind": "qemu", "vcpus": 9}}, "vm.vcpus", "at most 8"),
+    ({"vm": {"vcpus": 2}}, "vm.vcpus", "1 for vm.kind emulated"),
     ({"placement": {"source": "dc3h1"}}, "placement.source", "dc1h1, dc2h1"),
     ({"placement": {"destination": "dc1h1"}}, "placement.destination", "other than"),
     ({"policy": {"codec": "zstd"}}, "policy.codec", "zstd-1"),
@@ -176,3 +180,10 @@ def test_memory_that_cannot_fit_twice_on_this_machine_is_refused():
     assert info.value.path == "vm.memory" and info.value.value == "15GiB"
     assert "at most 11.2 GiB" in str(info.value), str(info.value)
     check_capacity(parse_experiment({"vm": {"memory": "11GiB"}}), machine)
+
+
+def test_vm_kind_defaults_to_the_emulated_vm_and_qemu_parses_back(tmp_path):
+    assert (parse_experiment({}).vm.kind, parse_experiment({}).vm.vcpus) == ("emulated", 1)
+    spec = parse_experiment({"vm": {"kind": "qemu", "vcpus": 2, "memory": "128MiB"}})
+    assert (spec.vm.kind, spec.vm.vcpus) == ("qemu", 2)
+    assert parse_experiment(resolved_dict(spec), tmp_path) == spec
