@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import logging
 import random
 import select
@@ -239,6 +240,7 @@ class KvLog:
     rows: list[dict] = field(default_factory=list)
     acked: dict[str, str] = field(default_factory=dict)   # key -> value of acknowledged writes
     lock: threading.Lock = field(default_factory=threading.Lock)
+    reconnects: int | None = None   # the writer's connection lost and made again (0: it lived)
 
     def add(self, op: str, key: str, value: str, t: float, result: str) -> None:
         with self.lock:
@@ -267,6 +269,7 @@ def run_kv(cfg: ClientConfig, kvlog: KvLog, stop: threading.Event, end_t: float)
             kvlog.add(op.op, op.key, op.value if op.op == "PUT" else got, time.time(), result)
             next_t = max(next_t + 1.0 / cfg.kv_rate_hz, time.time())
     finally:
+        kvlog.reconnects = conn.reconnects
         conn.close()
 
 
@@ -377,6 +380,8 @@ def run_clients(cfg: ClientConfig, out: Path, stop: threading.Event,
         write_csv(out / "probes.csv", PROBE_COLUMNS, probes.rows())
         with kvlog.lock:
             write_csv(out / "kv.csv", KV_COLUMNS, list(kvlog.rows))
+        # One long-lived TCP connection carries every write: did it live through the run?
+        (out / "clients.json").write_text(json.dumps({"kv_reconnects": kvlog.reconnects}) + "\n")
     return ClientReport(probes, kvlog)
 
 

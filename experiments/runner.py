@@ -218,7 +218,8 @@ def collect(spec: ExperimentSpec, out: Path, run: Run | None, error: str | None,
                    switchover_ms=(result or {}).get("resume_s", 0.0) * 1e3 if result else None,
                    source_summary_downtime_ms=src_summary.get("downtime_ms"),
                    encryption=src_summary.get("encryption"),
-                   vm_kind=spec.vm.kind, vm_site_expected=spec.placement.destination_site)
+                   vm_kind=spec.vm.kind, vm_site_expected=spec.placement.destination_site,
+                   kv_reconnects=(_read_json(out / "clients.json") or {}).get("kv_reconnects"))
     if run is not None and hasattr(run, "extra_metrics"):
         metrics.update(run.extra_metrics())
     metrics.update(fabric_metrics(fabric or {}))

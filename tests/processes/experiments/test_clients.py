@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import signal
 import socket
@@ -223,6 +224,8 @@ def test_kv_readback_detects_a_wrong_value(tmp_path, guest_factory):
     assert readback["k000002"]["result"] == "mismatch", rows
     assert readback["k000002"]["value"].startswith("X"), rows
     assert all(r["result"] == "ok" for k, r in readback.items() if k != "k000002"), rows
+    # One connection carried every write: it lived.
+    assert json.loads((tmp_path / "clients.json").read_text()) == {"kv_reconnects": 0}
 
 
 def test_kv_client_reconnects_after_connection_loss(tmp_path, guest_factory):
@@ -232,6 +235,8 @@ def test_kv_client_reconnects_after_connection_loss(tmp_path, guest_factory):
     ops = [r for r in rows if r["op"] in ("PUT", "GET")]
     context = f"connections={guest.connections}, rows={rows}"
     assert guest.connections >= 3, context       # the run's second one, and the read-back's
+    reconnects = json.loads((tmp_path / "clients.json").read_text())["kv_reconnects"]
+    assert reconnects >= 1, f"the lost connection was not counted: {reconnects}; {context}"
     assert len(ops) == 8 and all(r["result"] == "ok" for r in ops), context
     assert all(r["result"] == "ok" for r in rows if r["op"] == READBACK_OP), context
 
