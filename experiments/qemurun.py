@@ -109,6 +109,7 @@ class QemuRun(Run):
         self.accel: Any = None
         self.guest_image: Any = None
         self.boot_s: float | None = None
+        self.pings: dict[str, dict] = {}
 
     # -- the two QEMUs --------------------------------------------------------------------------
     def _hypervisor(self, tag: str, host: str, site: str) -> Hypervisor:
@@ -216,6 +217,16 @@ class QemuRun(Run):
         except OSError as exc:
             log.error("could not tell the guest at %s where it runs: %s", dst.host, exc)
 
+    def _ping(self, count: int = 5) -> dict:
+        """ICMP echo from the client host to the VM (the guest's kernel answers): how many
+        replies came and the mean RTT, i.e. across the WAN or local."""
+        from topologies.measure import ping
+
+        r = ping(self.net.host(self.spec.clients.host), self.vm_ip, count, interval_s=0.2,
+                 warmup=0)
+        return {"sent": r.sent, "received": r.received,
+                "rtt_ms": None if r.received == 0 else r.avg_ms}
+
     # -- the run --------------------------------------------------------------------------------
     def execute(self) -> None:
         (self.out / "logs").mkdir(exist_ok=True)
@@ -225,11 +236,15 @@ class QemuRun(Run):
                  self.spec.schedule.warmup_s, VM_NAME, self.vm_ip, self.spec.placement.source,
                  self.spec.clients.host)
         time.sleep(self.spec.schedule.warmup_s)      # the experiment's warm-up, as asked
+        self.pings["before"] = self._ping()
         log.info("migrating %s -> %s (QEMU)", self.spec.placement.source,
                  self.spec.placement.destination)
         self._migrate()
         log.info("cool-down %.0f s", self.spec.schedule.cooldown_s)
-        time.sleep(self.spec.schedule.cooldown_s)    # the experiment's cool-down, as asked
+        t0 = time.monotonic()
+        self.pings["after"] = self._ping()
+        # the experiment's cool-down, as asked (the pings are part of it)
+        time.sleep(max(0.0, self.spec.schedule.cooldown_s - (time.monotonic() - t0)))
         self.procs["clients"].stop(timeout_s=90)
 
     def stop(self) -> None:
@@ -262,7 +277,8 @@ class QemuRun(Run):
                 "qemu_accel_reason": getattr(self.accel, "reason", None),
                 "qemu_boot_s": self.boot_s,
                 "qemu_image_digest": getattr(img, "digest", None),
-                "qemu_version": _qemu_version()}
+                "qemu_version": _qemu_version(),
+                "ping_before": self.pings.get("before"), "ping_after": self.pings.get("after")}
 
 
 def _qemu_version() -> str | None:
