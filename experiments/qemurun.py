@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import secrets
 import shutil
 import socket
@@ -36,11 +37,11 @@ from experiments.procs import ProcError, follow
 from experiments.progress import Progress
 from experiments.vmrun import MIGRATION_PORT, VM_NAME, VM_ROLE, Run, RunError
 from ground.protocol import Kind, Message, format_line
+from ground.records import state_dir
 
 log = logging.getLogger("wanmig.run")
 
 READY_LINE = "wanmig-agent ready"
-RUN_DIR = Path("/run/wanmig")
 PY = sys.executable
 
 
@@ -104,7 +105,9 @@ class QemuRun(Run):
 
     def __init__(self, spec: Any, out: Path, net: Any) -> None:
         super().__init__(spec, out, net)
-        self.sockdir = RUN_DIR / f"q{self.image}"
+        # Monitor and serial sockets (short paths: a socket's path has at most 107 bytes);
+        # ``wanmig clean`` removes the folder of an owner that is gone.
+        self.sockdir = state_dir() / f"qemu-{os.getpid()}"
         self.qemus: dict[str, Hypervisor] = {}
         self.accel: Any = None
         self.guest_image: Any = None

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shutil
 import subprocess
 import time
 from collections.abc import Callable
@@ -269,6 +270,18 @@ def stale_control_sockets(alive: Callable[[int], bool], include_live: bool = Fal
     return out
 
 
+def stale_socket_dirs(alive: Callable[[int], bool], include_live: bool = False
+                      ) -> list[Path]:
+    """Folders of QEMU guests' monitor and serial sockets (``qemu-<owner pid>``, made by the
+    runner of a QEMU run) whose owner is gone (every one with ``include_live``)."""
+    out = []
+    for path in sorted(state_dir().glob("qemu-*")):
+        pid = path.name.rpartition("-")[2]
+        if path.is_dir() and (include_live or not pid.isdigit() or not alive(int(pid))):
+            out.append(path)
+    return out
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -306,4 +319,7 @@ def clean_networks(include_live: bool = False, *, scope: set[int] | None = None)
     for path in stale_control_sockets(_pid_alive, include_live):
         path.unlink(missing_ok=True)
         actions.append(f"removed control socket {path.name}")
+    for path in stale_socket_dirs(_pid_alive, include_live):
+        shutil.rmtree(path, ignore_errors=True)
+        actions.append(f"removed QEMU socket folder {path.name}")
     return actions
