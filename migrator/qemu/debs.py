@@ -2,10 +2,10 @@
 
 Which kernel: the package apt's candidate of ``linux-image-amd64`` depends on, at the version
 it pins (``apt-cache show --no-all-versions``; ``apt-cache policy`` when it pins none); both
-are read from apt's local lists, nothing is downloaded.  Which busybox: the installed ``busybox-static``
-(``dpkg-query``).  Only ``download_kernel`` reaches the network (``apt-get download`` of that one
-package into a folder of ours; the kernel is never installed on the host), and ``extract``
-unpacks it with ``dpkg-deb -x``.  Every failure is an ``ImageError`` naming the command.
+are read from apt's local lists, nothing is downloaded.  Which busybox: the installed
+``busybox-static`` (``dpkg-query``).  Only ``download_kernel`` reaches the network (``apt-get
+download`` of that one package into a folder of ours; the kernel is never installed on the
+host), and ``extract`` unpacks it with ``dpkg-deb -x``; ``depmod`` indexes its modules there.  Every failure is an ``ImageError`` naming the command.
 """
 
 from __future__ import annotations
@@ -48,7 +48,8 @@ def parse_show(text: str, meta: str = KERNEL_META) -> tuple[str, str | None]:
     match = re.search(r"^Depends:.*?\b(linux-image-[^\s,(|]+)\s*(?:\(\s*=\s*([^\s)]+)\s*\))?",
                       text, re.MULTILINE)
     if not match:
-        raise ImageError(f"apt-cache show {meta}: names no linux-image package it depends on")
+        raise ImageError(f"apt-cache show {meta}: names no linux-image package it depends on "
+                         "(apt-get update?)")
     return match.group(1), match.group(2)
 
 

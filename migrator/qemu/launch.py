@@ -3,8 +3,9 @@
 ``kernel_cmdline`` puts the workload (``migrator.memory.workload.WorkloadParams``), the seed,
 the guest's address and its buffer size on the kernel command line as ``wanmig.<key>=<value>``
 words, which the guest's init (``wanmig.ip``) and agent read; ``parse_kernel_cmdline`` reads
-them back.  The agent's buffer is the guest's memory less a headroom (the kernel, the unpacked
-initramfs, the page array, the agent's own tables and its store): ``buffer_mib(memory_mib)``; ``check_guest_memory`` refuses a memory below ``MIN_MEMORY_MIB``
+them back.  The agent's buffer is the guest's memory less a headroom (the kernel, the
+unpacked initramfs, the page array, the agent's own tables and its store):
+``buffer_mib(memory_mib)``; ``check_guest_memory`` refuses a memory below ``MIN_MEMORY_MIB``
 (measured: see the constants) naming ``vm.memory``.
 
 ``qemu_argv`` is the whole command line of one QEMU.  What QEMU's migration needs identical on
