@@ -5,7 +5,8 @@ it pins (``apt-cache show --no-all-versions``; ``apt-cache policy`` when it pins
 are read from apt's local lists, nothing is downloaded.  Which busybox: the installed
 ``busybox-static`` (``dpkg-query``).  Only ``download_kernel`` reaches the network (``apt-get
 download`` of that one package into a folder of ours; the kernel is never installed on the
-host), and ``extract`` unpacks it with ``dpkg-deb -x``; ``depmod`` indexes its modules there.  Every failure is an ``ImageError`` naming the command.
+host), and ``extract`` unpacks it with ``dpkg-deb -x``; ``depmod`` indexes its modules there.
+Every failure is an ``ImageError`` naming the command.
 """
 
 from __future__ import annotations
