@@ -41,6 +41,7 @@ class QemuGuest:
         self.output = side.console.with_suffix(".qemu.log")
         self.argv = qemu_argv(machine, side, qemu)
         self.t_start = time.monotonic()
+        self._loc: socket.socket | None = None
         with open(self.output, "wb") as out:
             self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=out,
                                          stderr=subprocess.STDOUT)
@@ -84,20 +85,25 @@ class QemuGuest:
         return f"QEMU {state}; console: {console or '(empty)'}; QEMU said: {qemu or '(nothing)'}"
 
     def set_location(self, site: str, timeout_s: float = 5.0) -> None:
-        """``site <site>`` to the guest's second serial port."""
+        """``site <site>`` to the guest's second serial port.  The connection stays open until
+        ``close``: QEMU drops what a peer that hangs up sent before the guest read it."""
         deadline = time.monotonic() + timeout_s
-        while True:
+        while self._loc is None:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
-                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-                    s.connect(str(self.side.location))
-                    s.sendall(f"site {site}\n".encode())
-                    return
+                s.connect(str(self.side.location))
+                self._loc = s
             except (FileNotFoundError, ConnectionRefusedError):
+                s.close()
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(_POLL_S)
+        self._loc.sendall(f"site {site}\n".encode())
 
     def close(self) -> None:
+        if self._loc is not None:
+            self._loc.close()
+            self._loc = None
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait()
