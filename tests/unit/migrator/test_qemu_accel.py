@@ -63,3 +63,17 @@ def test_probe_uses_the_cache_without_booting(monkeypatch, tmp_path):
     key = accel.cache_key("d1", "7.2.22", accel.platform.release())
     accel._store(key, AccelChoice("kvm", "KVM booted the image in 1.0 s", 1.0, 1.0))
     assert accel.probe_accel(Image()).name == "kvm"   # type: ignore[arg-type]
+
+
+def test_describe_says_what_is_missing(monkeypatch, tmp_path):
+    from migrator.qemu import status
+
+    monkeypatch.setattr(status.shutil, "which", lambda _name: None)
+    out = status.describe()
+    assert out["image"]["built"] is False and "not installed" in out["accel"]["reason"]
+    monkeypatch.setattr(status.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(status, "qemu_version", lambda: "7.2.22")
+    monkeypatch.setattr(status, "find_image", lambda: None)
+    out = status.describe(probe=True)
+    assert out["qemu"] == "7.2.22" and "not built" in out["image"]["error"]
+    assert out["accel"]["name"] is None
