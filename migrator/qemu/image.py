@@ -21,7 +21,6 @@ import json
 import logging
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -143,9 +142,8 @@ def compile_agent(out: Path) -> None:
 def _entries(root: Path, release: str, modules: list[str], agent: Path) -> list[Entry]:
     entries = [Entry(d, 0o755) for d in _DIRS]
     entries.append(Entry("bin/busybox", 0o755, debs.BUSYBOX.read_bytes()))
-    applets = subprocess.run([str(debs.BUSYBOX), "--list"], capture_output=True, text=True,
-                             check=True).stdout.split()
-    entries += [Entry(f"bin/{a}", link="busybox") for a in applets if a not in ("busybox",)]
+    applets = debs.run([str(debs.BUSYBOX), "--list"], "listing busybox's applets").split()
+    entries += [Entry(f"bin/{a}", link="busybox") for a in applets if a != "busybox"]
     entries.append(Entry("init", 0o755, (AGENT_DIR / "init").read_bytes()))
     entries.append(Entry("bin/wanmig-agent", 0o755, agent.read_bytes()))
     moddir = root / "lib" / "modules" / release
