@@ -8,11 +8,11 @@ WANMIG    := $(VENV)/bin/wanmig
 STAMP     := $(VENV)/.installed
 DEB_PKGS  := mininet openvswitch-switch iperf3 ethtool iputils-ping iproute2 procps psmisc \
              python3-venv python3-dev python3-cryptography \
-             qemu-system-x86 busybox-static gcc libc6-dev cpio
+             qemu-system-x86 busybox-static gcc libc6-dev cpio kmod
 
-.PHONY: setup debs run test unit bench lint clean check ovs
+.PHONY: setup debs run test unit bench lint clean check ovs guest-image
 
-setup: debs $(STAMP) ovs
+setup: debs $(STAMP) ovs guest-image
 
 # Always checked (a dpkg query is cheap), installed only when something is missing.
 debs:
@@ -29,6 +29,11 @@ $(STAMP): setup.cfg setup.py
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
 	@touch $(STAMP)
+
+# The QEMU guest image (a Debian kernel, busybox, the agent) in /var/cache/wanmig/guest:
+# built once, rebuilt only when an input changes (a few apt queries when up to date).
+guest-image: debs $(STAMP)
+	$(PY) -m migrator.qemu.image build
 
 ovs:
 	@ovs-vsctl --timeout=5 show >/dev/null 2>&1 || /usr/share/openvswitch/scripts/ovs-ctl start --system-id=random
