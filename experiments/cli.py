@@ -9,6 +9,7 @@ against a topology) and ``clean`` (each part removes what crashed runs left of i
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -194,7 +195,40 @@ def cmd_clean(args: argparse.Namespace) -> Exit:
     return Exit.OK
 
 
+def qemu_rows(q: dict) -> list[tuple[str, str]]:
+    """``wanmig check``'s rows for QEMU guests (``migrator.qemu.status.describe``)."""
+    image, accel = q.get("image") or {}, q.get("accel") or {}
+    built = (f"{image.get('kernel_version')}, digest {str(image.get('digest'))[:12]}"
+             if image.get("built") else f"NOT BUILT ({image.get('error')})")
+    verdict = (f"{accel['name']} ({accel.get('reason')})" if accel.get("name")
+               else "not probed yet: the first QEMU run probes it")
+    return [("QEMU", q.get("qemu") or "MISSING (vm.kind qemu cannot run)"),
+            ("QEMU guest image", built),
+            ("QEMU accelerator", verdict)]
+
+
+def cmd_check(args: argparse.Namespace) -> Exit:
+    """What this machine offers: the network part (``topologies.cli.machine_check``), then
+    QEMU guests (reported; the testbed runs without them, with emulated VMs)."""
+    from ground.table import render
+    from migrator.qemu.status import describe
+    from topologies.cli import machine_check
+
+    rows, record, ok = machine_check()
+    q = describe(probe=False)
+    if args.json:
+        print(json.dumps({**record, "qemu": q}, indent=2))
+    else:
+        print(render(("what", "found"), rows + qemu_rows(q)))
+    return Exit.OK if ok else Exit.FAIL
+
+
 def add_subcommands(subparsers: Any) -> None:
+    s = subparsers.add_parser("check", help="what this machine offers and whether the testbed "
+                                            "can run")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_check)
+
     s = subparsers.add_parser("run", help="run one experiment (default: the quickstart)")
     s.add_argument("spec", nargs="?", help="experiment YAML (default: the built-in quickstart)")
     s.add_argument("--out", help="result folder (default results/<time>-<name>)")

@@ -43,9 +43,10 @@ def ready_choice() -> tuple[Any, Any]:
     return facts, choice
 
 
-def cmd_check(args: argparse.Namespace) -> Exit:
-    from ground.table import render
-    from topologies.detect import detect
+def machine_check() -> tuple[list[tuple[str, str]], dict, bool]:
+    """What this machine offers the network part of the testbed: table rows, the JSON record
+    and whether the testbed can run (``wanmig check``, composed in ``experiments.cli``)."""
+    from topologies.detect import as_record, detect
 
     facts, choice = detect()
     rows = [("root", "yes" if facts.root else "no"),
@@ -60,13 +61,8 @@ def cmd_check(args: argparse.Namespace) -> Exit:
             ("os-ken importable", "yes" if facts.os_ken else "no")]
     rows += [(f"tool {t}", p or "MISSING") for t, p in sorted(facts.tools.items())]
     rows.append(("testbed can run", "yes" if choice.ok else "NO: " + "; ".join(choice.problems)))
-    if args.json:
-        from topologies.detect import as_record
-        print(json.dumps({**as_record(facts, choice), "ok": choice.ok,
-                          "problems": list(choice.problems)}, indent=2))
-    else:
-        print(render(("what", "found"), rows))
-    return Exit.OK if choice.ok else Exit.FAIL
+    record = {**as_record(facts, choice), "ok": choice.ok, "problems": list(choice.problems)}
+    return rows, record, choice.ok
 
 
 def cmd_net(args: argparse.Namespace) -> Exit:
@@ -145,12 +141,8 @@ def cmd_linkcheck(args: argparse.Namespace) -> Exit:
 
 
 def add_subcommands(subparsers: Any) -> None:
-    """Add ``check``, ``net`` and ``linkcheck`` to the ``wanmig`` command's subparsers."""
-    s = subparsers.add_parser("check", help="what this machine offers and whether the testbed "
-                                            "can run")
-    s.add_argument("--json", action="store_true")
-    s.set_defaults(func=cmd_check)
-
+    """Add ``net`` and ``linkcheck`` to the ``wanmig`` command's subparsers (``check`` is
+    ``experiments.cli``'s: it also reports the QEMU guests' image and accelerator)."""
     s = subparsers.add_parser("net", help="bring a topology up; Ctrl-C tears it down")
     s.add_argument("config", nargs="?", help="topology YAML (default: two sites)")
     s.add_argument("--cli", action="store_true", help="open Mininet's CLI")
