@@ -24,7 +24,6 @@ import logging
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -41,7 +40,8 @@ from ground.records import state_dir
 
 log = logging.getLogger("wanmig.run")
 
-READY_LINE = "wanmig-agent ready"
+BOOT_TIMEOUT_S = 180.0      # a guest under TCG on a busy machine boots in 10-15 s
+PREFIX_LEN = 8              # the testbed's one L2 segment, 10.0.0.0/8
 PY = sys.executable
 
 
@@ -55,49 +55,15 @@ class RootNode:
         return subprocess.Popen(argv, **kwargs)
 
 
-def tell_location(path: Path, site: str, timeout_s: float = 5.0) -> None:
-    """Write ``site <name>`` into a QEMU's second serial port (its chardev socket)."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(timeout_s)
-        s.connect(str(path))
-        s.sendall(f"site {site}\n".encode())
-
-
-def wait_console(log_path: Path, proc: subprocess.Popen, timeout_s: float) -> float:
-    """Seconds until the guest agent's ready line is on the console log; ProcError when QEMU
-    exits first or the line does not come in time."""
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout_s:
-        if proc.poll() is not None:
-            raise ProcError(f"QEMU exited ({proc.returncode}) before its guest was ready; "
-                            f"console: {_tail(log_path)}")
-        if log_path.exists() and READY_LINE in log_path.read_text(errors="replace"):
-            return time.monotonic() - t0
-        time.sleep(0.1)          # polling a file QEMU appends to; bounded by the deadline
-    raise ProcError(f"the QEMU guest did not say '{READY_LINE}' within {timeout_s:.0f} s; "
-                    f"console: {_tail(log_path)}")
-
-
-def _tail(path: Path, n: int = 8) -> str:
-    try:
-        return " | ".join(path.read_text(errors="replace").splitlines()[-n:])
-    except OSError:
-        return "(no console log)"
-
-
 @dataclasses.dataclass
 class Hypervisor:
-    """One QEMU: where it runs, its tap, its sockets and memory file."""
+    """One side: the hypervisor host it runs on, its site, its QEMU and the QEMU's tap."""
 
     tag: str
     host: str
     site: str
-    qmp: Path
-    loc: Path
-    console: Path
-    ram: Path
-    tap: Any = None
-    proc: subprocess.Popen | None = None
+    guest: Any = None            # migrator.qemu.boot.QemuGuest once started
+    tap: Any = None              # topologies.taps.Tap
 
 
 class QemuRun(Run):
@@ -108,53 +74,47 @@ class QemuRun(Run):
         # Monitor and serial sockets (short paths: a socket's path has at most 107 bytes);
         # ``wanmig clean`` removes the folder of an owner that is gone.
         self.sockdir = state_dir() / f"qemu-{os.getpid()}"
-        self.qemus: dict[str, Hypervisor] = {}
+        self.sides: dict[str, Hypervisor] = {}
         self.accel: Any = None
         self.guest_image: Any = None
         self.boot_s: float | None = None
         self.pings: dict[str, dict] = {}
 
     # -- the two QEMUs --------------------------------------------------------------------------
-    def _hypervisor(self, tag: str, host: str, site: str) -> Hypervisor:
-        from migrator.guest.image import shm_dir
+    def _machine(self) -> Any:
+        from migrator.qemu.launch import Machine, buffer_mib, kernel_cmdline
 
-        return Hypervisor(tag=tag, host=host, site=site, qmp=self.sockdir / f"{tag}.qmp",
-                          loc=self.sockdir / f"{tag}.loc",
-                          console=self.out / "logs" / f"qemu-{tag}-console.log",
-                          ram=shm_dir() / f"wanmig-qemu-{self.image}-{tag}.ram")
+        vm = self.spec.vm
+        mib = vm.memory_bytes >> 20
+        append = kernel_cmdline(vm.workload, vm.seed, self.vm_ip, PREFIX_LEN, buffer_mib(mib))
+        return Machine(memory_mib=mib, vcpus=vm.vcpus, accel=self.accel.name,
+                       kernel=self.guest_image.kernel, initrd=self.guest_image.initrd,
+                       append=append, mac=self.vm_mac)
 
-    def _start_qemu(self, hv: Hypervisor, incoming: bool) -> None:
-        from migrator.qemu.launch import QemuConfig, qemu_argv
-
+    def _start_qemu(self, hv: Hypervisor, machine: Any, incoming: bool) -> None:
+        from migrator.qemu.boot import QemuGuest
+        from migrator.qemu.launch import Side, TapNic, ram_path
         from topologies.taps import plug_tap, release
 
-        plan = self.net.plan
-        switch = next(h.switch for h in plan.hosts if h.name == hv.host)
+        switch = next(h.switch for h in self.net.plan.hosts if h.name == hv.host)
         hv.tap = plug_tap(self.net, f"qt{self.image}{hv.tag}"[:15], switch)
-        vm = self.spec.vm
-        cfg = QemuConfig(image=self.guest_image, accel=self.accel.name,
-                         memory_bytes=vm.memory_bytes, vcpus=vm.vcpus, mac=self.vm_mac,
-                         ip=self.vm_ip, prefix=8, workload=vm.workload, seed=vm.seed,
-                         ram_path=hv.ram, qmp_path=hv.qmp, loc_path=hv.loc,
-                         console_path=hv.console)
-        argv = qemu_argv(cfg, tap_fd=hv.tap.fd, incoming=incoming)
-        err = open(self.out / "logs" / f"qemu-{hv.tag}.log", "w")  # noqa: SIM115
+        side = Side(ram=ram_path(self.image, hv.tag), nic=TapNic(fd=hv.tap.fd),
+                    qmp=self.sockdir / f"{hv.tag}.qmp", location=self.sockdir / f"{hv.tag}.loc",
+                    console=self.out / "logs" / f"qemu-{hv.tag}-console.log",
+                    incoming=incoming, paused=incoming)
         try:
-            hv.proc = self.net.host(hv.host).popen(argv, pass_fds=(hv.tap.fd,),
-                                                    stdin=subprocess.DEVNULL,
-                                                    stdout=err, stderr=err)
+            hv.guest = QemuGuest(machine, side, popen=self.net.host(hv.host).popen,
+                                 pass_fds=(hv.tap.fd,))
         finally:
-            err.close()
             release(hv.tap)       # QEMU holds the tap now; it goes when QEMU exits
         if self.net.registry is not None:
-            self.net.registry.add_processes([hv.proc.pid])
-        log.info("QEMU %s (pid %d, %s) at %s%s", hv.tag, hv.proc.pid, self.accel.name,
+            self.net.registry.add_processes([hv.guest.proc.pid])
+        log.info("QEMU %s (pid %d, %s) at %s%s", hv.tag, hv.guest.proc.pid, self.accel.name,
                  hv.host, ", waiting for the incoming migration" if incoming else "")
 
     def _start_guest_qemu(self) -> None:
         from migrator.qemu.accel import probe_accel
         from migrator.qemu.image import find_image
-
         from topologies.plan import address
 
         self.guest_image = find_image()
@@ -165,16 +125,19 @@ class QemuRun(Run):
         p = self.spec.placement
         self.vm_ip, self.vm_mac = address(self.net.plan.site_index[p.source_site], VM_ROLE, 1)
         self.sockdir.mkdir(parents=True, exist_ok=True)
-        self.qemus = {"src": self._hypervisor("src", p.source, p.source_site),
-                      "dst": self._hypervisor("dst", p.destination, p.destination_site)}
-        self._start_qemu(self.qemus["src"], incoming=False)
-        src = self.qemus["src"]
-        assert src.proc is not None
-        self.boot_s = wait_console(src.console, src.proc, 180.0)
-        tell_location(src.loc, src.site)
-        self._start_qemu(self.qemus["dst"], incoming=True)
-        log.info("guest %s (%s, %s) ready after %.1f s of boot", VM_NAME, self.vm_ip,
-                 self.vm_mac, self.boot_s)
+        machine = self._machine()
+        self.sides = {"src": Hypervisor("src", p.source, p.source_site),
+                      "dst": Hypervisor("dst", p.destination, p.destination_site)}
+        src = self.sides["src"]
+        self._start_qemu(src, machine, incoming=False)
+        self.boot_s = src.guest.wait_ready(BOOT_TIMEOUT_S)
+        if self.boot_s is None:
+            raise ProcError(f"the QEMU guest was not ready within {BOOT_TIMEOUT_S:.0f} s: "
+                            f"{src.guest.why_not_ready()}")
+        src.guest.set_location(src.site)
+        self._start_qemu(self.sides["dst"], machine, incoming=True)
+        log.info("guest %s (%s, %s) ready after %.1f s of boot (%s)", VM_NAME, self.vm_ip,
+                 self.vm_mac, self.boot_s, self.accel.name)
 
     # -- step 5 ---------------------------------------------------------------------------------
     def _migrate(self) -> None:
@@ -187,7 +150,7 @@ class QemuRun(Run):
         key.chmod(0o600)
         goodput = self.path.get("goodput_mbps")
         budget = self.spec.policy.time_budget_s + 120
-        src, dst = self.qemus["src"], self.qemus["dst"]
+        src, dst = self.sides["src"].guest.side, self.sides["dst"].guest.side
         uri = f"tcp:{dst_ip}:{MIGRATION_PORT}"
         self._start("migrate", RootNode(), [
             PY, "-m", "wanmig.cli", "qemu-migrate", "--src-qmp", str(src.qmp), "--dst-qmp",
@@ -214,9 +177,9 @@ class QemuRun(Run):
 
     def _on_resumed_qemu(self, msg: Message) -> None:
         self.times["resumed_t"] = msg.t
-        dst = self.qemus["dst"]
+        dst = self.sides["dst"]
         try:
-            tell_location(dst.loc, dst.site)
+            dst.guest.set_location(dst.site)
         except OSError as exc:
             log.error("could not tell the guest at %s where it runs: %s", dst.host, exc)
 
@@ -255,40 +218,25 @@ class QemuRun(Run):
 
         for proc in reversed(list(self.procs.values())):
             proc.stop(timeout_s=5)
-        for hv in self.qemus.values():
-            if hv.proc is not None and hv.proc.poll() is None:
-                hv.proc.terminate()
-                try:
-                    hv.proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    hv.proc.kill()
-                    hv.proc.wait(timeout=5)
+        for hv in self.sides.values():
+            if hv.guest is not None:
+                hv.guest.close()          # QEMU killed, its RAM file and sockets removed
             if hv.tap is not None:
                 unplug_tap(self.net, hv.tap)
-            if hv.ram.exists():
-                hv.ram.unlink()
-        if self.sockdir.exists():
-            shutil.rmtree(self.sockdir, ignore_errors=True)
+        shutil.rmtree(self.sockdir, ignore_errors=True)
         ctl = getattr(self.net, "control", None)
         if ctl is not None and ctl.events.exists():
             shutil.copy(ctl.events, self.out / "controller_events.jsonl")
 
     def extra_metrics(self) -> dict:
         """What a QEMU run records beside the common keys."""
+        from migrator.qemu.accel import qemu_version
+
         img = self.guest_image
         return {"qemu_accel": getattr(self.accel, "name", None),
                 "qemu_accel_reason": getattr(self.accel, "reason", None),
                 "qemu_boot_s": self.boot_s,
                 "qemu_image_digest": getattr(img, "digest", None),
-                "qemu_version": _qemu_version(),
+                "qemu_kernel": getattr(img, "kernel_version", None),
+                "qemu_version": qemu_version(),
                 "ping_before": self.pings.get("before"), "ping_after": self.pings.get("after")}
-
-
-def _qemu_version() -> str | None:
-    try:
-        out = subprocess.run(["qemu-system-x86_64", "--version"], capture_output=True,
-                             text=True, timeout=10, check=True).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.splitlines()[0].strip() if out else None
-

@@ -69,7 +69,10 @@ def check_qemu_runnable(spec: ExperimentSpec) -> None:
     if spec.faults:
         raise ConfigError("faults", len(spec.faults), "none for vm.kind qemu (faults are "
                                                      "injected around the emulated migrator)")
-    check_guest_memory(spec.vm.memory_bytes, "vm.memory")
+    if spec.vm.memory_bytes % (1 << 20):
+        raise ConfigError("vm.memory", spec.vm.memory_bytes, "a whole number of MiB for "
+                                                             "vm.kind qemu")
+    check_guest_memory(spec.vm.memory_bytes >> 20, "vm.memory")
     qemu_settings(spec.policy, link_mbps=None)
 
 

@@ -14,6 +14,7 @@ import contextlib
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from migrator.memory.workload import WorkloadParams
@@ -36,15 +37,19 @@ _TAIL = 400
 class QemuGuest:
     """A running QEMU; use as a context manager (``close`` on exit, whatever happened)."""
 
-    def __init__(self, machine: Machine, side: Side, qemu: str = QEMU) -> None:
+    def __init__(self, machine: Machine, side: Side, qemu: str = QEMU,
+                 popen: Callable[..., subprocess.Popen] = subprocess.Popen,
+                 pass_fds: tuple[int, ...] = ()) -> None:
+        """``popen`` starts the process (a Mininet host's, to run QEMU in its namespace);
+        ``pass_fds`` are inherited (a tap's descriptor)."""
         self.machine, self.side = machine, side
         self.output = side.console.with_suffix(".qemu.log")
         self.argv = qemu_argv(machine, side, qemu)
         self.t_start = time.monotonic()
         self._loc: socket.socket | None = None
         with open(self.output, "wb") as out:
-            self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=out,
-                                         stderr=subprocess.STDOUT)
+            self.proc = popen(self.argv, stdin=subprocess.DEVNULL, stdout=out,
+                              stderr=subprocess.STDOUT, pass_fds=pass_fds)
 
     def __enter__(self) -> QemuGuest:
         return self
