@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import secrets
 import shutil
 import subprocess
 import sys
@@ -145,9 +144,6 @@ class QemuRun(Run):
         dst_ip = next(h.ip for h in plan.hosts if h.name == p.destination)
         policy = self.out / "logs" / "policy.yaml"
         policy.write_text(yaml.safe_dump(dataclasses.asdict(self.spec.policy)))
-        key = self.out / "logs" / "migration.key"
-        key.write_text(secrets.token_hex(32) + "\n")
-        key.chmod(0o600)
         goodput = self.path.get("goodput_mbps")
         budget = self.spec.policy.time_budget_s + 120
         src, dst = self.sides["src"].guest.side, self.sides["dst"].guest.side
@@ -155,7 +151,8 @@ class QemuRun(Run):
         self._start("migrate", RootNode(), [
             PY, "-m", "wanmig.cli", "qemu-migrate", "--src-qmp", str(src.qmp), "--dst-qmp",
             str(dst.qmp), "--uri", uri, "--listen-uri", uri, "--src-ram", str(src.ram),
-            "--dst-ram", str(dst.ram), "--policy-file", str(policy), "--key-file", str(key),
+            "--dst-ram", str(dst.ram), "--policy-file", str(policy), "--rtt-hint-ms",
+            str(self.path.get("rtt_ms_measured") or self.path.get("rtt_ms_configured") or 0.0),
             *(["--link-mbps", str(goodput)] if goodput else []), "--gate", "--progress",
             "--out", str(self.out / "migration")], stdin=True)
         handlers = {Kind.STARTED: self._on_started, Kind.PAUSED: self._on_paused,
