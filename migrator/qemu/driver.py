@@ -36,7 +36,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +52,7 @@ from migrator.qemu.params import (
     reported_capabilities,
 )
 from migrator.qemu.qmp import Event, Monitor, QmpError
+from migrator.qemu.report import Run, build
 
 log = logging.getLogger(__name__)
 
@@ -104,29 +104,6 @@ def images_equal(a: str | Path, b: str | Path) -> bool:
     if len(out) != 2:
         raise OSError(f"could not read {a} and {b}")
     return out[0] == out[1]
-
-
-@dataclass
-class Run:
-    """What one migration recorded (the driver's state; ``report`` turns it into files)."""
-
-    samples: list[progress.Sample] = field(default_factory=list)
-    events: list[tuple[str, Event]] = field(default_factory=list)    # (side, event)
-    passes: dict[int, float] = field(default_factory=dict)
-    started_t: float = 0.0
-    paused_t: float | None = None
-    ended_t: float | None = None
-    verified_t: float | None = None
-    resumed_t: float | None = None
-    status: str = "none"
-    final: dict[str, Any] = field(default_factory=dict)
-    stop_reason: str = "converged"
-    outcome: str = "completed"
-    error: str | None = None
-    integrity_ok: bool | None = None
-    reported: dict[str, Any] = field(default_factory=dict)
-    announce: dict[str, Any] = field(default_factory=dict)
-    emitted: int = 0                                                  # progress rows said
 
 
 class QemuMigration:
@@ -323,8 +300,8 @@ class QemuMigration:
         return self._report()
 
     def _report(self) -> tuple[MigrationResult, dict[str, Any]]:
-        from migrator.qemu.report import build
-        return build(self)
+        size = self.src_ram.stat().st_size if self.src_ram.exists() else 0
+        return build(self.run_state, self.settings, size)
 
 
 class _RefusedError(RuntimeError):

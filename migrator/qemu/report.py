@@ -13,19 +13,42 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from migrator.core.records import MigrationResult
 from migrator.qemu import progress
+from migrator.qemu.params import QemuSettings
+from migrator.qemu.qmp import Event
 
-if TYPE_CHECKING:
-    from migrator.qemu.driver import QemuMigration
+
+@dataclass
+class Run:
+    """What one migration recorded: the driver's state, which ``build`` turns into records."""
+
+    samples: list[progress.Sample] = field(default_factory=list)
+    events: list[tuple[str, Event]] = field(default_factory=list)    # (side, event)
+    passes: dict[int, float] = field(default_factory=dict)
+    started_t: float = 0.0
+    paused_t: float | None = None
+    ended_t: float | None = None
+    verified_t: float | None = None
+    resumed_t: float | None = None
+    status: str = "none"
+    final: dict[str, Any] = field(default_factory=dict)
+    stop_reason: str = "converged"
+    outcome: str = "completed"
+    error: str | None = None
+    integrity_ok: bool | None = None
+    reported: dict[str, Any] = field(default_factory=dict)
+    announce: dict[str, Any] = field(default_factory=dict)
+    emitted: int = 0                                                  # progress rows said
 
 
-def build(m: QemuMigration) -> tuple[MigrationResult, dict[str, Any]]:
-    """The result record and the ``qemu`` record of a migration that has ended."""
-    r, s = m.run_state, m.settings
+def build(r: Run, s: QemuSettings, memory: int) -> tuple[MigrationResult, dict[str, Any]]:
+    """The result record and the ``qemu`` record of a migration that has ended (``memory``:
+    the size of the guest's RAM file)."""
     final = r.final or (r.samples[-1][1] if r.samples else {})
     completed = final.get("status") == "completed"
     end = r.ended_t or (r.samples[-1][0] if r.samples else r.started_t)
@@ -39,7 +62,6 @@ def build(m: QemuMigration) -> tuple[MigrationResult, dict[str, Any]]:
     verify = max(0.0, r.verified_t - end) if completed and r.verified_t else 0.0
     resume = max(0.0, r.resumed_t - r.verified_t) if ok and r.resumed_t and r.verified_t \
         else 0.0
-    memory = m.src_ram.stat().st_size if m.src_ram.exists() else 0
     result = progress.result(
         rows, outcome=r.outcome, stop_reason="cold" if ok and s.stop_first else r.stop_reason,
         memory_bytes=memory, downtime_target_s=s.parameters["downtime-limit"] / 1e3,
