@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import logging
 import mmap
+import secrets
 import tempfile
 import threading
 import time
@@ -118,6 +119,7 @@ class QemuMigration:
         self.src_ram, self.dst_ram = Path(src_ram), Path(dst_ram)
         self.go, self.hooks, self.poll_s = go, hooks or Hooks(), poll_s
         self.run_state = Run()
+        self._switched = False          # the destination was told to run (cont)
 
     # -- set-up ---------------------------------------------------------------------------------
     def _configure(self, psk_dir: Path | None) -> None:
@@ -165,7 +167,13 @@ class QemuMigration:
     def _say_rows(self, info: dict[str, Any]) -> None:
         r, s = self.run_state, self.settings
         rows = progress.live_rows(r.samples, codec=s.codec, throttle_policy=s.throttle_policy,
-                                  passes=r.passes, paused_t=r.paused_t, cold=s.stop_first)
+                                  passes=r.passes, cold=s.stop_first,
+                                  paused_t=None if s.stop_first else r.paused_t)
+        self._say(rows, info)
+
+    def _say(self, rows: list[RoundRecord], info: dict[str, Any]) -> None:
+        """PROGRESS for the rows not said yet."""
+        r = self.run_state
         ram = info.get("ram") or {}
         rate = float(ram.get("mbps", 0)) * 1e6 / 8
         eta = float(ram.get("remaining", 0)) / rate if rate > 0 else None
@@ -236,6 +244,11 @@ class QemuMigration:
             r.ended_t = r.samples[-1][0]
         if r.paused_t is None:          # no STOP seen (cold: stopped before); QEMU's figures
             r.paused_t = r.ended_t - float(r.final.get("downtime", 0)) / 1e3
+        s = self.settings
+        rows = progress.final_rows(r.samples, r.final, codec=s.codec, end_t=r.ended_t,
+                                   throttle_policy=s.throttle_policy, passes=r.passes,
+                                   paused_t=r.paused_t, cold=s.stop_first)
+        self._say(rows, r.final)
         r.integrity_ok = images_equal(self.src_ram, self.dst_ram)
         r.verified_t = time.time()
         if not r.integrity_ok:
@@ -244,6 +257,7 @@ class QemuMigration:
         if self.go is not None:
             self.go()
         self.dst.cmd("cont")
+        self._switched = True           # from here on the guest is the destination's
         params = self.dst.cmd("query-migrate-parameters")
         r.announce = {k: params[f"announce-{k}"] for k in ("initial", "max", "rounds", "step")}
         self.dst.cmd("announce-self", **r.announce)
@@ -267,37 +281,60 @@ class QemuMigration:
             log.debug("destination QEMU: %s", exc)
 
     def run(self) -> tuple[MigrationResult, dict[str, Any]]:
+        """Migrate; returns the result record and the ``qemu`` record. Interrupted (Ctrl-C,
+        SIGTERM) before the destination was told to run, the migration is cancelled and the
+        guest left running at the source before the interrupt goes on."""
         r, s = self.run_state, self.settings
         with tempfile.TemporaryDirectory(prefix="wanmig-psk-") as tmp:
             psk_dir = Path(tmp) if s.tls else None
             if psk_dir is not None:
-                import secrets
                 key = psk_dir / "keys.psk"
                 key.touch(mode=0o600)
                 key.write_text(f"{PSK_IDENTITY}:{secrets.token_hex(32)}\n")
             try:
-                self._configure(psk_dir)
-                self.dst.cmd("migrate-incoming", uri=self.listen_uri)
-                r.started_t = time.time()
-                self.hooks.started(r.started_t)
-                if s.stop_first:
-                    self.src.cmd("stop")
-                self.src.cmd("migrate", uri=self.uri)
-                self._follow()
-                r.final = self._final_info()
-                if r.status != "completed":
-                    r.outcome = "aborted" if r.outcome == "completed" else r.outcome
-                    r.error = r.final.get("error-desc") or f"QEMU's migration {r.status}"
-                    r.stop_reason = r.error if r.outcome == "aborted" else r.stop_reason
-                    self._roll_back()
-                else:
-                    self._switch_over()
+                self._migrate(psk_dir)
             except (QmpError, _RefusedError, OSError) as exc:
-                r.outcome, r.error, r.stop_reason = "aborted", str(exc), str(exc)
-                if r.final.get("status") == "completed" and r.ended_t is not None:
-                    r.stop_reason = "integrity" if isinstance(exc, _RefusedError) else r.stop_reason
+                if self._switched:      # the guest runs at the destination: never undone
+                    log.error("after the switchover: %s", exc)
+                    r.error = f"after the switchover: {exc}"
+                    return self._report()
+                r.outcome, r.error = "aborted", str(exc)
+                r.stop_reason = "integrity" if isinstance(exc, _RefusedError) else str(exc)
                 self._roll_back()
+            except KeyboardInterrupt:
+                if not self._switched:
+                    self._cancel()
+                raise
         return self._report()
+
+    def _migrate(self, psk_dir: Path | None) -> None:
+        r, s = self.run_state, self.settings
+        self._configure(psk_dir)
+        self.dst.cmd("migrate-incoming", uri=self.listen_uri)
+        r.started_t = time.time()
+        self.hooks.started(r.started_t)
+        if s.stop_first:
+            self.src.cmd("stop")
+        self.src.cmd("migrate", uri=self.uri)
+        self._follow()
+        r.final = self._final_info()
+        if r.status == "completed":
+            self._switch_over()
+            return
+        if r.outcome == "completed":             # not already "aborted: budget"
+            r.outcome = "aborted"
+            r.error = r.final.get("error-desc") or f"QEMU's migration {r.status}"
+            r.stop_reason = r.error
+        else:
+            r.error = r.final.get("error-desc") or f"QEMU's migration {r.status}"
+        self._roll_back()
+
+    def _cancel(self) -> None:
+        try:
+            self.src.cmd("migrate_cancel")
+        except QmpError as exc:
+            log.error("could not cancel the migration: %s", exc)
+        self._roll_back()
 
     def _report(self) -> tuple[MigrationResult, dict[str, Any]]:
         size = self.src_ram.stat().st_size if self.src_ram.exists() else 0

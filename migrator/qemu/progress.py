@@ -122,11 +122,13 @@ def final_rows(samples: Sequence[Sample], final: dict[str, Any], *, codec: str,
                paused_t: float | None = None, completed: bool = True, cold: bool = False
                ) -> list[RoundRecord]:
     """Every row of a migration that has ended at ``end_t`` (completion or failure): the live
-    rows, then ``stop-copy`` (completed) or ``abort`` (not); see the module docstring."""
+    rows, then ``stop-copy`` (completed) or ``abort`` (not); a cold migration (the guest
+    paused before it began) is ``cold`` rows only. See the module docstring."""
     passes = passes or {}
-    segs = _segments(samples, passes, paused_t if completed else None)
+    cut = paused_t if completed and not cold else None
+    segs = _segments(samples, passes, cut)
     rows = live_rows(samples, codec=codec, throttle_policy=throttle_policy, passes=passes,
-                     paused_t=paused_t if completed else None, cold=cold)
+                     paused_t=cut, cold=cold)
     size = _page_size(samples, final)
     if not segs:                                 # nothing sampled after setup
         count, start, i = 1, passes.get(1, paused_t or end_t), len(samples) - 1
@@ -134,25 +136,26 @@ def final_rows(samples: Sequence[Sample], final: dict[str, Any], *, codec: str,
     else:
         count, start, i = segs[-1]
         base = _counters(samples[i][1]) if rows else _counters(None)
-    phase = "cold" if cold else "live"
     last_info = next((info for _, info in reversed(samples) if _ram(info)), {})
-    before_pause = next((info for t, info in reversed(samples) if _ram(info) and
-                         (paused_t is None or t < paused_t)), last_info)
+    throttle = _throttle(samples, max(i, 0), len(samples) - 1)
     if not completed:
         rest = _diff(_counters(last_info), base)
         rows.append(_row(count - 1, "abort", start, end_t, rest, size, codec, throttle_policy,
-                         _throttle(samples, max(i, 0), len(samples) - 1), {}))
+                         throttle, {}))
         return rows
     rest = _diff(_counters(final), base)
+    if cold:
+        rows.append(_row(count - 1, "cold", start, end_t, rest, size, codec, throttle_policy,
+                         throttle, final))
+        return with_dirty_rates(rows, size)
+    before_pause = next((info for t, info in reversed(samples) if _ram(info) and
+                         (paused_t is None or t < paused_t)), last_info)
     wire_paused = int(_ram(final).get("downtime-bytes", 0))
     share = min(1.0, wire_paused / rest["transferred"]) if rest["transferred"] else 1.0
     stop = {k: round(v * share) for k, v in rest.items()}
-    stop["transferred"] = min(wire_paused, rest["transferred"]) if wire_paused else stop[
-        "transferred"]
     live = _diff(rest, stop)
     pause = end_t if paused_t is None else min(max(paused_t, start), end_t)
-    throttle = _throttle(samples, max(i, 0), len(samples) - 1)
-    rows.append(_row(count - 1, phase, start, pause, live, size, codec, throttle_policy,
+    rows.append(_row(count - 1, "live", start, pause, live, size, codec, throttle_policy,
                      throttle, before_pause))
     rows.append(_row(count, "stop-copy", pause, end_t, stop, size, codec, throttle_policy,
                      throttle, {"ram": {"mbps": _ram(final).get("mbps", 0)}}))

@@ -13,7 +13,7 @@ import pytest
 from migrator.core.policy import MigrationPolicy
 from migrator.qemu.driver import Hooks, QemuMigration
 from migrator.qemu.params import MAX_DOWNTIME_LIMIT_MS, qemu_settings
-from migrator.qemu.qmp import Event
+from migrator.qemu.qmp import Event, QmpError
 
 ANNOUNCE = {"announce-initial": 50, "announce-max": 550, "announce-rounds": 5,
             "announce-step": 100}
@@ -32,6 +32,7 @@ class FakeQemu:
         self.pending: list[Event] = []
         self.running = name == "src"
         self.twist: dict = {}                   # parameters reported otherwise than set
+        self.fail: dict[str, str] = {}          # command => QEMU's error message
 
     def _event(self, name: str, **data) -> None:
         # QEMU stamps events with the host's wall clock, as the driver's own times are
@@ -39,6 +40,11 @@ class FakeQemu:
 
     def cmd(self, name: str, **args):
         self.log.append((self.name, name, args))
+        if name in self.fail:
+            raise QmpError(name, self.fail[name])
+        if name == "stop":
+            self.running = False
+            self._event("STOP")
         if name == "migrate-set-capabilities":
             self.caps.update({c["capability"]: c["state"] for c in args["capabilities"]})
         elif name == "migrate-set-parameters":
@@ -90,7 +96,7 @@ class Said(Hooks):
     def resumed(self, t): self.said.append("RESUMED")
 
 
-def migration(tmp_path: Path, answers: list, *, differ: bool = False, **policy):
+def migration(tmp_path: Path, answers: list, *, differ: bool = False, go=None, **policy):
     log: list = []
     src, dst = FakeQemu("src", log, answers), FakeQemu("dst", log)
     (tmp_path / "src").write_bytes(b"\x01" * 8192)
@@ -100,8 +106,8 @@ def migration(tmp_path: Path, answers: list, *, differ: bool = False, **policy):
     gone: list = []
     m = QemuMigration(src, dst, qemu_settings(pol), "tcp:127.0.0.1:1",  # type: ignore[arg-type]
                       listen_uri="tcp:0.0.0.0:1", src_ram=tmp_path / "src",
-                      dst_ram=tmp_path / "dst", go=lambda: gone.append(len(log)), hooks=hooks,
-                      poll_s=0.001)
+                      dst_ram=tmp_path / "dst", go=go or (lambda: gone.append(len(log))),
+                      hooks=hooks, poll_s=0.001)
     return m, src, dst, hooks, gone, log
 
 
@@ -165,3 +171,31 @@ def test_parameters_qemu_did_not_take_stop_everything_before_migrate(tmp_path):
     res, _ = m.run()
     assert res.outcome == "aborted" and "downtime-limit" in res.error
     assert not src.called("migrate") and dst.called("quit") and src.running
+
+
+def test_an_error_after_cont_never_takes_the_guest_back(tmp_path):
+    m, src, dst, _, _, _ = migration(tmp_path, [ACTIVE, DONE])
+    dst.fail["announce-self"] = "no NIC to announce"
+    res, _ = m.run()
+    assert res.outcome == "completed" and "no NIC to announce" in res.error
+    assert dst.running and not dst.called("quit") and not src.called("cont")
+
+
+def test_cold_stops_the_guest_before_migrate(tmp_path):
+    m, src, _, hooks, _, log = migration(tmp_path, [ACTIVE, DONE], mode="cold")
+    res, _ = m.run()
+    names = [n for who, n, _ in log if who == "src"]
+    assert names.index("stop") < names.index("migrate")
+    assert res.outcome == "completed" and res.stop_reason == "cold"
+    assert {r.phase for r in res.rounds} == {"cold", "verify"}, res.rounds
+    assert hooks.said == ["STARTED", "PAUSED", "VERIFIED", "RESUMED"]
+
+
+def test_interrupted_before_the_switchover_leaves_the_guest_at_the_source(tmp_path):
+    def interrupt():
+        raise KeyboardInterrupt
+    m, src, dst, _, _, _ = migration(tmp_path, [ACTIVE, DONE], go=interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        m.run()
+    assert src.called("migrate_cancel") and src.running
+    assert dst.called("quit") and not dst.called("cont")
