@@ -13,7 +13,8 @@ files the caller names:
    MIGRATION: completed, failed, cancelled), with QEMU's own timestamps;
 3. the time budget: ``force`` raises ``downtime-limit`` to QEMU's maximum so that the next
    iteration completes, ``abort`` cancels (``migrate_cancel``);
-4. on completion the two RAM files are compared (xxh3-128 of each, read in two threads; the
+4. on completion, once the destination too says completed (it may still be reading what the
+   source has sent), the two RAM files are compared (xxh3-128 of each, read in two threads; the
    source is stopped in ``postmigrate``, the destination paused by ``-S``, so they must be
    equal; this is part of the downtime); VERIFIED; ``go()`` (the runner moves the network);
    ``cont`` on the destination, whose RESUME event closes the downtime;
@@ -60,6 +61,7 @@ log = logging.getLogger(__name__)
 POLL_S = 0.1                # query-migrate period
 FINAL_FIGURES_S = 2.0       # QEMU fills total-time/downtime just after it says "completed"
 RESUME_WAIT_S = 10.0        # for the destination's RESUME event after cont
+DESTINATION_WAIT_S = 30.0   # for the destination to load what the source has sent
 BUDGET_GRACE_S = 60.0       # after force/cancel, before giving up on QEMU
 ENDED = ("completed", "failed", "cancelled")
 CHUNK = 8 << 20
@@ -161,6 +163,8 @@ class QemuMigration:
                 r.passes[int(ev.data.get("pass", 0))] = ev.t
             elif side == "src" and ev.name == "MIGRATION" and ev.data.get("status") in ENDED:
                 r.ended_t = ev.t
+            elif side == "dst" and ev.name == "MIGRATION" and ev.data.get("status") in ENDED:
+                r.dst_status, r.dst_ended_t = str(ev.data["status"]), ev.t
             elif side == "dst" and ev.name == "RESUME":
                 r.resumed_t = ev.t
 
@@ -249,6 +253,7 @@ class QemuMigration:
                                    throttle_policy=s.throttle_policy, passes=r.passes,
                                    paused_t=r.paused_t, cold=s.stop_first)
         self._say(rows, r.final)
+        self._wait_destination()
         r.integrity_ok = images_equal(self.src_ram, self.dst_ram)
         r.verified_t = time.time()
         if not r.integrity_ok:
@@ -267,6 +272,21 @@ class QemuMigration:
         if r.resumed_t is None:
             raise QmpError("cont", f"no RESUME from the destination within {RESUME_WAIT_S:g} s")
         self.hooks.resumed(r.resumed_t)
+
+    def _wait_destination(self) -> None:
+        """Until the destination has loaded everything: the source says "completed" once it
+        has sent the last byte (no return path), while the destination may still be reading
+        its socket buffers (seen with TLS: its RAM compared a moment too early differed)."""
+        r = self.run_state
+        deadline = time.monotonic() + DESTINATION_WAIT_S
+        while r.dst_status is None and time.monotonic() < deadline:
+            self._handle("dst", self.dst.events(wait=max(0.0, deadline - time.monotonic())))
+        if r.dst_status != "completed":
+            status = self.dst.cmd("query-migrate").get("status")
+            if status != "completed":
+                raise QmpError("query-migrate", f"the destination's incoming migration is "
+                               f"{r.dst_status or status} after {DESTINATION_WAIT_S:g} s")
+            r.dst_status = status
 
     def _roll_back(self) -> None:
         """The guest keeps running at the source; the destination QEMU goes."""

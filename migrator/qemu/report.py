@@ -4,8 +4,8 @@
 
 Times: ``setup_s`` is QEMU's ``setup-time``; the rows run from QEMU's first pass (its
 MIGRATION_PASS 1 event) to the end of the image check, so ``total_time_s`` is their sum;
-``final_copy_s`` runs from the source's STOP to QEMU's completion, ``verify_s`` from there to
-VERIFIED (the image check), ``resume_s`` from VERIFIED to the destination's RESUME (the
+``final_copy_s`` runs from the source's STOP to QEMU's completion at the source, ``verify_s``
+from there to VERIFIED (the destination finishing its load, then the image check), ``resume_s`` from VERIFIED to the destination's RESUME (the
 runner's GO, ``cont``); the downtime is their sum, STOP to RESUME, both stamped by QEMU.
 """
 
@@ -35,7 +35,9 @@ class Run:
     ended_t: float | None = None
     verified_t: float | None = None
     resumed_t: float | None = None
-    status: str = "none"
+    status: str = "none"                                              # the source's
+    dst_status: str | None = None          # the destination's, from its MIGRATION event
+    dst_ended_t: float | None = None
     final: dict[str, Any] = field(default_factory=dict)
     stop_reason: str = "converged"
     outcome: str = "completed"
@@ -76,6 +78,7 @@ def build(r: Run, s: QemuSettings, memory: int) -> tuple[MigrationResult, dict[s
         "tls": s.tls, "tls_priority": s.tls_priority,
         "announce_after_cont": r.announce,
         "times": {"started_t": r.started_t, "paused_t": r.paused_t, "ended_t": r.ended_t,
+                  "dst_ended_t": r.dst_ended_t,
                   "verified_t": r.verified_t, "resumed_t": r.resumed_t},
         "downtime_stop_to_resume_s": (r.resumed_t - r.paused_t)
         if ok and r.resumed_t and r.paused_t else None,

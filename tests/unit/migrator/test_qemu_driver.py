@@ -33,6 +33,9 @@ class FakeQemu:
         self.running = name == "src"
         self.twist: dict = {}                   # parameters reported otherwise than set
         self.fail: dict[str, str] = {}          # command => QEMU's error message
+        self.peer: FakeQemu = self
+        self.incoming = "completed"             # what the destination's load ends in
+        self.done = False
 
     def _event(self, name: str, **data) -> None:
         # QEMU stamps events with the host's wall clock, as the driver's own times are
@@ -55,10 +58,13 @@ class FakeQemu:
             return {**self.params, **self.twist}
         elif name == "query-migrate":
             answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
-            if answer.get("status") == "completed" and self.running:
-                self.running = False
-                self._event("STOP")
+            if answer.get("status") == "completed" and not self.done:
+                self.done = True
+                if self.running:
+                    self.running = False
+                    self._event("STOP")
                 self._event("MIGRATION", status="completed")
+                self.peer._event("MIGRATION", status=self.peer.incoming)
             elif answer.get("status") == "failed":
                 self._event("MIGRATION", status="failed")
             return answer
@@ -99,6 +105,7 @@ class Said(Hooks):
 def migration(tmp_path: Path, answers: list, *, differ: bool = False, go=None, **policy):
     log: list = []
     src, dst = FakeQemu("src", log, answers), FakeQemu("dst", log)
+    src.peer = dst
     (tmp_path / "src").write_bytes(b"\x01" * 8192)
     (tmp_path / "dst").write_bytes(b"\x01" * 8191 + (b"\x02" if differ else b"\x01"))
     pol = dataclasses.replace(MigrationPolicy(codec="none", encryption="none"), **policy)
@@ -199,3 +206,13 @@ def test_interrupted_before_the_switchover_leaves_the_guest_at_the_source(tmp_pa
         m.run()
     assert src.called("migrate_cancel") and src.running
     assert dst.called("quit") and not dst.called("cont")
+
+
+def test_the_image_is_checked_only_once_the_destination_has_loaded_it(tmp_path):
+    m, src, dst, hooks, _, _ = migration(tmp_path, [ACTIVE, DONE])
+    dst.incoming = "failed"                 # the destination could not load the stream
+    res, _ = m.run()
+    assert res.outcome == "aborted" and "destination's incoming migration is failed" in \
+        res.error
+    assert res.integrity_ok is None and "VERIFIED" not in hooks.said
+    assert src.called("cont") and src.running and dst.called("quit")
