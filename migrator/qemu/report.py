@@ -5,8 +5,9 @@
 Times: ``setup_s`` is QEMU's ``setup-time``; the rows run from QEMU's first pass (its
 MIGRATION_PASS 1 event) to the end of the image check, so ``total_time_s`` is their sum;
 ``final_copy_s`` runs from the source's STOP to QEMU's completion at the source, ``verify_s``
-from there to VERIFIED (the destination finishing its load, then the image check), ``resume_s`` from VERIFIED to the destination's RESUME (the
-runner's GO, ``cont``); the downtime is their sum, STOP to RESUME, both stamped by QEMU.
+from there to VERIFIED (the destination finishing its load, then the image check),
+``resume_s`` from VERIFIED to the destination's RESUME (the runner's GO, ``cont``); the
+downtime is their sum, STOP to RESUME, both stamped by QEMU.
 """
 
 from __future__ import annotations

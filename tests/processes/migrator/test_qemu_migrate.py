@@ -24,6 +24,7 @@ from tests.processes.migrator.qemus import Pair, qemu_pair, status
 from tests.processes.migrator.waiting import wait_for
 
 pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def run_cli(pair: Pair, policy: dict, out: Path, *, gate: bool = True,
@@ -39,7 +40,7 @@ def run_cli(pair: Pair, policy: dict, out: Path, *, gate: bool = True,
             *(["--gate"] if gate else [])]
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=open(pair.tmp / "cli.log", "w"), text=True,  # noqa: SIM115
-                            env=dict(os.environ, PYTHONPATH=os.getcwd()))
+                            env=dict(os.environ, PYTHONPATH=str(ROOT)))
     msgs = []
     try:
         for line in proc.stdout:
@@ -123,7 +124,10 @@ def test_completed_migration_checked_and_reported(tmp_path):
         assert fig["dirty-sync-count"] >= 2 and fig["total-time"] > 0, fig
         summary = json.loads((tmp_path / "out" / "summary.json").read_text())
         assert summary["outcome"] == "completed" and summary["vm_kind"] == "qemu"
-        print(f"128 MiB, no TLS, loopback: CLI {elapsed:.2f} s, QEMU total "
+        procs = list(pair.procs.values())
+    assert all(p.poll() is not None for p in procs), "a QEMU outlived its test"
+    assert not pair.src_ram.exists() and not pair.dst_ram.exists(), "a RAM file was left"
+    print(f"128 MiB, no TLS, loopback: CLI {elapsed:.2f} s, QEMU total "
               f"{fig['total-time']} ms, QEMU downtime {fig['downtime']} ms, ours "
               f"{res['downtime_s'] * 1e3:.1f} ms (copy {res['final_copy_s'] * 1e3:.1f} + "
               f"verify {res['verify_s'] * 1e3:.1f} + resume {res['resume_s'] * 1e3:.1f})")
