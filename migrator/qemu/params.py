@@ -15,8 +15,8 @@ codec                  ``none``: no compression; ``zstd-N``: ``multifd-compressi
                        with ``streams: 1`` multifd is turned on with one channel (the codec and
                        the stream count are both what was asked); ``xbzrle``: capability
                        ``xbzrle`` with ``xbzrle-cache-size`` (``xbzrle_cache_mib``), one stream
-                       only (QEMU 7.2 accepts xbzrle with multifd but multifd sends whole pages
-                       and ignores it; tried here, that migration stalled); ``lz4``,
+                       only (QEMU 7.2 accepts xbzrle with multifd, but multifd channels send
+                       whole pages: tried here, xbzrle-cache said 0 pages encoded); ``lz4``,
                        ``adaptive``: refused (no QEMU equivalent)
 throttle               ``auto-converge``: capability ``auto-converge`` with
                        ``cpu-throttle-initial``/``-increment``, ``max-cpu-throttle`` and
