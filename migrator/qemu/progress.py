@@ -13,7 +13,11 @@ between the last boundary and the end are shared between the last live row and `
 in that proportion (pages too: QEMU does not count pages per phase). The driver adds a
 ``verify`` row (its image check). Whatever the split, the rows' sums are QEMU's totals:
 ``pages`` = ``ram.normal``, ``zero_pages`` = ``ram.duplicate``, ``bytes_on_wire`` =
-``ram.transferred`` (multifd and compressed bytes included: what went on the wire).
+``ram.transferred``. Caveat of QEMU 7.2: with multifd compression (zstd), ``transferred`` and
+``multifd-bytes`` count the pages before compression (``multifd_send_pages`` adds
+pages x page size; measured here: zstd on a pattern that compresses tenfold reported
+``multifd-bytes`` equal to ``normal-bytes``), so ``bytes_on_wire`` is then what QEMU handed
+to zstd, not what the wire carried; ``UNCOMPRESSED_COUNT`` says so in result.json.
 
 An aborted migration ends in an ``abort`` row (from the last boundary to the failure) with
 what the last sample counted.
@@ -28,6 +32,8 @@ from typing import Any
 from migrator.core.records import MigrationResult, RoundRecord, totals
 
 Sample = tuple[float, dict[str, Any]]       # (wall-clock time, query-migrate's answer)
+UNCOMPRESSED_COUNT = ("QEMU 7.2 counts multifd-compressed pages before compression: "
+                      "bytes_on_wire is the uncompressed size")
 _COUNTERS = ("normal", "duplicate", "transferred")
 # QEMU's own figures kept under their names in result.json's "qemu" (ram.* and top level)
 RAM_FIGURES = ("transferred", "normal", "duplicate", "normal-bytes", "total", "remaining",

@@ -76,6 +76,8 @@ def build(r: Run, s: QemuSettings, memory: int) -> tuple[MigrationResult, dict[s
         "asked": {"capabilities": s.capabilities, "parameters": s.parameters},
         "reported": r.reported,
         "not_applied": s.not_applied,
+        "counting": progress.UNCOMPRESSED_COUNT
+        if s.parameters.get("multifd-compression", "none") != "none" else None,
         "tls": s.tls, "tls_priority": s.tls_priority,
         "announce_after_cont": r.announce,
         "times": {"started_t": r.started_t, "paused_t": r.paused_t, "ended_t": r.ended_t,
