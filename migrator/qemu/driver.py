@@ -181,15 +181,13 @@ class QemuMigration:
         ram = info.get("ram") or {}
         rate = float(ram.get("mbps", 0)) * 1e6 / 8
         eta = float(ram.get("remaining", 0)) / rate if rate > 0 else None
-        for row in rows[r.emitted:]:
-            self.hooks.progress(row, eta, self._row_starts(rows, row) + row.duration_s)
+        # Each row's end on the wall clock: the rows run back to back from QEMU's first pass.
+        end = r.passes.get(1, r.samples[0][0] if r.samples else r.started_t)
+        for i, row in enumerate(rows):
+            end += row.duration_s
+            if i >= r.emitted:
+                self.hooks.progress(row, eta, end)
         r.emitted = max(r.emitted, len(rows))
-
-    def _row_starts(self, rows: list[RoundRecord], row: RoundRecord) -> float:
-        """Wall-clock start of ``row``: the first row starts at QEMU's first pass."""
-        r = self.run_state
-        first = r.passes.get(1, r.samples[0][0] if r.samples else r.started_t)
-        return first + sum(x.duration_s for x in rows[:rows.index(row)])
 
     def _budget(self, acted: bool) -> bool:
         r, s = self.run_state, self.settings
