@@ -178,16 +178,34 @@ def test_codecs(tmp_path, codec, streams):
               f"{fig['total-time']} ms, xbzrle {fig.get('xbzrle-cache')}")
 
 
-def test_time_budget_forces_switchover(tmp_path):
+@pytest.mark.parametrize("on_budget", ["force", "abort"])
+def test_time_budget(tmp_path, on_budget):
     with qemu_pair(tmp_path) as pair:
         # 8 MiB always dirty cannot meet 1 ms at a 400 Mbit/s cap: only the budget ends it.
         policy = {"codec": "none", "streams": 1, "encryption": "none",
-                  "downtime_target_ms": 1, "time_budget_s": 3, "max_bandwidth_mbps": 400}
+                  "downtime_target_ms": 1, "time_budget_s": 2, "max_bandwidth_mbps": 400,
+                  "on_budget": on_budget}
         rc, msgs, res = run_cli(pair, policy, tmp_path / "out")
         ctx = f"exit {rc}, error {res['error']}, rounds {len(res['rounds'])}"
-        assert rc == 0 and res["outcome"] == "completed", ctx
-        assert res["stop_reason"] == "time_budget" and res["integrity_ok"], ctx
-        assert res["total_time_s"] >= 3.0 - 0.2, ctx
+        assert res["stop_reason"] == "time_budget", ctx
+        assert res["total_time_s"] >= 2.0 - 0.2, ctx
+        if on_budget == "force":
+            assert rc == 0 and res["outcome"] == "completed" and res["integrity_ok"], ctx
+        else:
+            assert rc == 1 and res["outcome"] == "aborted: budget", ctx
+            assert status(pair.src_qmp) == "running", ctx
+
+
+def test_cold_migration(tmp_path):
+    with qemu_pair(tmp_path) as pair:
+        policy = {"codec": "none", "streams": 1, "encryption": "none", "mode": "cold"}
+        rc, msgs, res = run_cli(pair, policy, tmp_path / "out")
+        ctx = f"exit {rc}, error {res['error']}, rounds {res['rounds']}"
+        assert rc == 0 and res["outcome"] == "completed" and res["integrity_ok"], ctx
+        assert res["stop_reason"] == "cold" and kinds(msgs)[:2] == [Kind.STARTED, Kind.PAUSED]
+        assert {r["phase"] for r in res["rounds"]} == {"cold", "verify"}, ctx
+        # paused all along: the downtime is the whole migration and then some
+        assert res["downtime_s"] >= res["total_time_s"] - 0.05, ctx
 
 
 def test_destination_killed_aborts_and_source_runs(tmp_path):
