@@ -19,10 +19,12 @@ files the caller names:
    equal; this is part of the downtime); VERIFIED; ``go()`` (the runner moves the network);
    ``cont`` on the destination, whose RESUME event closes the downtime;
 5. ``announce-self`` with QEMU's default announce parameters right after ``cont``: QEMU 7.2
-   announces (RARPs at 50, 150, 250, 350, 450 ms) when the incoming migration completes, in
-   ``process_incoming_migration_bh``, whether or not the guest starts (``-S``): seen here, all
-   five frames leave while the destination is still paused, before VERIFIED, so a switch
-   port moved at VERIFIED would miss them. The second announce is the one that counts;
+   announces (5 RARPs, 50 ms after the incoming migration completes, then 100 ms apart) in
+   ``process_incoming_migration_bh``, before and whatever its autostart check (``-S``): seen
+   here, with ``cont`` 1.7 s later all five had left while the guest was paused (a capture
+   stamped them with the stopped virtual clock), so they race the runner's move of the
+   network at VERIFIED. The announce after ``cont`` is the one that follows the guest's
+   resumption (the process test counts 5 + 5 frames);
 6. anything else (QEMU failed or cancelled, an image that differs, a QMP error): ``aborted``
    with QEMU's error, the source ``cont``inued if it is not running (the guest keeps running
    there; 7.2 restarts it itself after a failure, a cold or refused one needs ``cont``), the
