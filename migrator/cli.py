@@ -317,3 +317,7 @@ def add_subcommands(subparsers: Any) -> None:
     s.add_argument("--gate-timeout-s", type=float, default=10.0)
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_migrate_dest)
+
+    from migrator.qemu.cli import add_subcommand as add_qemu_migrate
+
+    add_qemu_migrate(subparsers)
