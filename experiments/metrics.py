@@ -48,6 +48,7 @@ METRIC_KEYS = ("total_time_s", "downtime_ms", "client_outage_ms", "flow_converge
 LINK_KEYS = ("link", "src", "dst", "rtt_ms_configured", "rtt_ms_measured", "bw_mbps",
              "goodput_mbps", "loss_pct_configured", "loss_pct_measured", "backend", "datapath",
              "ok")
+COLD_DOWNTIME_S = 1e9   # the model's downtime target for a cold migration: no limit
 # TCP/IP payload per full Ethernet frame: what a shaped link carries of the migrator's bytes.
 HEADER_BYTES = 52      # IPv4 20 + TCP 20 + timestamps 12
 FRAME_EXTRA = 14       # Ethernet header (the link model shapes whole frames)
@@ -187,7 +188,8 @@ def prediction(spec: Any, compression_ratio: float = 1.0, nonzero_frac: float = 
         * MIB if live else 0.0,
         working_set_bytes=max(PAGE_SIZE, wl.working_set_frac * spec.vm.memory_bytes),
         rtt_s=rtt_ms / 1e3, compression_ratio=compression_ratio,
-        downtime_target_s=spec.policy.downtime_target_s if live else math.inf,
+        # cold: any downtime is accepted (a finite stand-in: the model refuses infinities)
+        downtime_target_s=spec.policy.downtime_target_s if live else COLD_DOWNTIME_S,
         max_rounds=spec.policy.max_rounds))
     if not live:    # cold: the guest is paused for the whole copy
         return {"predicted_total_time_s": res.total_time_s,

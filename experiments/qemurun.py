@@ -20,6 +20,7 @@ The clients, the warm-up and cool-down, the preflight and the metrics are the em
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import shutil
@@ -230,10 +231,25 @@ class QemuRun(Run):
         from migrator.qemu.accel import qemu_version
 
         img = self.guest_image
+        try:
+            result = json.loads((self.out / "migration" / "result.json").read_text())
+        except (OSError, ValueError):
+            result = {}
+        qemu = result.get("qemu") or {}
+        figures = qemu.get("figures") or {}
+        differing = qemu.get("ram_differing") or {}
         return {"qemu_accel": getattr(self.accel, "name", None),
                 "qemu_accel_reason": getattr(self.accel, "reason", None),
                 "qemu_boot_s": self.boot_s,
                 "qemu_image_digest": getattr(img, "digest", None),
                 "qemu_kernel": getattr(img, "kernel_version", None),
                 "qemu_version": qemu_version(),
+                "qemu_total_time_ms": figures.get("total-time"),
+                "qemu_downtime_ms": figures.get("downtime"),
+                "qemu_setup_time_ms": figures.get("setup-time"),
+                "qemu_expected_downtime_ms": figures.get("expected-downtime"),
+                "qemu_dirty_syncs": figures.get("dirty-sync-count"),
+                "qemu_throttle_pct": figures.get("cpu-throttle-percentage"),
+                "qemu_ram_pages_differing": differing.get("pages", 0 if result.get(
+                    "integrity_ok") else None),
                 "ping_before": self.pings.get("before"), "ping_after": self.pings.get("after")}

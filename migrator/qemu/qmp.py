@@ -76,15 +76,17 @@ class Monitor:
             # The socket appears once QEMU has parsed its command line; retry until then.
             time.sleep(CONNECT_RETRY_S)
 
-    def cmd(self, name: str, **args: Any) -> Any:
+    def cmd(self, command: str, /, **args: Any) -> Any:
         """Run a QMP command and return its answer; QmpError with QEMU's message otherwise
-        (an error answer, a closed socket, no answer within the timeout)."""
+        (an error answer, a closed socket, no answer within the timeout). The command is
+        positional only: QMP arguments may be called ``name`` (``set_link``)."""
         try:
-            return self._qmp.cmd(name, **args)
+            return self._qmp.cmd(command, **args)
         except ExecuteError as exc:
-            raise QmpError(name, f"{self.name}: {exc}", exc.error_class) from None
+            raise QmpError(command, f"{self.name}: {exc}", exc.error_class) from None
         except (TimeoutError, QMPError, EOFError, OSError) as exc:
-            raise QmpError(name, f"{self.name}: {type(exc).__name__} {exc}".rstrip()) from None
+            raise QmpError(command, f"{self.name}: {type(exc).__name__} {exc}".rstrip()) \
+                from None
 
     def events(self, wait: float = 0.0) -> list[Event]:
         """The events QEMU sent since the last call, oldest first; waits up to ``wait`` seconds

@@ -44,6 +44,7 @@ class Run:
     outcome: str = "completed"
     error: str | None = None
     integrity_ok: bool | None = None
+    differing: dict[str, Any] | None = None        # RAM pages that differ (driver, step 4)
     reported: dict[str, Any] = field(default_factory=dict)
     announce: dict[str, Any] = field(default_factory=dict)
     emitted: int = 0                                                  # progress rows said
@@ -80,6 +81,7 @@ def build(r: Run, s: QemuSettings, memory: int) -> tuple[MigrationResult, dict[s
         if s.parameters.get("multifd-compression", "none") != "none" else None,
         "tls": s.tls, "tls_priority": s.tls_priority,
         "announce_after_cont": r.announce,
+        "ram_differing": r.differing,
         "times": {"started_t": r.started_t, "paused_t": r.paused_t, "ended_t": r.ended_t,
                   "dst_ended_t": r.dst_ended_t,
                   "verified_t": r.verified_t, "resumed_t": r.resumed_t},

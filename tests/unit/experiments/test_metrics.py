@@ -114,6 +114,16 @@ def test_prediction_follows_the_link_and_the_model():
     assert prediction(unshaped)["predicted_total_time_s"] is None
 
 
+def test_prediction_of_a_cold_migration_is_one_copy_all_of_it_downtime():
+    spec = parse_experiment({"vm": {"memory": "64MiB", "workload": "web"},
+                             "policy": {"mode": "cold"}})
+    p = prediction(spec)
+    goodput = 250e6 * 1448 / 1514 / 8
+    assert p["predicted_total_time_s"] == pytest.approx(64 * 2 ** 20 / goodput + 0.15, rel=0.05)
+    assert p["predicted_downtime_ms"] == pytest.approx(p["predicted_total_time_s"] * 1e3)
+    assert (p["predicted_rounds"], p["predicted_converges"]) == (0, True)
+
+
 def test_run_table_shows_the_main_figures():
     text = run_table(json.loads((RUN / "metrics.json").read_text()))
     for fragment in ("client outage", "251 ms", "12.5 ms", "dc1 / dc2", "completed", "yes"):

@@ -1,6 +1,7 @@
 """migrator.qemu.driver against two fake QEMUs (scripted QMP answers and events): the order
-of the switchover, the time budget (force, abort), QEMU's failure, an image that differs and
-parameters QEMU did not take; in every way out the guest runs at exactly one end."""
+of the switchover, the time budget (force, abort), QEMU's failure, an image that differs
+(refused, its pages named) and parameters QEMU did not take; in every way out the guest
+runs at exactly one end."""
 
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ class FakeQemu:
         # QEMU stamps events with the host's wall clock, as the driver's own times are
         self.pending.append(Event(name, time.time(), data))
 
-    def cmd(self, name: str, **args):
+    def cmd(self, name: str, /, **args):
         self.log.append((self.name, name, args))
         if name in self.fail:
             raise QmpError(name, self.fail[name])
@@ -163,11 +164,12 @@ def test_qemu_failure_aborts_with_its_error_and_resumes_the_source(tmp_path):
     assert res.rounds[-1].phase == "abort" and "VERIFIED" not in hooks.said
 
 
-def test_an_image_that_differs_is_refused(tmp_path):
+def test_an_image_that_differs_is_refused_and_its_pages_named(tmp_path):
     m, src, dst, hooks, gone, _ = migration(tmp_path, [ACTIVE, DONE], differ=True)
-    res, _ = m.run()
+    res, qemu = m.run()
     assert res.outcome == "aborted" and res.stop_reason == "integrity"
-    assert res.integrity_ok is False and "differs" in res.error
+    assert res.integrity_ok is False and "differs" in res.error and "0x1000" in res.error
+    assert qemu["ram_differing"] == {"pages": 1, "of": 2, "first": ["0x1000"]}, qemu
     assert not dst.called("cont") and dst.called("quit") and not gone
     assert src.called("cont") and src.running and "VERIFIED" not in hooks.said
 
