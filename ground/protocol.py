@@ -37,6 +37,7 @@ from __future__ import annotations
 import enum
 import json
 import sys
+import threading
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -111,6 +112,20 @@ def expect(line: str, kind: Kind) -> Message | None:
     except ProtocolError:
         return None
     return msg if msg is not None and msg.kind is kind else None
+
+
+def await_kind(kind: Kind, timeout_s: float, stream: TextIO | None = None
+               ) -> tuple[bool, str | None]:
+    """Wait up to ``timeout_s`` for one line on ``stream`` (stdin) and whether it is a message
+    of ``kind``: (True, line) or (False, the line or None when none came). A reader thread, so
+    the wait has a deadline even on a pipe."""
+    got: list[str] = []
+    source = stream or sys.stdin
+    reader = threading.Thread(target=lambda: got.append(source.readline()), daemon=True)
+    reader.start()
+    reader.join(timeout_s)
+    line = got[0] if got else None
+    return (line is not None and expect(line, kind) is not None), line
 
 
 def say(kind: Kind, out: TextIO | None = None, **fields: Any) -> None:

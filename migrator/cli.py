@@ -25,7 +25,7 @@ from typing import Any
 from ground.config import ConfigError
 from ground.errors import Exit
 from ground.meta import out_dir, run_metadata
-from ground.protocol import Kind, expect, say
+from ground.protocol import Kind, await_kind, say
 from migrator.args import (
     KEY_ENV,
     check_loopback_fits,
@@ -178,13 +178,9 @@ def _wait_gate(timeout_s: float) -> None:
     the VM's network meanwhile). The destination owns the guest once it has ACKed, so without
     an answer it resumes anyway: a guest is never left paused."""
     say(Kind.VERIFIED, t=time.time())
-    got: list[str] = []
-    reader = threading.Thread(target=lambda: got.append(sys.stdin.readline()), daemon=True)
-    reader.start()
-    reader.join(timeout_s)
-    if not got or expect(got[0], Kind.GO) is None:
-        log.warning("no GO within %.1f s (got %r): resuming anyway", timeout_s,
-                    got[0] if got else None)
+    go, line = await_kind(Kind.GO, timeout_s)
+    if not go:
+        log.warning("no GO within %.1f s (got %r): resuming anyway", timeout_s, line)
 
 
 def cmd_migrate_dest(args: argparse.Namespace) -> Exit:

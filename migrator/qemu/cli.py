@@ -14,12 +14,11 @@ import argparse
 import json
 import logging
 import sys
-import threading
 from typing import Any
 
 from ground.config import ConfigError
 from ground.errors import Exit
-from ground.protocol import Kind, expect, say
+from ground.protocol import Kind, await_kind, say
 
 log = logging.getLogger(__name__)
 
@@ -54,13 +53,9 @@ class _Say:
 def wait_go(timeout_s: float) -> None:
     """``--gate``: wait for GO on stdin after VERIFIED (the runner moves the network); without
     it the guest resumes anyway once ``timeout_s`` has passed: never left paused."""
-    got: list[str] = []
-    reader = threading.Thread(target=lambda: got.append(sys.stdin.readline()), daemon=True)
-    reader.start()
-    reader.join(timeout_s)
-    if not got or expect(got[0], Kind.GO) is None:
-        log.warning("no GO within %.1f s (got %r): resuming anyway", timeout_s,
-                    got[0] if got else None)
+    go, line = await_kind(Kind.GO, timeout_s)
+    if not go:
+        log.warning("no GO within %.1f s (got %r): resuming anyway", timeout_s, line)
 
 
 def _uri(value: str, arg: str) -> str:

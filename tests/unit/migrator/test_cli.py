@@ -3,24 +3,15 @@ naming it, before anything starts (no result folder, no guest, no socket)."""
 
 from __future__ import annotations
 
-import signal
-
 import pytest
 
 from ground.config import ConfigError
 from migrator.args import parse_hostport, parse_size
-from wanmig.cli import main
+from tests.unit.migrator.wanmigcli import run_wanmig
 
 
 def _run(argv, capsys, tmp_path, monkeypatch):
-    """The migrator's subcommands through the wanmig command, which maps errors to statuses."""
-    monkeypatch.setenv("WANMIG_RESULTS", str(tmp_path / "results"))
-    previous = signal.getsignal(signal.SIGTERM)   # main() installs its own SIGTERM handler
-    try:
-        code = main(argv)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    return code, capsys.readouterr().err
+    return run_wanmig(argv, capsys, tmp_path, monkeypatch)
 
 
 MIGRATE = ["migrate", "--loopback", "--memory", "64MiB"]

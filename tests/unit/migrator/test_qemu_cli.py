@@ -3,22 +3,14 @@ exit 2 and a message naming it, before any QMP socket is touched or a folder mad
 
 from __future__ import annotations
 
-import signal
-
 import pytest
 import yaml
 
-from wanmig.cli import main
+from tests.unit.migrator.wanmigcli import run_wanmig
 
 
 def _run(argv, capsys, tmp_path, monkeypatch):
-    monkeypatch.setenv("WANMIG_RESULTS", str(tmp_path / "results"))
-    previous = signal.getsignal(signal.SIGTERM)   # main() installs its own SIGTERM handler
-    try:
-        code = main(argv)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    return code, capsys.readouterr().err
+    return run_wanmig(argv, capsys, tmp_path, monkeypatch)
 
 
 def _argv(tmp_path, policy: dict, **over) -> list[str]:
