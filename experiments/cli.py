@@ -152,8 +152,10 @@ def cmd_sweep(args: argparse.Namespace) -> Exit:
     write_summary(out)
     plot_sweep(out)
     write_report(out)
+    what = ("its migration did not complete, or, with faults, an invariant broke"
+            if any(spec.faults for _, spec, _ in runs) else "its migration did not complete")
     print(f"written: {out} (summary.csv, report.md); {failed} of {len(runs)} runs failed "
-          "(with faults: an invariant broken)")
+          f"({what})")
     return Exit.OK if failed == 0 else Exit.FAIL
 
 
