@@ -18,13 +18,13 @@ files the caller names:
    source is stopped in ``postmigrate``, the destination paused by ``-S``, so they should be
    equal; this is part of the downtime); a difference refuses the switchover (``aborted``,
    the guest resumed at the source) and is recorded page by page (``ram_differing``). Seen
-   here (Debian's QEMU 7.2 under TCG; KVM does not boot on this machine): every live pre-copy
-   of more than one pass lost 36 to 140 pages of 32768, on the testbed's network and on
-   loopback alike, with a file or memfd backend, one or many TCG threads, with or without
+   with Debian 12's QEMU 7.2 under TCG (KVM does not boot on the project's machine): every live
+   pre-copy of more than one pass lost 36 to 140 pages of 32768, on the testbed's network and
+   on loopback alike, with a file or memfd backend, one or many TCG threads, with or without
    auto-converge, network traffic or TLS; the same pages every time (kernel timer and per-CPU
    data, receive buffers), and a destination let run died in the kernel's hrtimer code
-   (general protection fault) a few seconds later. A cold migration (``mode: cold``) gave
-   identical images every time. So the check is what keeps the guest alive;
+   (general protection fault) a few seconds later. Cold migrations were exact, and so are live
+   ones with QEMU 10.0 (bookworm-backports, which ``make setup`` installs);
    VERIFIED; ``go()`` (the runner moves the network);
    ``cont`` on the destination, whose RESUME event closes the downtime;
 5. ``announce-self`` with QEMU's default announce parameters right after ``cont``: QEMU 7.2

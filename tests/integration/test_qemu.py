@@ -48,10 +48,9 @@ def qemu_spec(**policy):
 
 
 def test_a_qemu_guest_migrates_across_the_wan(choice, guest_image, tmp_path):
-    """Cold (the guest stopped, then copied): QEMU 7.2's live pre-copy under TCG loses pages
-    on this machine (migrator/qemu/driver.py, step 4, and the next test); a cold copy is
-    exact, so everything after the copy is checked here."""
-    spec = qemu_spec(mode="cold")
+    """Live pre-copy, checked end to end. (QEMU 7.2 lost pages here; ``make setup`` installs
+    QEMU 10 from bookworm-backports, whose live migrations are exact: README, "QEMU guests".)"""
+    spec = qemu_spec()
     out = tmp_path / "run"
     m = run_experiment(spec, out)
     context = json.dumps({k: v for k, v in m.items() if k != "links"}, indent=1, default=str)
@@ -68,35 +67,26 @@ def test_a_qemu_guest_migrates_across_the_wan(choice, guest_image, tmp_path):
     assert before["rtt_ms"] >= RTT_MS * 0.9, context
     assert after["rtt_ms"] < RTT_MS / 5, f"ping still crosses the WAN after the move\n{context}"
     # QEMU's own figures, under their names and under the common keys.
-    assert m["qemu_total_time_ms"] > 0 and m["qemu_downtime_ms"] > 0, context
+    assert m["qemu_total_time_ms"] > 0 and m["qemu_dirty_syncs"] >= 1, context
     # Ours runs from QEMU's first pass (as the emulated engine's from round 0); QEMU's
     # total-time also holds its set-up (connection, TLS handshake): ours is at most QEMU's and
     # not 20 % below it.
     qemu_total_s = m["qemu_total_time_ms"] / 1e3
     assert 0.8 * qemu_total_s <= m["total_time_s"] <= qemu_total_s + 0.05, context
+    assert m["downtime_ms"] > 0 and m["client_outage_ms"] is not None, context
     assert m["bytes_on_wire"] > 0 and m["vm_memory_bytes"] == 128 * 2**20, context
     assert m["total_time_s"] >= m["bytes_on_wire"] * 8 / (BW_MBPS * 1e6), context
     assert (out / "migration" / "rounds.csv").stat().st_size > 0
     _nothing_left(spec)
 
 
-def test_a_live_qemu_migration_never_loses_the_guest(choice, guest_image, tmp_path):
-    """Live pre-copy: either the destination's RAM equals the source's and the guest runs at
-    the destination, or the switchover is refused and the guest runs on at the source; in
-    both, every acknowledged client write is read back and the clients' connection lives."""
-    spec = qemu_spec()
-    out = tmp_path / "run"
-    m = run_experiment(spec, out)
+def test_a_cold_qemu_migration_is_exact(choice, guest_image, tmp_path):
+    """The guest stopped, copied, resumed at the destination: the same RAM at both ends."""
+    spec = qemu_spec(mode="cold")
+    m = run_experiment(spec, tmp_path / "run")
     context = json.dumps({k: v for k, v in m.items() if k != "links"}, indent=1, default=str)
-    if m["outcome"] == "completed":
-        assert m["integrity_ok"] is True and m["site_after"] == "dc2", context
-    else:
-        assert m["outcome"].startswith("aborted"), context
-        assert "differs" in str(m.get("error")), context
-        assert m["qemu_ram_pages_differing"] > 0 and m["site_after"] == "dc1", context
-    assert m["kv_readback"] > 0 and m["kv_integrity_ok"] is True, context
-    assert m["kv_reconnects"] == 0, f"the TCP connection did not survive\n{context}"
-    assert m["qemu_total_time_ms"] > 0, context
+    assert m["outcome"] == "completed" and m["qemu_ram_pages_differing"] == 0, context
+    assert m["site_after"] == "dc2" and m["kv_integrity_ok"] is True, context
     _nothing_left(spec)
 
 
