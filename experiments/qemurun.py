@@ -25,7 +25,6 @@ import logging
 import os
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -34,15 +33,13 @@ import yaml
 
 from experiments.procs import ProcError, follow
 from experiments.progress import Progress
-from experiments.vmrun import MIGRATION_PORT, VM_NAME, VM_ROLE, Run, RunError
+from experiments.vmrun import MIGRATION_PORT, PY, VM_NAME, VM_ROLE, Run, RunError
 from ground.protocol import Kind, Message, format_line
 from ground.records import state_dir
 
 log = logging.getLogger("wanmig.run")
 
 BOOT_TIMEOUT_S = 180.0      # a guest under TCG on a busy machine boots in 10-15 s
-PREFIX_LEN = 8              # the testbed's one L2 segment, 10.0.0.0/8
-PY = sys.executable
 
 
 class RootNode:
@@ -83,6 +80,7 @@ class QemuRun(Run):
     # -- the two QEMUs --------------------------------------------------------------------------
     def _machine(self) -> Any:
         from migrator.qemu.launch import Machine, buffer_mib, kernel_cmdline
+        from topologies.plan import PREFIX_LEN
 
         vm = self.spec.vm
         mib = vm.memory_bytes >> 20
@@ -222,9 +220,7 @@ class QemuRun(Run):
             if hv.tap is not None:
                 unplug_tap(self.net, hv.tap)
         shutil.rmtree(self.sockdir, ignore_errors=True)
-        ctl = getattr(self.net, "control", None)
-        if ctl is not None and ctl.events.exists():
-            shutil.copy(ctl.events, self.out / "controller_events.jsonl")
+        self.copy_controller_events()
 
     def extra_metrics(self) -> dict:
         """What a QEMU run records beside the common keys."""

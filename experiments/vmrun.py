@@ -215,6 +215,10 @@ class Run:
         from migrator.guest.image import leftover_segments, remove_segments
 
         remove_segments([n for n in leftover_segments() if n.startswith(f"wanmig-{self.image}-")])
+        self.copy_controller_events()
+
+    def copy_controller_events(self) -> None:
+        """The controller's event log into the run folder (what the metrics read)."""
         ctl = getattr(self.net, "control", None)
         if ctl is not None and ctl.events.exists():
             shutil.copy(ctl.events, self.out / "controller_events.jsonl")

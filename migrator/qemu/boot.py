@@ -44,6 +44,8 @@ class QemuGuest:
         ``pass_fds`` are inherited (a tap's descriptor)."""
         self.machine, self.side = machine, side
         self.output = side.console.with_suffix(".qemu.log")
+        # A console left by an earlier guest would say "ready" before this one has booted.
+        side.console.unlink(missing_ok=True)
         self.argv = qemu_argv(machine, side, qemu)
         self.t_start = time.monotonic()
         self._loc: socket.socket | None = None
