@@ -153,7 +153,11 @@ def test_throttle_and_cap_of_a_killed_migrator_are_lifted(guest):
         holds_for(lambda: guest.vm.state().throttle == 0.9, 2.0 * LEASE_S, "renewed throttle")
     finally:
         kill(holder)
-    snap = wait_for(lambda: (s := guest.vm.state()).throttle == 0.0 and s, LEASE_S + 2.0,
+    # The expiry clears the lease's fields, then the guest acknowledges with its state blob:
+    # two writes, so wait for the second (read between them once in CI: the blob still said
+    # 1e6).
+    snap = wait_for(lambda: (s := guest.vm.state()).throttle == 0.0
+                    and json.loads(s.blob)["throttle"] == 0.0 and s, LEASE_S + 2.0,
                     "throttle lifted on lease expiry")
     assert snap.dirty_limit == 0.0 and snap.lease_expiries == 1 and snap.state == RUNNING
     blob = json.loads(snap.blob)
