@@ -44,6 +44,12 @@ Decisions, exactly:
   destination and may fill ``resume_s``). Any error or a refused ACK before that resumes the
   guest at the source: outcome ``'aborted'``, nothing lost. Throttle and write cap are lifted
   at the end, whatever it was;
+* a VM with a disk (``mem_pages`` below ``npages``: the sectors of its disk follow its memory
+  pages in one index space, ``migrator.core.disk``) migrates both in the same rounds, each
+  round's disk sectors first (Storage vMotion copies the disk, then the memory: the pages sent
+  last are the freshest); with ``disk_mirrored`` (write-blocking) the VM copies every disk
+  write to the destination itself once ``start_mirror`` returned (called before tracking
+  starts), so the disk's sectors go in round 0 only and later syncs drop them;
 * cold mode: pause first, send everything once, finish;
 * the rows cover the migration without gaps: their durations sum to ``total_time_s``; an
   ``abort`` row, in the round it ends, carries what that round had handed over, a send that
@@ -63,6 +69,7 @@ import numpy as np
 from migrator.codecs.chunk import split_zero
 from migrator.core import estimate
 from migrator.core.adaptive import CodecChooser
+from migrator.core.disk import DiskLayout
 from migrator.core.interfaces import VM, Clock, PartialSendError, Sender, wire_fields
 from migrator.core.policy import MigrationPolicy
 from migrator.core.records import MigrationResult, RoundRecord, Tally, totals
@@ -99,6 +106,8 @@ class PreCopyEngine:
         self._paused, self._pause_at, self._start = False, 0.0, 0.0
         self._t = 0.0               # where the current row began
         self._sending: Tally | None = None      # a round's counts until its row is written
+        self.disk = DiskLayout.of(vm)
+        self._disk_bulk_s: float | None = None  # round 0's disk sectors all handed over
 
     # --- public --------------------------------------------------------------------------------
 
@@ -118,6 +127,8 @@ class PreCopyEngine:
 
     def _live(self) -> MigrationResult:
         p = self.policy
+        if self.disk.mirrored:
+            self.vm.start_mirror()      # type: ignore[attr-defined] - DiskLayout checked it
         self.vm.read_and_clear_dirty()
         to_send, to_zero = self._round0_sets()
         rnd = 0
@@ -207,8 +218,20 @@ class PreCopyEngine:
 
     def _send(self, rnd: int, indices: np.ndarray, zero_known: np.ndarray) -> Tally:
         """Hand one round's pages to the transport (non-zero with their data, zero as bare
-        indices), chunk by chunk; returns the counts."""
+        indices), chunk by chunk, the disk's sectors first; returns the counts."""
         sent = self._sending = Tally(self._codec(), rnd)
+        for part, zeros, disk in self.disk.parts(indices, zero_known):
+            self._send_part(sent, rnd, part, zeros, disk)
+            if disk and rnd == 0 and self._disk_bulk_s is None:
+                self._disk_bulk_s = self.clock.now() - self._start
+        if sent.raw > 0 and sent.wire > 0:
+            self._ratio = sent.raw / sent.wire
+            if self.chooser is not None:
+                self.chooser.observe(sent.codec, sent.raw, sent.wire)
+        return sent
+
+    def _send_part(self, sent: Tally, rnd: int, indices: np.ndarray, zero_known: np.ndarray,
+                   disk: bool) -> None:
         chunks = [indices[i:i + self.chunk_pages] for i in range(0, len(indices),
                                                                   self.chunk_pages)]
         zero_lists = [zero_known[i:i + self.zero_batch] for i in range(0, len(zero_known),
@@ -219,12 +242,7 @@ class PreCopyEngine:
             if len(zero_list):
                 zero_idx = np.concatenate([zero_idx, zero_list])
             report = self.sender.send_pages(rnd, idx, data, sent.codec, zero_indices=zero_idx)
-            sent.add(len(idx), len(zero_idx), report.bytes_raw, report.bytes_on_wire)
-        if sent.raw > 0 and sent.wire > 0:
-            self._ratio = sent.raw / sent.wire
-            if self.chooser is not None:
-                self.chooser.observe(sent.codec, sent.raw, sent.wire)
-        return sent
+            sent.add(len(idx), len(zero_idx), report.bytes_raw, report.bytes_on_wire, disk=disk)
 
     def _round_wait(self) -> None:
         """Let the round last one RTT and the unacknowledged bytes fall to one bandwidth-delay
@@ -239,8 +257,10 @@ class PreCopyEngine:
             self.clock.sleep(left)
 
     def _sync(self) -> np.ndarray:
-        """Read and clear the dirty log: the unique pages written since the previous sync."""
-        return np.unique(np.asarray(self.vm.read_and_clear_dirty(), dtype=np.int64))
+        """Read and clear the dirty log: the unique pages written since the previous sync (a
+        mirrored disk's sectors dropped: the destination has them already)."""
+        return self.disk.to_resend(np.unique(np.asarray(self.vm.read_and_clear_dirty(),
+                                                         dtype=np.int64)))
 
     def _row(self, rnd: int, phase: str, sent: Tally, *, dirty_bytes: int = 0,
              expected_s: float = 0.0) -> RoundRecord:
@@ -254,7 +274,9 @@ class PreCopyEngine:
             dirty_rate_Bps=dirty_bytes / duration if duration > 0 else 0.0,
             throttle=self.throttler.throttle, expected_downtime_s=expected_s,
             dirty_limit_Bps=self.throttler.dirty_limit_Bps,
-            throttle_policy=self.policy.throttle, rate_Bps=self._rate())
+            throttle_policy=self.policy.throttle, rate_Bps=self._rate(),
+            disk_pages=sent.disk_pages, disk_bytes_raw=sent.disk_raw,
+            disk_bytes_on_wire=sent.disk_wire)
         self._records.append(record)
         log.info("%s %d: %d pages (+%d zero) %s, %.0f B on wire in %.3f s, dirty %.0f B/s, "
                  "rate %.0f B/s, throttle %.2f, expected downtime %.3f s", phase, rnd,
@@ -381,7 +403,8 @@ class PreCopyEngine:
             outcome=outcome, stop_reason=stop_reason, rounds=tuple(self._records),
             total_time_s=self._t - self._start,
             downtime_s=final_copy_s + verify_s + resume_s, final_copy_s=final_copy_s,
-            verify_s=verify_s, resume_s=resume_s, vm_memory_bytes=self.vm.npages * PAGE_SIZE,
+            verify_s=verify_s, resume_s=resume_s,
+            vm_memory_bytes=self.disk.mem_pages * PAGE_SIZE, disk_bulk_s=self._disk_bulk_s,
             **totals(self._records), **wire_fields(self.sender), integrity_ok=integrity,
             throttle_max=self._throttle_max,
             downtime_target_s=self.policy.downtime_target_s, error=error)

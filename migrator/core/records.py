@@ -25,6 +25,10 @@ class RoundRecord:
     dirty_limit_Bps: float | None = None  # noqa: N815 - write-rate cap in force, None = none
     throttle_policy: str = "none"           # policy.throttle of the migration
     rate_Bps: float = 0.0       # noqa: N815 - the stream's estimated transfer rate (wire B/s)
+    # Of pages and bytes above, the disk's sectors (a VM with a disk, ``migrator.core.disk``)
+    disk_pages: int = 0
+    disk_bytes_raw: int = 0
+    disk_bytes_on_wire: int = 0
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,14 @@ class MigrationResult:
     # some of it unsent.
     bytes_sent: int | None = None
     bytes_acked: int | None = None
+    # A VM with a disk (``migrator.core.disk``): of the bytes above, the disk's; the non-zero
+    # sectors sent in all rounds and in rounds after the first (re-sent: written meanwhile);
+    # from the start until the first round's disk sectors were all handed over
+    disk_bytes_raw: int = 0
+    disk_bytes_on_wire: int = 0
+    disk_sectors_sent: int = 0
+    disk_sectors_resent: int = 0
+    disk_bulk_s: float | None = None
 
     @property
     def live_rounds(self) -> int:
@@ -73,12 +85,19 @@ class Tally:
     zeros: int = 0
     raw: int = 0
     wire: int = 0
+    disk_pages: int = 0
+    disk_raw: int = 0
+    disk_wire: int = 0
 
-    def add(self, pages: int, zeros: int, raw: int, wire: int) -> None:
+    def add(self, pages: int, zeros: int, raw: int, wire: int, *, disk: bool = False) -> None:
         self.pages += pages
         self.zeros += zeros
         self.raw += raw
         self.wire += wire
+        if disk:
+            self.disk_pages += pages
+            self.disk_raw += raw
+            self.disk_wire += wire
 
     def add_handed(self, handed: Handed) -> None:
         """The part a failed ``send_pages`` had handed over (``interfaces.PartialSendError``)."""
@@ -94,4 +113,8 @@ def totals(rows: Sequence[RoundRecord]) -> dict:
     busy = sum(r.duration_s for r in live)
     return {"bytes_raw": raw, "bytes_on_wire": wire,
             "compression_ratio": raw / wire if wire else 1.0,
-            "mean_goodput_Bps": sum(r.bytes_on_wire for r in live) / busy if busy else 0.0}
+            "mean_goodput_Bps": sum(r.bytes_on_wire for r in live) / busy if busy else 0.0,
+            "disk_bytes_raw": sum(r.disk_bytes_raw for r in rows),
+            "disk_bytes_on_wire": sum(r.disk_bytes_on_wire for r in rows),
+            "disk_sectors_sent": sum(r.disk_pages for r in rows),
+            "disk_sectors_resent": sum(r.disk_pages for r in rows if r.round > 0)}
