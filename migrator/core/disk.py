@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from migrator.core.interfaces import VM
+
 
 @dataclass(frozen=True)
 class DiskLayout:
@@ -28,8 +30,8 @@ class DiskLayout:
     mirrored: bool = False
 
     @classmethod
-    def of(cls, vm: object) -> DiskLayout:
-        npages = int(getattr(vm, "npages"))
+    def of(cls, vm: VM) -> DiskLayout:
+        npages = int(vm.npages)
         mem_pages = int(getattr(vm, "mem_pages", npages))
         mirrored = bool(getattr(vm, "disk_mirrored", False))
         if not 1 <= mem_pages <= npages:
