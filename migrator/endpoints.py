@@ -33,6 +33,7 @@ from migrator.core.policy import MigrationPolicy, stream_ceiling
 from migrator.core.records import MigrationResult
 from migrator.memory.pages import PAGE_SIZE
 from migrator.transport.channel import TransportError
+from migrator.transport.mirror import MirrorStream
 from migrator.transport.options import TransportOptions
 from migrator.transport.receiver import DestResult, MemoryFactory, Receiver
 from migrator.transport.sender import TcpSender
@@ -97,6 +98,7 @@ def run_source(vm: VM, dest: tuple[str, int], policy: MigrationPolicy, key: byte
                             xbzrle_cache_mib=policy.xbzrle_cache_mib,
                             encryption=policy.encryption)
     sender = TcpSender(dest, key, vm, opts)
+    mirror = _attach_mirror(vm, sender, opts)
     # The codecs are measured while the connections are set up (round trips, mostly waiting).
     measuring = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wanmig-codecs")
     chooser_f = measuring.submit(build_chooser, vm, policy.streams) \
@@ -132,7 +134,20 @@ def run_source(vm: VM, dest: tuple[str, int], policy: MigrationPolicy, key: byte
                          flight_window_bytes=sender.stats.flight_window_bytes,
                          flight_window_max_bytes=sender.stats.flight_window_max_bytes,
                          rtt_s=sender.base_rtt_s())
+        if mirror is not None:
+            mirror.close()
         sender.close()
+
+
+def _attach_mirror(vm: VM, sender: TcpSender, opts: TransportOptions) -> MirrorStream | None:
+    """A VM that mirrors its disk writes (write-blocking, ``migrator.core.disk``) is given the
+    session's mirror stream, opened at its first write."""
+    attach = getattr(vm, "attach_mirror", None)
+    if not callable(attach):
+        return None
+    mirror = MirrorStream(sender.dialer.mirror, opts.max_frame)
+    attach(mirror.copy)
+    return mirror
 
 
 def _hand_over(vm: VM, result: MigrationResult) -> MigrationResult:

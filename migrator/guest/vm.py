@@ -87,15 +87,18 @@ class SharedVM:
     def read_and_clear_dirty(self) -> np.ndarray:
         """The pages written since the last call; the first call also starts keeping the image
         digest current in the background (``migrator.wire.incremental``)."""
-        assert self.memory.dirty is not None
-        pages = self.memory.dirty.read_and_clear()
+        pages = self._read_dirty()
         if self._digest is None:
             from migrator.wire.incremental import IncrementalDigest
 
-            self._digest = IncrementalDigest(self.memory.pages)
+            self._digest = IncrementalDigest(self.image())
             self._digest.start()
         self._digest.touched(pages)
         return pages
+
+    def _read_dirty(self) -> np.ndarray:
+        assert self.memory.dirty is not None
+        return self.memory.dirty.read_and_clear()
 
     def nonzero_pages(self) -> np.ndarray:
         return np.flatnonzero(self.memory.pages.any(axis=1)).astype(np.int64)
@@ -154,7 +157,12 @@ class SharedVM:
             raise lease_lapsed(self.memory.ctl_path)
 
     def page_bytes(self, indices: np.ndarray) -> bytes:
-        return self.memory.pages[np.asarray(indices, dtype=np.int64)].tobytes()
+        return self.image()[np.asarray(indices, dtype=np.int64)].tobytes()
+
+    def image(self) -> np.ndarray:
+        """What migrates, as pages: the memory (a VM with a disk adds its sectors,
+        ``migrator.guest.diskvm``)."""
+        return self.memory.pages
 
     def save_state(self) -> bytes:
         """The paused guest's state blob (JSON: location, workload position, counters);
@@ -183,7 +191,7 @@ class SharedVM:
             return self._digest.finish()[0]
         from migrator.wire.digest import image_digest
 
-        return image_digest(self.memory.pages)
+        return image_digest(self.image())
 
     def state(self) -> ControlState:
         return self._control().snapshot()

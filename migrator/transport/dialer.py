@@ -85,6 +85,17 @@ class Dialer:
         self.image_key = hs.keys.image
         return ch
 
+    def mirror(self) -> Channel:
+        """The disk mirror stream (TCP_NODELAY: one write at a time), authenticated, of this
+        session (``migrator.transport.mirror``)."""
+        ch = self._dial("mirror stream", nodelay=True)
+        try:
+            client_handshake(ch, self.key, self._hello("mirror"))
+        except BaseException:
+            ch.close()
+            raise
+        return ch
+
     def data(self, index: int, pace: Pace | None, room: Room | None) -> DataStream:
         """Data stream ``index``, authenticated, its writer started."""
         ch = self._dial(f"data stream {index}", nodelay=False)

@@ -50,6 +50,7 @@ from migrator.transport.channel import (
     TransportError,
     server_handshake,
 )
+from migrator.transport.mirror import serve_mirror
 from migrator.transport.roundmem import RoundOrderedMemory
 from migrator.wire.frames import MAX_FRAME, WIRE_VERSION, FrameError
 from migrator.wire.messages import Ack, Digest, Pages, Round, RoundEnd, State
@@ -198,9 +199,13 @@ class Receiver:
                 self._control(ch, hs)
             elif role == "data":
                 self._data(ch, hs)
+            elif role == "mirror":
+                if self._joined(ch, hs, "mirror stream"):
+                    assert self.mem is not None
+                    serve_mirror(ch, self.mem, self.xbzrle_cache_mib)
             else:
                 raise FrameError(f"{ch.name}: HELLO role {str(role)[:40]!r}, expected "
-                                 "'control' or 'data'")
+                                 "'control', 'data' or 'mirror'")
         except Exception as exc:  # noqa: BLE001 - any failure ends the migration cleanly
             if not self._done.is_set():
                 self._fail(exc)
@@ -278,17 +283,25 @@ class Receiver:
                     continue        # a long round: the data streams are alive
                 raise
 
-    def _data(self, ch: Channel, hs: Handshake) -> None:
+    def _joined(self, ch: Channel, hs: Handshake, name: str) -> bool:
+        """A data or mirror stream of the session whose control stream came first; else
+        refused (False)."""
         info = hs.info
         self._session_ready.wait(self.timeout_s)
         if self.mem is None or info.get("session") != self.session \
                 or hs.encryption != self.result.encryption:
             ch.try_abort("unknown session: connect the control stream first")
-            self._refuse(f"{ch.name}: data stream for session {str(info.get('session'))[:40]!r}"
+            self._refuse(f"{ch.name}: {name} for session {str(info.get('session'))[:40]!r}"
                          f" ({hs.encryption}), expected {self.session!r} "
                          f"({self.result.encryption or 'none yet'})")
+            return False
+        ch.name = name
+        return True
+
+    def _data(self, ch: Channel, hs: Handshake) -> None:
+        info = hs.info
+        if not self._joined(ch, hs, f"data stream {info.get('stream')}"):
             return
-        ch.name = f"data stream {info.get('stream')}"
         with self._lock:
             self.result.data_streams += 1
         dec = PagesDecoder(self.mem.memory.shape[0], self.xbzrle_cache_mib)

@@ -14,6 +14,8 @@ import numpy as np
 from migrator.memory.pages import PAGE_SIZE
 from migrator.wire.incremental import IncrementalDigest
 
+MIRROR_ROUND = 2 ** 32 - 1      # the largest round a PAGES frame can carry
+
 
 class RoundOrderedMemory:
     """Destination memory where a page only ever moves forward in rounds; thread-safe."""
@@ -26,6 +28,7 @@ class RoundOrderedMemory:
         self.round_of = np.full(len(memory), -1, dtype=np.int64)
         self.received = 0
         self.applied = 0
+        self.mirrored = 0
         self.cv = threading.Condition()
         self.digest = IncrementalDigest(memory, self.cv, complete=False)
 
@@ -39,12 +42,30 @@ class RoundOrderedMemory:
                 self.memory[indices[keep]] = pages[keep]
             self.round_of[indices[keep]] = round_no
             zkeep = self.round_of[zero] <= round_no
-            self.memory[zero[zkeep]] = 0
+            self._clear(zero[zkeep])
             self.round_of[zero[zkeep]] = round_no
             # After the writes (see wire.incremental); the chunks they completed are hashed
             # below, outside the lock, while the other streams apply theirs.
             completed = self.digest.touched(np.concatenate([indices[keep], zero[zkeep]]))
             self.received += len(indices) + len(zero)
             self.applied += int(keep.sum()) + int(zkeep.sum())
+            self.cv.notify_all()
+        self.digest.hash_chunks(*completed)
+
+    def _clear(self, zero: np.ndarray) -> None:
+        """Zero the pages that are not zero already: writing zeros into a hole of a sparse
+        disk image would allocate it (a 1 GiB disk half empty would arrive whole)."""
+        if len(zero):
+            self.memory[zero[self.memory[zero].any(axis=1)]] = 0
+
+    def mirror(self, idx: np.ndarray, pages: np.ndarray) -> None:
+        """A disk write mirrored from the source (write-blocking): newer than anything a round
+        carries, so no round's copy of these pages, arriving later, replaces it; not counted
+        among the pages the rounds announced."""
+        with self.cv:
+            self.memory[idx] = pages
+            self.round_of[idx] = MIRROR_ROUND
+            completed = self.digest.touched(idx)
+            self.mirrored += len(idx)
             self.cv.notify_all()
         self.digest.hash_chunks(*completed)
