@@ -176,12 +176,14 @@ def prediction(spec: Any, compression_ratio: float = 1.0, nonzero_frac: float = 
     if spec.policy.max_bandwidth_mbps is not None:
         goodput_mbps = min(goodput_mbps or math.inf, spec.policy.max_bandwidth_mbps)
     empty = {"predicted_total_time_s": None, "predicted_downtime_ms": None,
-             "predicted_rounds": None, "predicted_converges": None}
+             "predicted_rounds": None, "predicted_converges": None,
+             "predicted_lower_bound_s": None}
     if goodput_mbps is None or not goodput_mbps > 0 or not compression_ratio > 0:
         return empty
     wl = spec.vm.workload
     live = spec.policy.mode == "live"
     res = predict(ModelInputs(
+        **disk_inputs(spec, live),
         memory_bytes=float(spec.vm.memory_bytes), bandwidth_Bps=goodput_mbps * 1e6 / 8,
         nonzero_frac=nonzero_frac,
         dirty_rate_Bps=(wl.dirty_rate_mibps if dirty_rate_mibps is None else dirty_rate_mibps)
@@ -194,10 +196,26 @@ def prediction(spec: Any, compression_ratio: float = 1.0, nonzero_frac: float = 
     if not live:    # cold: the guest is paused for the whole copy
         return {"predicted_total_time_s": res.total_time_s,
                 "predicted_downtime_ms": res.total_time_s * 1e3,
-                "predicted_rounds": 0, "predicted_converges": True}
+                "predicted_rounds": 0, "predicted_converges": True,
+                "predicted_lower_bound_s": res.lower_bound_time_s}
     return {"predicted_total_time_s": res.total_time_s,
             "predicted_downtime_ms": res.downtime_s * 1e3,
-            "predicted_rounds": res.rounds, "predicted_converges": res.converges}
+            "predicted_rounds": res.rounds, "predicted_converges": res.converges,
+            "predicted_lower_bound_s": res.lower_bound_time_s}
+
+
+def disk_inputs(spec: Any, live: bool) -> dict:
+    """The model's disk terms for the spec's ``vm.disk`` under ``policy.storage``: nothing
+    without a disk or with shared storage (the disk does not move); its allocated bytes, and
+    its writes as dirty rate (or, mirrored, as bandwidth taken) otherwise."""
+    disk = getattr(spec.vm, "disk", None)
+    if disk is None or spec.policy.storage == "shared":
+        return {}
+    write_Bps = disk.write_rate_mibps * MIB if live else 0.0  # noqa: N806
+    mirrored = spec.policy.storage == "write-blocking"
+    return {"disk_bytes": float(disk.allocated_bytes), "disk_dirty_rate_Bps": write_Bps,
+            "disk_working_set_bytes": disk.working_set_frac * disk.size_bytes,
+            "disk_mirrored": mirrored, "disk_write_Bps": write_Bps if mirrored else 0.0}
 
 
 def migration_metrics(m: Mapping[str, Any], prefix: str = "") -> dict:
@@ -223,6 +241,11 @@ def migration_metrics(m: Mapping[str, Any], prefix: str = "") -> dict:
         "downtime_target_ms": None if m.get("downtime_target_s") is None
         else m["downtime_target_s"] * 1e3,
         "error": m.get("error"),
+        "disk_bytes_on_wire": m.get("disk_bytes_on_wire"),
+        "disk_bytes_raw": m.get("disk_bytes_raw"),
+        "disk_sectors_sent": m.get("disk_sectors_sent"),
+        "disk_sectors_resent": m.get("disk_sectors_resent"),
+        "disk_bulk_s": m.get("disk_bulk_s"),
     }.items()}
 
 
@@ -287,7 +310,7 @@ def compute_metrics(*, probes: Iterable[Mapping[str, Any]], events: Iterable[Map
                            and kv["kv_integrity_ok"] is not False)
     pred = dict(predicted or {})
     for key in ("predicted_total_time_s", "predicted_downtime_ms", "predicted_rounds",
-                "predicted_converges"):
+                "predicted_converges", "predicted_lower_bound_s"):
         out[key] = pred.get(key)
     if migration_back is not None:
         out.update(migration_metrics(migration_back, prefix="back_"))

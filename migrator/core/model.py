@@ -20,6 +20,12 @@ transfer time and no round trip):
   destination's integrity check).
 
 ``rounds`` counts the live rounds, round 0 included; the stop-and-copy is not a round.
+
+A VM with a disk (``migrator.core.disk``): round 0 also sends the disk's allocated bytes
+(``disk_bytes``), and each round the disk's writes meanwhile, ``min(disk_dirty_rate * t,
+disk_working_set)``, with the memory's; with ``disk_mirrored`` (write-blocking) the disk is sent
+once, and every guest write (``disk_write_Bps``, uncompressed) takes its share of the bandwidth
+from then on. ``lower_bound_time_s``: everything sent once at the full rate, plus one RTT.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from ground.config import Section
+from ground.config import ConfigError, Section
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,11 @@ class ModelInputs:
     downtime_target_s: float = 0.3
     max_rounds: int = 30
     verify_s: float = 0.0
+    disk_bytes: float = 0.0
+    disk_dirty_rate_Bps: float = 0.0  # noqa: N815
+    disk_working_set_bytes: float | None = None
+    disk_mirrored: bool = False
+    disk_write_Bps: float = 0.0  # noqa: N815
 
     def __post_init__(self) -> None:
         s = Section(dataclasses.asdict(self), "model",
@@ -58,6 +69,14 @@ class ModelInputs:
         s.number("downtime_target_s", above=0.0)
         s.number("max_rounds", minimum=1, integer=True)
         s.number("verify_s", minimum=0.0)
+        s.number("disk_bytes", minimum=0.0)
+        s.number("disk_dirty_rate_Bps", minimum=0.0)
+        s.number("disk_working_set_bytes", minimum=0.0, optional=True)
+        s.number("disk_write_Bps", minimum=0.0)
+        if self.disk_mirrored and self.disk_write_Bps >= self.bandwidth_Bps:
+            raise ConfigError("model.disk_write_Bps", self.disk_write_Bps,
+                              f"below the bandwidth ({self.bandwidth_Bps:g} B/s): a mirrored "
+                              "disk's writes must leave room for the migration")
 
 
 @dataclass(frozen=True)
@@ -73,9 +92,13 @@ class ModelResult:
 
 def predict(inp: ModelInputs) -> ModelResult:
     """Run the model of the module docstring."""
-    rate = inp.compression_ratio * inp.bandwidth_Bps           # raw bytes per second
+    bandwidth = inp.bandwidth_Bps - (inp.disk_write_Bps if inp.disk_mirrored else 0.0)
+    rate = inp.compression_ratio * bandwidth                   # raw bytes per second
     cap = inp.memory_bytes if inp.working_set_bytes is None else inp.working_set_bytes
-    to_send = inp.memory_bytes * inp.nonzero_frac
+    disk_cap = inp.disk_bytes if inp.disk_working_set_bytes is None \
+        else inp.disk_working_set_bytes
+    disk_rate = 0.0 if inp.disk_mirrored else inp.disk_dirty_rate_Bps
+    to_send = first = inp.memory_bytes * inp.nonzero_frac + inp.disk_bytes
     sent: list[float] = []
     elapsed = 0.0
     converges = False
@@ -83,7 +106,7 @@ def predict(inp: ModelInputs) -> ModelResult:
         t = to_send / rate
         sent.append(to_send)
         elapsed += t
-        to_send = min(inp.dirty_rate_Bps * t, cap)
+        to_send = min(inp.dirty_rate_Bps * t, cap) + min(disk_rate * t, disk_cap)
         if to_send / rate + inp.rtt_s <= inp.downtime_target_s:
             converges = True
             break
@@ -95,9 +118,10 @@ def predict(inp: ModelInputs) -> ModelResult:
     return ModelResult(
         rounds=len(sent) - 1,
         total_time_s=elapsed + downtime,
-        bytes_on_wire=total_raw / inp.compression_ratio,
+        bytes_on_wire=total_raw / inp.compression_ratio
+        + (inp.disk_write_Bps * elapsed if inp.disk_mirrored else 0.0),
         downtime_s=downtime,
         converges=converges,
-        lower_bound_time_s=inp.memory_bytes * inp.nonzero_frac / rate + inp.rtt_s,
+        lower_bound_time_s=first / rate + inp.rtt_s,
         round_bytes=tuple(sent),
     )

@@ -15,6 +15,12 @@ the measured transfer rate (``throttle_trigger`` times it).
 frame under keys fresh for each connection, as QEMU's TLS migration and VMware's encrypted
 vMotion (AES-GCM) do; ``none`` is there to measure what encryption costs, and still MACs the
 control stream and keys the image check.
+
+``storage`` says what happens to a VM's disk (``vm.disk``; ignored without one): ``background``
+copies it with the memory, in the same rounds (Storage vMotion's shared-nothing migration),
+``write-blocking`` too, but every guest write from the start reaches both copies before it
+completes (QEMU's active mirror), so no round re-sends a sector; ``shared`` leaves it in the
+source site's datastore, reached over NBD, across the WAN once the VM has moved.
 """
 
 from __future__ import annotations
@@ -29,10 +35,12 @@ ON_BUDGET = ("force", "abort")
 THROTTLES = ("auto-converge", "dirty-limit", "none")
 KEYS = ("mode", "downtime_target_ms", "max_rounds", "time_budget_s", "on_budget", "codec",
         "streams", "max_bandwidth_mbps", "throttle", "throttle_trigger", "throttle_initial",
-        "throttle_step", "throttle_max", "dirty_limit_mibps", "xbzrle_cache_mib", "encryption")
+        "throttle_step", "throttle_max", "dirty_limit_mibps", "xbzrle_cache_mib", "encryption",
+        "storage")
 # The channel's encryptions (``migrator.wire.session.ENCRYPTIONS``), named here so that the
 # policy stays free of the wire's imports; a test checks the two agree.
 ENCRYPTIONS = ("aes-256-gcm", "chacha20-poly1305", "none")
+STORAGES = ("background", "write-blocking", "shared")
 
 
 @dataclass(frozen=True)
@@ -55,6 +63,7 @@ class MigrationPolicy:
     dirty_limit_mibps: float | None = None
     xbzrle_cache_mib: int = 64
     encryption: str = "aes-256-gcm"
+    storage: str = "background"
 
     @property
     def downtime_target_s(self) -> float:
@@ -105,4 +114,5 @@ def parse_policy(data: Any, path: str = "policy") -> MigrationPolicy:
         xbzrle_cache_mib=s.number("xbzrle_cache_mib", d.xbzrle_cache_mib, minimum=1,
                                   maximum=65536, integer=True),
         encryption=s.string("encryption", d.encryption, ENCRYPTIONS),
+        storage=s.string("storage", d.storage, STORAGES),
     )

@@ -6,6 +6,7 @@ import pytest
 
 from ground.config import ConfigError
 from migrator.core.model import ModelInputs, predict
+from migrator.memory.workload import MIB
 
 MB = 1_000_000
 
@@ -76,3 +77,36 @@ def test_bad_inputs_name_the_key(key, value):
     with pytest.raises(ConfigError) as info:
         ModelInputs(**kwargs)
     assert info.value.path == f"model.{key}"
+
+
+# --- a VM with a disk (migrator.core.disk) -------------------------------------------------------
+
+def _disk_case(**kw):
+    base = dict(memory_bytes=256 * MIB, bandwidth_Bps=30e6, dirty_rate_Bps=10 * MIB,
+                working_set_bytes=64 * MIB, rtt_s=0.15, disk_bytes=512 * MIB,
+                disk_dirty_rate_Bps=10 * MIB, disk_working_set_bytes=100 * MIB)
+    return predict(ModelInputs(**{**base, **kw}))
+
+
+def test_disk_adds_its_bulk_to_round_zero_and_its_writes_to_later_rounds():
+    res = _disk_case()
+    assert res.round_bytes[0] == 768 * MIB
+    t0 = 768 * MIB / 30e6
+    assert res.round_bytes[1] == pytest.approx(min(10 * MIB * t0, 64 * MIB)
+                                               + min(10 * MIB * t0, 100 * MIB))
+    assert res.lower_bound_time_s == pytest.approx(t0 + 0.15)
+    assert res.total_time_s > res.lower_bound_time_s
+
+
+def test_a_mirrored_disk_goes_once_and_its_writes_take_bandwidth():
+    res = _disk_case(disk_mirrored=True, disk_write_Bps=5e6)
+    t0 = 768 * MIB / 25e6
+    assert res.round_bytes[0] == 768 * MIB
+    assert res.round_bytes[1] == pytest.approx(min(10 * MIB * t0, 64 * MIB)), \
+        "a mirrored disk is never re-sent"
+    assert res.lower_bound_time_s == pytest.approx(t0 + 0.15)
+
+
+def test_a_mirror_faster_than_the_link_is_refused():
+    with pytest.raises(ConfigError, match="disk_write_Bps"):
+        _disk_case(disk_mirrored=True, disk_write_Bps=40e6)
