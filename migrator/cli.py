@@ -140,11 +140,11 @@ def cmd_migrate_source(args: argparse.Namespace) -> Exit:
                           f"seconds from {MIN_LEASE_S:g} to {MAX_LEASE_S:g}")
     from migrator.core.report import summary
     from migrator.endpoints import run_source
-    from migrator.guest.vm import SharedVM
+    from migrator.guest.diskvm import source_vm
 
     out = out_dir(args.out, f"migrate-source-{args.vm}")
     meta = {**run_metadata(), "args": {k: v for k, v in vars(args).items() if k != "func"}}
-    vm = SharedVM(args.vm, args.tag, lease_s=args.lease_s)
+    vm = source_vm(args.vm, args.tag, args.disk, policy.storage, lease_s=args.lease_s)
     stats: dict = {}
     progress = _print_progress if args.progress else None
     started = time.time()
@@ -198,12 +198,14 @@ def cmd_migrate_dest(args: argparse.Namespace) -> Exit:
     if not args.timeout_s > 0:
         raise ConfigError("--timeout-s", args.timeout_s, "seconds above 0")
     from migrator.endpoints import run_dest
-    from migrator.guest.vm import SharedVM, create_dest_memory
+    from migrator.guest.diskvm import create_dest_image, dest_disk
+    from migrator.guest.vm import SharedVM
 
     holder: dict = {}
+    disk = dest_disk(args.disk, args.disk_params)
 
     def factory(n: int) -> Any:
-        holder["mem"] = create_dest_memory(args.vm, args.tag, n)
+        holder["mem"] = create_dest_image(args.vm, args.tag, n, disk)
         return holder["mem"].pages
 
     def switch() -> None:
@@ -291,6 +293,8 @@ def add_subcommands(subparsers: Any) -> None:
                    help="say STARTED, PROGRESS per round and PAUSED (ground.protocol)")
     from migrator.guest.control import LEASE_S
 
+    s.add_argument("--disk", help="the VM's disk image in this host's datastore (a VM with a "
+                                  "disk migrates it with its memory, policy.storage)")
     s.add_argument("--lease-s", type=float, default=LEASE_S,
                    help="the guest resumes at the source this long after this process stops "
                         "renewing its pause (killed) unless the destination ACKed "
@@ -308,6 +312,8 @@ def add_subcommands(subparsers: Any) -> None:
     s.add_argument("--location", default="dst", help="where the guest runs after switchover")
     s.add_argument("--key-file", help=f"shared key file (else ${KEY_ENV}, hex)")
     s.add_argument("--timeout-s", type=float, default=60.0)
+    s.add_argument("--disk", help="the disk image to receive into (this host's datastore)")
+    s.add_argument("--disk-params", help="the disk's vm.disk mapping, JSON (with --disk)")
     s.add_argument("--gate", action="store_true",
                    help="say VERIFIED and wait for GO on stdin before resuming the guest")
     s.add_argument("--gate-timeout-s", type=float, default=10.0)

@@ -16,18 +16,22 @@ engine then aborts; the source has every write).
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from migrator.disk.datastore import allocated_sectors, dirty_log_path
+from ground.config import ConfigError
+from migrator.disk.datastore import allocated_sectors, create_disk, dirty_log_path, remove_disk
+from migrator.disk.params import DiskParams, parse_disk
 from migrator.guest.control import GuestError
 from migrator.guest.dirtylog import DirtyLog
+from migrator.guest.image import GuestMemory
 from migrator.guest.joined import JoinedImage
 from migrator.guest.mirrorserve import MirrorServer, mirror_socket_path
-from migrator.guest.vm import SharedVM
+from migrator.guest.vm import SharedVM, create_dest_memory
 
 log = logging.getLogger(__name__)
 
@@ -115,3 +119,68 @@ class SharedDiskVM(SharedVM):
             self.disk_dirty.close()
         if self.joined is not None:
             self.joined.close()
+
+
+def source_vm(vm: str, tag: str, disk: str | None, storage: str, **kwargs: float) -> SharedVM:
+    """The engine's VM at the source: with a disk image, memory and disk (mirrored when
+    ``storage`` is write-blocking); shared storage or no disk: the memory only."""
+    if disk is None or storage == "shared":
+        return SharedVM(vm, tag, **kwargs)
+    return SharedDiskVM(vm, tag, Path(disk), mirrored=storage == "write-blocking", **kwargs)
+
+
+def dest_disk(path: str | None, params_json: str | None) -> tuple[Path, DiskParams] | None:
+    """``--disk``/``--disk-params`` of the destination migrator, checked (ConfigError)."""
+    if path is None and params_json is None:
+        return None
+    if path is None or params_json is None:
+        raise ConfigError("--disk", path, "--disk and --disk-params together")
+    try:
+        raw = json.loads(params_json)
+    except json.JSONDecodeError as exc:
+        raise ConfigError("--disk-params", params_json, f"a JSON mapping ({exc})") from exc
+    params = parse_disk(raw, "--disk-params")
+    assert params is not None
+    return Path(path), params
+
+
+class DestImage:
+    """The destination's memory image and, for a VM with a disk, its disk image, as one page
+    array ``pages``; ``unlink`` removes both (a failed migration leaves nothing)."""
+
+    def __init__(self, memory: GuestMemory, disk: Path | None) -> None:
+        self.memory, self.disk = memory, disk
+        self.joined = JoinedImage([memory.ram_path, disk]) if disk is not None else None
+
+    @property
+    def pages(self) -> np.ndarray:
+        return self.joined.pages if self.joined is not None else self.memory.pages
+
+    def close(self) -> None:
+        if self.joined is not None:
+            self.joined.close()
+        self.memory.close()
+
+    def unlink(self) -> None:
+        self.memory.unlink()
+        if self.disk is not None:
+            remove_disk(self.disk)
+
+
+def create_dest_image(vm: str, tag: str, npages: int,
+                      disk: tuple[Path, DiskParams] | None) -> DestImage:
+    """The destination's image for ``npages`` pages in all: the memory, then the disk's
+    sectors in a new sparse image (with its dirty log: the guest goes on marking it there)."""
+    if disk is None:
+        return DestImage(create_dest_memory(vm, tag, npages), None)
+    path, params = disk
+    mem_pages = npages - params.sectors
+    if mem_pages < 1:
+        raise ValueError(f"the source announced {npages} pages, fewer than the disk's "
+                         f"{params.sectors} sectors")
+    create_disk(path, params, fill=False, tracking=True)
+    try:
+        return DestImage(create_dest_memory(vm, tag, mem_pages), path)
+    except BaseException:
+        remove_disk(path)
+        raise

@@ -60,14 +60,12 @@ and the lease of a pause or throttle (run out: taken back, ``migrator.guest.leas
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
 import signal
 import sys
 import time
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -85,12 +83,14 @@ from migrator.guest.control import (
     ControlBlock,
     check_location,
 )
-from migrator.guest.image import GuestMemory, image_name
+from migrator.guest.guestargs import GuestConfig, parse_args
+from migrator.guest.guestdisk import GuestDisk
+from migrator.guest.image import GuestMemory
 from migrator.guest.kvstore import KVStore
 from migrator.guest.owner import OwnerWatch
-from migrator.guest.service import TCP_PORT, UDP_PORT, GuestService
+from migrator.guest.service import GuestService
 from migrator.memory.pages import text_pool
-from migrator.memory.workload import DirtyPlan, WorkloadParams, parse_workload
+from migrator.memory.workload import DirtyPlan
 from migrator.memory.writes import write_pages
 
 log = logging.getLogger("migrator.guest.process")
@@ -98,22 +98,6 @@ log = logging.getLogger("migrator.guest.process")
 TICK_S = 0.001
 MAX_DT = 0.05
 BEAT_S = 0.05
-KV_PAGES = 64
-
-
-@dataclass(frozen=True)
-class GuestConfig:
-    vm: str
-    tag: str
-    workload: WorkloadParams
-    seed: int = 0
-    location: str = "dc1"
-    service: bool = True
-    service_host: str = "0.0.0.0"
-    udp_port: int = UDP_PORT
-    tcp_port: int = TCP_PORT
-    kv_pages: int = KV_PAGES
-    owner_pid: int = 0             # the launcher; the guest stops once it is gone (0: none)
 
 
 class Guest:
@@ -134,6 +118,7 @@ class Guest:
         self.store: KVStore | None = None
         self.service: GuestService | None = None
         self.plan: DirtyPlan | None = None
+        self.disk: GuestDisk | None = None
         self.rng = np.random.default_rng(cfg.seed + 1)
 
     # --- set-up ----------------------------------------------------------------------------------
@@ -155,6 +140,8 @@ class Guest:
         if cfg.service:
             self.service = GuestService(self.store, self.location, cfg.service_host,
                                         cfg.udp_port, cfg.tcp_port)
+        if cfg.disk is not None:
+            self.disk = GuestDisk(cfg.disk, cfg.seed + 2)
 
     def _load_store(self, mem: GuestMemory) -> KVStore:
         dirty = mem.dirty
@@ -234,6 +221,7 @@ class Guest:
             self.lease_expiries = self.ctl.snapshot().lease_expiries
             self.state = RUNNING
             self.plan.throttle, self.plan.dirty_limit_Bps = 0.0, None
+            self._disk_follows()
             log.warning("lease expired (%s): %s at %s, throttle %.2f and write cap %s lifted",
                         "paused" if action == lease.RESUME else "running",
                         "resumed" if action == lease.RESUME else "running on", self.location,
@@ -273,11 +261,19 @@ class Guest:
                 self.plan.throttle, self.plan.dirty_limit_Bps = 0.0, None
         else:
             error = f"unknown command {cmd.kind}"
+        self._disk_follows()
         log.info("command %d (%s) applied: %s%s", cmd.seq, COMMAND_NAMES.get(cmd.kind, cmd.kind),
                  "paused" if self.state == PAUSED else "running",
                  f", error {error}" if error else "")
         self.ctl.ack(cmd.seq, self.state, location=self.location, tag=self.mem.tag, error=error,
                      blob=self.state_blob(), also=also)
+
+    def _disk_follows(self) -> None:
+        """The disk's I/O stops while the guest is paused (none in flight once the pause is
+        acknowledged) and goes at the guest's throttled speed."""
+        if self.disk is not None and self.plan is not None:
+            self.disk.set_throttle(self.plan.throttle)
+            self.disk.hold(self.state == PAUSED)
 
     def _switch(self, tag: str, location: str) -> str:
         """Map memory ``tag``, rebuild the store from it, resume; '' or why not."""
@@ -295,6 +291,10 @@ class Guest:
         if new.control is not None:       # the guest keeps obeying the block it started on
             new.control.close()
             new.control = None
+        error = self.disk.switch(self.cfg.vm, tag) if self.disk is not None else ""
+        if error:
+            new.close()
+            return error
         store = self._load_store(new)
         old, self.mem, self.store = self.mem, new, store
         if self.service is not None:
@@ -327,6 +327,8 @@ class Guest:
     def _close(self, error: str) -> None:
         if self.service is not None:
             self.service.close()
+        if self.disk is not None:
+            self.disk.close()
         if self.ctl is not None:
             try:
                 self.ctl.guest_exit(error)
@@ -335,52 +337,6 @@ class Guest:
         self.store = None
         if self.mem is not None:
             self.mem.close()
-
-
-def parse_args(argv: list[str] | None) -> GuestConfig:
-    p = argparse.ArgumentParser(prog="python -m migrator.guest.process",
-                                description="the guest process of an emulated VM")
-    p.add_argument("--vm", required=True)
-    p.add_argument("--tag", required=True, help="memory image to start on")
-    w = p.add_mutually_exclusive_group(required=True)
-    w.add_argument("--workload", help="preset name or a JSON mapping")
-    w.add_argument("--dirty-rate", type=float, help="MiB/s of uniform writes over all memory")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--location", default="dc1")
-    p.add_argument("--service-host", default="0.0.0.0")
-    p.add_argument("--udp-port", type=int, default=UDP_PORT)
-    p.add_argument("--tcp-port", type=int, default=TCP_PORT)
-    p.add_argument("--no-service", action="store_true")
-    p.add_argument("--kv-pages", type=int, default=KV_PAGES)
-    p.add_argument("--owner-pid", type=int, default=0,
-                   help="stop once this process is gone (0: never)")
-    p.add_argument("--log-level", default="INFO")
-    a = p.parse_args(argv)
-    logging.basicConfig(level=a.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s guest %(levelname)s %(message)s")
-    if a.workload is not None:
-        spec = a.workload
-        if spec.lstrip().startswith("{"):
-            try:
-                spec = json.loads(spec)
-            except json.JSONDecodeError as exc:
-                raise ConfigError("--workload", a.workload, f"a preset or JSON ({exc})") from exc
-        params = parse_workload(spec, "--workload")
-    else:
-        params = WorkloadParams(dirty_rate_mibps=a.dirty_rate)
-    for name, port in (("--udp-port", a.udp_port), ("--tcp-port", a.tcp_port)):
-        if not 1 <= port <= 65535:
-            raise ConfigError(name, port, "a port from 1 to 65535")
-    if a.owner_pid < 0:
-        raise ConfigError("--owner-pid", a.owner_pid, "a process id, or 0 for none")
-    if a.kv_pages < 1:
-        raise ConfigError("--kv-pages", a.kv_pages, "at least 1")
-    check_location(a.location)
-    image_name(a.vm, a.tag)
-    return GuestConfig(vm=a.vm, tag=a.tag, workload=params, seed=a.seed, location=a.location,
-                       service=not a.no_service, service_host=a.service_host,
-                       udp_port=a.udp_port, tcp_port=a.tcp_port, kv_pages=a.kv_pages,
-                       owner_pid=a.owner_pid)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -41,11 +41,12 @@ from ground.config import ConfigError
 from ground.errors import NotAsAskedError
 from ground.protocol import Kind, expect
 from migrator.guest.control import LEASE_S, ControlState, check_location
+from migrator.guest.guestargs import KV_PAGES
+from migrator.guest.guestdisk import DiskConfig
 from migrator.guest.holder import LeaseHolder, lease_lapsed
 from migrator.guest.image import GuestMemory, image_name, remove_segments
 from migrator.guest.kvstore import KVStore
 from migrator.guest.lease import hand_over, held, release
-from migrator.guest.process import KV_PAGES
 from migrator.guest.records import remove_guest, write_guest
 from migrator.guest.service import TCP_PORT, UDP_PORT
 from migrator.memory.pages import DEFAULT_MIX, PageMix, fill_pages
@@ -329,12 +330,13 @@ def start_guest(vm: str, npages: int, workload: str | WorkloadParams | Mapping, 
                 udp_port: int = UDP_PORT, tcp_port: int = TCP_PORT, kv_pages: int = KV_PAGES,
                 mix: PageMix = DEFAULT_MIX, ready_timeout: float = 20.0,
                 python: str = sys.executable, stderr: Any = None,
-                log_level: str = "INFO") -> GuestHandle:
+                log_level: str = "INFO", disk: DiskConfig | None = None) -> GuestHandle:
     """Create and fill ``wanmig-<vm>-<tag>``, start the guest with ``popen``, wait for READY.
 
     Every argument is checked before anything is created (ConfigError naming it).
     ``stderr`` is passed to ``popen`` (None: inherit; a Mininet host's popen would otherwise
-    make it a pipe that nobody reads).
+    make it a pipe that nobody reads). ``disk``: the VM's disk (``migrator.guest.guestdisk``),
+    its image already in the datastore.
     """
     image_name(vm, tag)
     if isinstance(npages, bool) or not isinstance(npages, int) or npages <= kv_pages:
@@ -354,6 +356,8 @@ def start_guest(vm: str, npages: int, workload: str | WorkloadParams | Mapping, 
             "--owner-pid", str(os.getpid())]
     if not service:
         argv.append("--no-service")
+    if disk is not None:
+        argv += ["--disk", disk.to_json()]
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_REPO_ROOT), env.get("PYTHONPATH"))
                                         if p)
