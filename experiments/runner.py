@@ -73,6 +73,10 @@ def check_qemu_runnable(spec: ExperimentSpec) -> None:
         raise ConfigError("vm.memory", spec.vm.memory_bytes, "a whole number of MiB for "
                                                              "vm.kind qemu")
     check_guest_memory(spec.vm.memory_bytes >> 20, "vm.memory")
+    if spec.vm.disk is not None:
+        raise ConfigError("vm.disk", spec.vm.disk.size_bytes,
+                          "no disk for vm.kind qemu yet (QEMU's block mirror over NBD is not "
+                          "wired in; the emulated VM migrates disks)")
     qemu_settings(spec.policy, link_mbps=None)
 
 

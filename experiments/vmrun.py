@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from experiments.diskrun import DiskRun
 from experiments.faults.run import FaultRun
 from experiments.procs import Proc, follow, wait_for
 from experiments.progress import Progress
@@ -55,6 +56,7 @@ class Run:
         self.iface = ""                       # the VM's interface once moved
         self.bar: Progress | None = None
         self.faults = FaultRun(self, VM_NAME) if spec.faults else None   # experiments/faults
+        self.disk = DiskRun(spec, out, net, self.image) if spec.vm.disk is not None else None
 
     # -- pieces ---------------------------------------------------------------------------------
     def _start(self, name: str, node: Any, argv: list[str], stdin: bool = False) -> Proc:
@@ -77,9 +79,10 @@ class Run:
         vm = self.spec.vm
         err = open(self.out / "logs" / "guest.log", "w")  # noqa: SIM115 - the guest keeps it
         try:
+            disk = self.disk.prepare() if self.disk is not None else None
             self.guest = start_guest(self.image, vm.memory_bytes // 4096, vm.workload, vm.seed,
                                      self.spec.placement.source_site, popen=vm_host.popen,
-                                     stderr=err)
+                                     stderr=err, disk=disk)
         finally:
             err.close()
 
@@ -112,14 +115,15 @@ class Run:
             PY, "-m", "wanmig.cli", "migrate-dest", "--listen", f"{dst.ip}:{MIGRATION_PORT}",
             "--vm", self.image, "--tag", "dst", "--source-tag", "src", "--location",
             p.destination_site, "--key-file", str(key), "--timeout-s", str(budget), "--gate",
-            "--json"], stdin=True)
+            "--json", *(self.disk.dest_args() if self.disk is not None else [])], stdin=True)
         wait_for(self.lines, self.procs, "dest", Kind.LISTENING, 60)
         self._start("source", self.net.host(p.source), [
             PY, "-m", "wanmig.cli", "migrate-source", "--connect", f"{dst.ip}:{MIGRATION_PORT}",
             "--vm", self.image, "--tag", "src", "--key-file", str(key), "--rtt-hint-ms",
             str(rtt), *(["--bw-hint-mbps", str(goodput)] if goodput else []),
             "--policy-file", str(policy), "--timeout-s", "60", "--progress", "--out",
-            str(self.out / "migration")])
+            str(self.out / "migration"),
+            *(self.disk.source_args() if self.disk is not None else [])])
         handlers = {Kind.STARTED: self._on_started, Kind.PAUSED: self._on_paused,
                     Kind.PROGRESS: self._on_progress, Kind.VERIFIED: self._on_verified,
                     Kind.RESUMED: self._on_resumed}
@@ -131,7 +135,8 @@ class Run:
                             "ended: stopping it", DEST_GRACE_S)
                 self.procs["dest"].stop()
 
-        with Progress(total_bytes=self.spec.vm.memory_bytes) as self.bar:
+        disk_bytes = self.spec.vm.disk.allocated_bytes if self.spec.vm.disk is not None else 0
+        with Progress(total_bytes=self.spec.vm.memory_bytes + disk_bytes) as self.bar:
             follow(self.lines, {"source", "dest"}, handlers, budget, "the migration",
                    on_message=self.faults.on_message if self.faults is not None else None,
                    on_tick=grace)
@@ -211,11 +216,17 @@ class Run:
         if self.guest is not None:
             self.guest.stop()
             self.guest = None
+        if self.disk is not None:
+            self.disk.remove()
         # A destination that died mid-migration leaves the image it was receiving into.
         from migrator.guest.image import leftover_segments, remove_segments
 
         remove_segments([n for n in leftover_segments() if n.startswith(f"wanmig-{self.image}-")])
         self.copy_controller_events()
+
+    def extra_metrics(self) -> dict:
+        """The disk's figures, for a VM with a disk (``experiments.diskrun``)."""
+        return self.disk.metrics(self.times) if self.disk is not None else {}
 
     def copy_controller_events(self) -> None:
         """The controller's event log into the run folder (what the metrics read)."""
