@@ -8,9 +8,11 @@ namespace; ``subprocess.Popen`` in tests), waits until the server accepts a TCP 
 (polled with a deadline; qemu-nbd's stderr in the error when it exits first), and stops it
 (terminate, wait, kill; idempotent), also when the wait is interrupted (Ctrl-C).
 
-The readiness probe connects from the server's own network namespace (``/proc/PID/ns/net``),
-entered by a short-lived thread when it is not this process's: the runner sits in the root
-namespace, where a hypervisor's address is not reachable.
+Ready means: the process itself holds the listening socket (read from ``/proc``, so neither
+the process before its exec nor another one that had the port is taken for it), and a TCP
+connection to it is greeted as NBD servers greet. That connection is made from the server's own
+network namespace (``/proc/PID/ns/net``), entered by a short-lived thread when it is not this
+process's: the runner sits in the root namespace, where a hypervisor's address is unreachable.
 
 Options, for qemu-nbd 10 (``qemu-nbd --help``):
 - ``--format=raw``: the image is a plain sparse file; never let qemu-nbd probe the format.
@@ -54,6 +56,8 @@ POLL_S = 0.02
 STDERR_CHARS = 2000         # of qemu-nbd's stderr in an error message
 _EXPORT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _CLONE_NEWNET = 0x40000000
+NBD_GREETING = b"NBDMAGIC"  # the first 8 bytes an NBD server sends (the NBD protocol)
+TCP_LISTEN = "0A"           # a listening socket's state in /proc/net/tcp
 
 
 class NbdServerError(NotAsAskedError):
@@ -112,13 +116,20 @@ def _setns(fd: int) -> None:
         raise OSError(err, f"setns: {os.strerror(err)}")
 
 
-def _connect_in(netns: str | None, host: str, port: int) -> bool:
-    """Whether ``host:port`` accepts a TCP connection from the network namespace ``netns``
-    (a ``/proc/PID/ns/net`` path; None: this thread's)."""
+def _greets(netns: str | None, host: str, port: int) -> bool:
+    """Whether an NBD server at ``host:port`` accepts a TCP connection from the network
+    namespace ``netns`` (a ``/proc/PID/ns/net`` path; None: this thread's) and greets it
+    (``NBDMAGIC``, which it sends first): anything else listening there is not it."""
     def attempt() -> bool:
         try:
-            with socket.create_connection((host, port), timeout=PROBE_TIMEOUT_S):
-                return True
+            with socket.create_connection((host, port), timeout=PROBE_TIMEOUT_S) as sock:
+                got = b""
+                while len(got) < len(NBD_GREETING):
+                    chunk = sock.recv(len(NBD_GREETING) - len(got))
+                    if not chunk:
+                        return False
+                    got += chunk
+                return got == NBD_GREETING
         except OSError:
             return False
     if netns is None:
@@ -144,20 +155,46 @@ def _connect_in(netns: str | None, host: str, port: int) -> bool:
     return result[0]
 
 
-def tcp_accepts(proc: Any, host: str, port: int) -> bool:
-    """The default readiness probe: once ``proc`` runs qemu-nbd (its ``comm``, so any
-    ``mnexec``/``ip netns exec`` in front has entered its namespace), a TCP connect to
-    ``host:port`` from that process's network namespace."""
+def listens(pid: int, port: int) -> bool:
+    """Whether process ``pid`` itself holds a socket listening on TCP ``port`` (read from
+    ``/proc/PID/net/tcp{,6}``, which show the process's own namespace, and its descriptors):
+    not a process before its exec, nor another that had the port first."""
+    inodes = set()
+    for table in ("tcp", "tcp6"):
+        try:
+            rows = Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]
+        except OSError:
+            return False
+        for row in rows:
+            f = row.split()
+            if len(f) > 9 and f[3] == TCP_LISTEN and int(f[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(f"socket:[{f[9]}]")
+    if not inodes:
+        return False
     try:
-        comm = Path(f"/proc/{proc.pid}/comm").read_text().strip()
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/{pid}/fd/{fd}") in inodes:
+                return True
+    return False
+
+
+def tcp_accepts(proc: Any, host: str, port: int) -> bool:
+    """The default readiness probe: ``proc`` itself listens on ``port`` (``listens``), and a
+    TCP connection to ``host:port`` from that process's network namespace is greeted by an NBD
+    server (``_greets``)."""
+    if not listens(proc.pid, port):
+        return False
+    try:
         theirs = os.stat(f"/proc/{proc.pid}/ns/net")
     except OSError:
         return False
-    if comm != QEMU_NBD[:15]:
-        return False
     mine = os.stat("/proc/self/ns/net")
     same = (theirs.st_dev, theirs.st_ino) == (mine.st_dev, mine.st_ino)
-    return _connect_in(None if same else f"/proc/{proc.pid}/ns/net", host, port)
+    return _greets(None if same else f"/proc/{proc.pid}/ns/net", host, port)
 
 
 class NbdServer:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import threading
 
 import pytest
 
@@ -14,7 +15,8 @@ from ground.config import ConfigError
 from migrator.disk.nbdserver import (
     NbdServer,
     NbdServerError,
-    _connect_in,
+    _greets,
+    listens,
     nbd_server_argv,
     nbd_uri,
     tcp_accepts,
@@ -181,25 +183,81 @@ def test_a_server_is_started_once():
         srv.stop()
 
 
-def test_the_probe_connects_in_this_namespace():
-    with socket.socket() as listening:
-        listening.bind(("127.0.0.1", 0))
-        listening.listen()
-        port = listening.getsockname()[1]
-        assert _connect_in(None, "127.0.0.1", port)
-    assert not _connect_in(None, "127.0.0.1", port), "nothing listens there any more"
+class Listener:
+    """A TCP listener in this process that sends ``greeting`` to each connection it accepts
+    (None: accepts and says nothing)."""
+
+    def __init__(self, greeting: bytes | None):
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.greeting, self.conns = greeting, []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return                                   # closed
+            self.conns.append(conn)
+            if self.greeting is not None:
+                conn.sendall(self.greeting)
+
+    def close(self):
+        if self.sock.fileno() < 0:
+            return                                       # closed already
+        self.sock.shutdown(socket.SHUT_RDWR)             # wakes accept()
+        self.sock.close()
+        self.thread.join(timeout=5)
+        for conn in self.conns:
+            conn.close()
 
 
-def test_the_probe_waits_for_qemu_nbd_itself():
-    """Before the exec (or any ``mnexec``/``ip netns exec`` in front), the process is not yet
-    in the server's namespace: the probe says no rather than connect from the wrong one."""
-    class Me:
-        pid = os.getpid()          # this python, not qemu-nbd
-    with socket.socket() as listening:
-        listening.bind(("127.0.0.1", 0))
-        listening.listen()
-        assert not tcp_accepts(Me(), "127.0.0.1", listening.getsockname()[1])
+@pytest.fixture
+def listener():
+    made = []
+
+    def make(greeting):
+        made.append(Listener(greeting))
+        return made[-1]
+    yield make
+    for one in made:
+        one.close()
+
+
+class This:
+    pid = os.getpid()
+
+
+def test_an_nbd_greeting_is_what_ready_means(listener):
+    nbd = listener(b"NBDMAGICIHAVEOPT\x00\x03")
+    assert _greets(None, "127.0.0.1", nbd.port)
+    assert tcp_accepts(This(), "127.0.0.1", nbd.port), "this process listens and greets"
+
+
+def test_another_listener_on_the_port_is_not_the_server(listener):
+    silent, other = listener(None), listener(b"SSH-2.0-OpenSSH\r\n")
+    assert not _greets(None, "127.0.0.1", silent.port)
+    assert not _greets(None, "127.0.0.1", other.port)
+    assert not tcp_accepts(This(), "127.0.0.1", other.port)
+
+
+def test_a_closed_port_is_not_ready(listener):
+    gone = listener(b"NBDMAGIC")
+    port = gone.port
+    gone.close()
+    assert not _greets(None, "127.0.0.1", port)
+    assert not listens(os.getpid(), port)
+
+
+def test_only_the_process_holding_the_listening_socket_is_the_server(listener):
+    """Before its exec (``mnexec``/``ip netns exec`` in front) the process holds no listening
+    socket; a process that does not hold this one is not taken for the server either."""
+    nbd = listener(b"NBDMAGIC")
+    assert listens(os.getpid(), nbd.port)
+    assert not listens(os.getppid(), nbd.port)
 
     class Gone:
-        pid = 2 ** 22 + 1                        # above pid_max's default: no such process
-    assert not tcp_accepts(Gone(), "127.0.0.1", 1)
+        pid = 2 ** 22 + 1                        # above pid_max's limit: no such process
+    assert not listens(Gone.pid, nbd.port) and not tcp_accepts(Gone(), "127.0.0.1", nbd.port)
