@@ -7,12 +7,15 @@ PY        := $(VENV)/bin/python
 WANMIG    := $(VENV)/bin/wanmig
 STAMP     := $(VENV)/.installed
 DEB_PKGS  := mininet openvswitch-switch iperf3 ethtool iputils-ping iproute2 procps psmisc \
-             python3-venv python3-dev python3-cryptography \
-             qemu-system-x86 busybox-static gcc libc6-dev cpio kmod
+             python3-venv python3-dev python3-cryptography python3-libnbd \
+             busybox-static gcc libc6-dev cpio kmod
 # QEMU for the QEMU guests: at least 8. Debian 12's own 7.2 loses pages in every live
 # pre-copy of more than one pass under TCG (measured: 36-140 pages of 32768, the guest dead at
 # the destination; README, "QEMU guests"); bookworm-backports' 10.0 migrates exactly. On
-# bookworm the backports source is added and QEMU taken from it.
+# bookworm the backports source is added and QEMU taken from it. qemu-utils (qemu-nbd, the
+# NBD server of shared storage) comes from the same place, at the same version: all of
+# QEMU_PKGS are (re)installed together whenever one is missing, older or of another version.
+QEMU_PKGS := qemu-system-x86 qemu-utils
 QEMU_MIN  := 1:8
 BACKPORTS := /etc/apt/sources.list.d/wanmig-bookworm-backports.list
 
@@ -22,22 +25,31 @@ setup: debs $(STAMP) ovs guest-image
 
 # Always checked (a dpkg query is cheap), installed only when something is missing.
 debs:
-	@command -v apt-get >/dev/null || { echo "make setup: apt-get not found; install by hand: $(DEB_PKGS)"; exit 1; }
+	@command -v apt-get >/dev/null || { echo "make setup: apt-get not found; install by hand: $(DEB_PKGS) $(QEMU_PKGS)"; exit 1; }
 	@missing=$$(for p in $(DEB_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:" $$missing; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
-	@v=$$(dpkg-query -W -f='$${Version}' qemu-system-x86 2>/dev/null); \
-	if ! dpkg --compare-versions "$$v" ge "$(QEMU_MIN)"; then \
-	  if grep -qs 'VERSION_CODENAME=bookworm' /etc/os-release; then \
-	    echo "QEMU $$v is older than $(QEMU_MIN): installing it from bookworm-backports"; \
-	    echo "deb http://deb.debian.org/debian bookworm-backports main" > $(BACKPORTS); \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	      --no-install-recommends -t bookworm-backports qemu-system-x86; \
-	  else \
-	    echo "make setup: QEMU $$v is older than $(QEMU_MIN) and this is not Debian 12: live QEMU migrations will be refused (README)"; \
+	@vs=$$(for p in $(QEMU_PKGS); do \
+	  dpkg-query -W -f='$${Status} $${Version}\n' $$p 2>/dev/null | sed -n 's/^install ok installed //p'; \
+	 done); \
+	n=$$(echo "$$vs" | grep -c .); v=$$(echo "$$vs" | sort -u); \
+	if [ "$$n" -eq $(words $(QEMU_PKGS)) ] && [ "$$(echo "$$v" | wc -l)" -eq 1 ] \
+	   && dpkg --compare-versions "$$v" ge "$(QEMU_MIN)"; then :; \
+	elif grep -qs 'VERSION_CODENAME=bookworm' /etc/os-release; then \
+	  echo "QEMU: $(QEMU_PKGS) wanted at one version >= $(QEMU_MIN), installed:" $${vs:-none}"; installing them from bookworm-backports"; \
+	  echo "deb http://deb.debian.org/debian bookworm-backports main" > $(BACKPORTS); \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    --no-install-recommends -t bookworm-backports $(QEMU_PKGS); \
+	else \
+	  if [ "$$n" -lt $(words $(QEMU_PKGS)) ]; then \
+	    echo "installing Debian packages:" $(QEMU_PKGS); \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(QEMU_PKGS); \
 	  fi; \
+	  v=$$(dpkg-query -W -f='$${Version}' qemu-system-x86 2>/dev/null); \
+	  dpkg --compare-versions "$$v" ge "$(QEMU_MIN)" || \
+	    echo "make setup: QEMU $$v is older than $(QEMU_MIN) and this is not Debian 12: live QEMU migrations will be refused (README)"; \
 	fi
 
 # Debian's /usr/bin/python3 is the interpreter Mininet is installed for.
