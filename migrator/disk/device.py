@@ -13,11 +13,16 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import struct
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
+
+log = logging.getLogger(__name__)
 
 MIRROR_REQUEST = struct.Struct("<QI")
 MIRROR_ACK = b"\x01"
@@ -25,6 +30,7 @@ MIRROR_ACK = b"\x01"
 # (and a pause waiting for them) must not hang on a stuck migrator.  Far above any honest copy
 # of one block across a 150 ms WAN.
 MIRROR_TIMEOUT_S = 10.0
+MIRROR_POLL_S = 0.005           # how often the guest looks for the mirror's socket
 
 
 class BlockDevice(Protocol):
@@ -106,3 +112,61 @@ class MirrorLink:
         sock, self._sock = self._sock, None
         if sock is not None:
             sock.close()
+
+
+class MirrorSlot:
+    """The guest's mirror, if one is offered: connects when the socket appears (looking at most
+    every ``MIRROR_POLL_S``), copies while it lasts, drops it when it goes.
+
+    Used by the disk thread only.  A mirror that goes is logged once per link at warning level:
+    the local copy is authoritative and the guest goes on.
+    """
+
+    def __init__(self, path: Path | str, clock: Callable[[], float] = time.monotonic) -> None:
+        self.path = Path(path)
+        self._clock = clock
+        self._link: MirrorLink | None = None
+        self._next_look = 0.0
+        self.drops = 0
+
+    @property
+    def connected(self) -> bool:
+        return self._link is not None
+
+    def _connect(self) -> MirrorLink | None:
+        if self._link is not None:
+            return self._link
+        now = self._clock()
+        if now < self._next_look:
+            return None
+        self._next_look = now + MIRROR_POLL_S
+        if not os.path.exists(self.path):
+            return None
+        try:
+            self._link = MirrorLink(self.path)
+        except MirrorGone as exc:         # there but not listening (yet, or any more)
+            log.debug("mirror not available: %s", exc)
+            return None
+        log.info("disk writes mirrored through %s", self.path)
+        return self._link
+
+    def copy(self, first_sector: int, nsectors: int) -> bool:
+        """True once the mirror has the sectors; False when there is no mirror (now)."""
+        link = self._connect()
+        if link is None:
+            return False
+        try:
+            link.copy(first_sector, nsectors)
+        except MirrorGone as exc:
+            self.drops += 1
+            log.warning("disk mirror gone (%s); the guest's writes go on locally", exc)
+            self.drop()
+            return False
+        return True
+
+    def drop(self) -> None:
+        """Close the link, if any (the next copy looks for the socket again)."""
+        link, self._link = self._link, None
+        if link is not None:
+            link.close()
+        self._next_look = self._clock() + MIRROR_POLL_S

@@ -32,6 +32,7 @@ LAYERS: dict[str, set[str]] = {
     "migrator.transport": {"ground", "migrator.memory", "migrator.codecs", "migrator.core",
                            "migrator.wire"},
     "migrator.guest": {"ground", "migrator.memory", "migrator.wire"},
+    "migrator.disk": {"ground", "migrator.memory"},
     "migrator.qemu": {"ground", "migrator.memory", "migrator.codecs", "migrator.core"},
     "experiments": {"ground", "topologies", "controller", "migrator"},
     "wanmig": {"ground", "topologies", "controller", "migrator", "experiments"},
