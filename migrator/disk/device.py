@@ -7,8 +7,11 @@
   local write the guest asks the source migrator, over a unix stream socket, to copy those
   sectors to the destination, and the write completes only when it answers.  Request:
   ``struct.pack("<QI", first_sector, nsectors)``; reply: the one byte ``b"\\x01"`` once the
-  destination has the data.  Anything else, EOF or a socket error is ``MirrorGone``: the mirror
-  is over (migration ended, failed or cancelled) and the local copy stays authoritative.
+  destination has the data.  Anything else, EOF, a socket error or no answer within
+  ``MIRROR_TIMEOUT_S`` is ``MirrorGone``: the mirror is over (migration ended, failed or
+  cancelled) and the local copy stays authoritative.
+* ``MirrorSlot`` is how the disk thread holds it: it connects when the socket appears in the
+  file system (looking at most every 5 ms), and drops the link when it goes.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from migrator.disk.datastore import create_disk
 from migrator.disk.device import FileDevice
 from migrator.disk.iolog import IoLog, read_iolog
 from migrator.disk.params import parse_disk
-from migrator.disk.worker import CARRY_S, DiskWorker
+from migrator.disk.worker import CARRY_S, TICK_S, DiskWorker
 from tests.unit.migrator.mirrorserver import FakeMirror
 
 BS = 65536
@@ -163,7 +163,7 @@ def test_hold_waits_for_the_io_in_progress_and_stops_io_until_release(tmp_path):
     # time held plans nothing: about 1 kIO/s over the active time only, not the 0.3 s held
     active = s["active_s"]
     assert device.calls[n] > held_at + 0.3
-    assert s["writes"] + s["reads"] <= 1024 * active + 2 * 1024 * CARRY_S + 2, (s, active)
+    assert s["writes"] + s["reads"] <= 1024 * (active + CARRY_S + TICK_S) + 2, (s, active)
 
 
 class SlowDevice(FileDevice):
@@ -193,7 +193,7 @@ def test_a_slow_device_lowers_the_rate_and_queues_no_backlog(tmp_path):
     backlog = planned - s["writes"] - s["lagged"]
     ctx = f"stats {s}, planned {planned:.0f}, backlog {backlog:.0f}, hold took {took:.3f} s"
     assert abs(s["writes"] - s["active_s"] / SlowDevice.delay_s) <= 3, ctx
-    assert backlog <= 640 * CARRY_S + 2, ctx
+    assert backlog <= 640 * (CARRY_S + TICK_S) + 2, ctx
     assert took < 2 * SlowDevice.delay_s + 0.05, ctx
 
 
@@ -244,3 +244,40 @@ def test_mirror_gone_goes_on_locally(tmp_path, caplog):
     rows = [r for r in read_iolog(tmp_path / "iolog.csv") if r.op == "w"]
     assert [r.path for r in rows[-10:]] == ["local"] * 10
     assert caplog.text.count("disk mirror gone") == 1
+
+
+def test_throttle_slows_the_guest_io(tmp_path):
+    params, path = disk(tmp_path, size="16MiB", write_rate_mibps=16, read_rate_mibps=16,
+                        working_set_frac=1.0)
+    with Run(tmp_path, params, FileDevice(path)) as run:
+        run.worker.set_throttle(0.5)
+        wait_for(lambda: run.stat("active_s") >= 1.0, 10, "1 s of throttled I/O")
+        run.worker.hold()
+        s = run.worker.stats()
+    for key in ("write_mibps", "read_mibps"):       # half of 16 MiB/s, within 10 %
+        assert s[key] == pytest.approx(8, rel=0.1), (key, s)
+
+
+class FailingWrites(FileDevice):
+    """Writes of even blocks fail, as a remote disk whose link broke would."""
+
+    def pwrite(self, data, offset):
+        if (offset // BS) % 2 == 0:
+            raise OSError(5, "Input/output error")
+        super().pwrite(data, offset)
+
+
+def test_a_failed_write_is_counted_and_not_a_lost_write(tmp_path):
+    params, path = disk(tmp_path, allocated="1MiB", write_rate_mibps=16, read_rate_mibps=16,
+                        working_set_frac=1.0, skew="uniform")
+    with Run(tmp_path, params, FailingWrites(path)) as run:
+        wait_for(lambda: run.stat("write_errors") >= 5 and run.stat("reads") >= 50, 10,
+                 "failed writes and reads")
+        run.worker.hold()
+        s = run.worker.stats()
+        failed = {b for b in range(0, 16, 2) if run.worker.expected_seq(b) == -2}
+        checked, lost = run.worker.verify_all()
+    assert s["error"] is None and s["lost_writes"] == 0 and lost == 0, s
+    assert failed and checked == 16 - len(failed), (failed, checked)
+    rows = read_iolog(tmp_path / "iolog.csv")
+    assert all(r.ok == (r.op == "r" or r.block % 2 == 1) for r in rows)
