@@ -60,6 +60,8 @@ class DiskWorker:
                  seed: int = 0, mirror_path: Path | None = None,
                  initial_allocated_blocks: int | None = None, *, tick_s: float = TICK_S,
                  carry_s: float = CARRY_S, clock: Callable[[], float] = time.monotonic) -> None:
+        """``seed`` seeds the plan and salts the blocks' payloads; ``initial_allocated_blocks``
+        (default: the params') are the blocks the datastore filled at sequence 0."""
         self.params = params
         self._device = device
         self._mark_dirty = mark_dirty
@@ -71,7 +73,11 @@ class DiskWorker:
         self._plan = DiskPlan(params, seed)
         allocated = params.allocated_blocks if initial_allocated_blocks is None \
             else initial_allocated_blocks
-        # block => sequence number of its last write (0: the initial fill, -1: never written)
+        if not 0 <= allocated <= params.blocks:
+            raise ValueError(f"initial_allocated_blocks must be 0..{params.blocks}, "
+                             f"got {allocated}")
+        # block => sequence number of its last write (0: the initial fill, -1: never written,
+        # UNKNOWN: its last write failed)
         self._seq = np.full(params.blocks, NEVER_WRITTEN, dtype=np.int64)
         self._seq[:allocated] = 0
         self._mirror = MirrorSlot(mirror_path, clock) if mirror_path is not None else None
@@ -85,7 +91,7 @@ class DiskWorker:
         self._counts = dict.fromkeys(
             ("writes", "reads", "bytes_written", "bytes_read", "lost_writes", "mirror_writes",
              "remote_reads", "write_errors", "read_errors"), 0)
-        self._lagged = 0.0
+        self._lagged = 0
         self._active_s = 0.0
         self.error: BaseException | None = None
 
@@ -152,7 +158,7 @@ class DiskWorker:
         with self._cond:
             out: dict = dict(self._counts)
             active = self._active_s
-            out["lagged"] = int(self._lagged)
+            out["lagged"] = self._lagged
             out["mirror_drops"] = self._mirror.drops if self._mirror is not None else 0
         out["active_s"] = active
         out["write_mibps"] = out["bytes_written"] / MIB / active if active > 0 else 0.0
@@ -252,16 +258,20 @@ class DiskWorker:
             self._cond.notify_all()
 
     def _do_pending(self) -> None:
+        """The due I/O, writes and reads alternating (neither waits behind all of the other on
+        a slow device); stops as soon as the worker is held or stopped."""
+        write_next = True
         while self._pending_w or self._pending_r:
             if not self._begin():
                 return
             try:
-                if self._pending_w:
+                if self._pending_w and (write_next or not self._pending_r):
                     self._write(self._pending_w.pop(0))
                 else:
                     self._read(self._pending_r.pop(0))
             finally:
                 self._end()
+            write_next = not write_next
 
     def _write(self, block: int) -> None:
         bs, spb = self.params.block_bytes, self.params.sectors_per_block
