@@ -52,6 +52,7 @@ from typing import Any
 
 from experiments.faults.spec import FaultSpec, faults_dict, parse_faults
 from ground.config import ConfigError, Section
+from ground.units import UNITS, parse_size
 from ground.yamlfile import read_yaml
 from migrator.core.policy import MigrationPolicy, parse_policy
 from migrator.memory.pages import PAGE_SIZE
@@ -63,8 +64,6 @@ KEYS = ("name", "description", "topology", "vm", "placement", "policy", "clients
 DEFAULT_NAME = "quickstart"
 DEFAULT_WORKLOAD = "web"
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")   # lands in a folder name
-UNITS = {"B": 1, "KiB": 1024, "MiB": 1024 ** 2, "GiB": 1024 ** 3}
-MEMORY_RE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(B|KiB|MiB|GiB)\s*")
 MIN_MEMORY = 1024 ** 2          # 1 MiB: below that a migration measures only fixed costs
 MAX_MEMORY = 16 * 1024 ** 3     # the VM's memory is shared memory on this one machine
 MAX_REPETITIONS = 100
@@ -141,17 +140,7 @@ def parse_memory(value: Any, path: str) -> int:
     expected = (f"a size in bytes (integer) or a string like '256MiB' (units: "
                 f"{', '.join(UNITS)}), a multiple of {PAGE_SIZE} from {MIN_MEMORY // 1024 ** 2} "
                 f"MiB to {MAX_MEMORY // 1024 ** 3} GiB")
-    if isinstance(value, bool):
-        raise ConfigError(path, value, expected)
-    if isinstance(value, int):
-        size = value
-    elif isinstance(value, str) and (m := MEMORY_RE.fullmatch(value)):
-        exact = float(m.group(1)) * UNITS[m.group(2)]
-        if not exact.is_integer():
-            raise ConfigError(path, value, expected)
-        size = int(exact)
-    else:
-        raise ConfigError(path, value, expected)
+    size = parse_size(value, path, expected)
     if size % PAGE_SIZE or not MIN_MEMORY <= size <= MAX_MEMORY:
         raise ConfigError(path, value, expected)
     return size

@@ -16,6 +16,9 @@ Subpackages, from the bottom up; each may import only what its own docstring lis
                  sender (source), the receiver (destination), the simulated link
 * ``guest``      the emulated VM: memory images in /dev/shm, dirty log, control block, KV
                  store, service, the guest process, its launcher, the RARP announcer
+* ``disk``       the emulated VM's disk, guest side: parameters, self-checking blocks, the I/O
+                 planner, the datastore of sparse images, devices, mirror link, I/O log, the
+                 guest's disk thread
 
 On top, composing them: ``endpoints`` (``run_source``, ``run_dest``), ``loopback`` (both ends
 on this machine), ``args`` (command-line checks), ``memfit`` (whether a VM's memory, twice,
