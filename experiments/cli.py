@@ -185,14 +185,16 @@ def cmd_controller(args: argparse.Namespace) -> Exit:
 def cmd_clean(args: argparse.Namespace) -> Exit:
     """Each part removes what crashed runs left of it: the networks (with their processes,
     the controller's included), the guests whose owner is dead (stopped, their memory
-    removed), then any other VM memory image no process maps."""
+    removed), then any other VM memory image no process maps, and any disk image no process
+    has open."""
+    from migrator.disk.datastore import clean_disks
     from migrator.guest.image import clean_images
     from migrator.guest.records import clean_guests
     from topologies.cleanup import clean_networks
 
     need_root("wanmig clean removes network namespaces, OVS bridges and processes")
     actions = (clean_networks(include_live=args.all) + clean_guests(include_live=args.all)
-               + clean_images(include_live=args.all))
+               + clean_images(include_live=args.all) + clean_disks(include_live=args.all))
     print("\n".join(actions) if actions else "nothing to clean")
     return Exit.OK
 

@@ -21,6 +21,11 @@ Example (every key shown has its default; an empty file is exactly the quickstar
                                  # working set, skew, bursts, write_bytes, content), optionally
                                  # starting from `preset: <name>`
       seed: null                 # default: the experiment's seed
+      disk: null                 # none, or a disk in the source host's datastore
+                                 # (migrator.disk.params): size, allocated (half), block_bytes
+                                 # (64KiB), workload {write_rate_mibps, read_rate_mibps,
+                                 # working_set_frac, skew, zipf_s, content}; policy.storage
+                                 # says how it moves (background, write-blocking, shared)
     placement:
       source: null               # default: the first hypervisor of the first site
       destination: null          # default: the first hypervisor of the second site
@@ -55,6 +60,7 @@ from ground.config import ConfigError, Section
 from ground.units import UNITS, parse_size
 from ground.yamlfile import read_yaml
 from migrator.core.policy import MigrationPolicy, parse_policy
+from migrator.disk.params import DiskParams, parse_disk
 from migrator.memory.pages import PAGE_SIZE
 from migrator.memory.workload import PRESETS, WorkloadParams, parse_workload
 from topologies.spec import TopologySpec, parse_topology
@@ -82,6 +88,7 @@ class VmSpec:
     seed: int
     kind: str = "emulated"
     vcpus: int = 1
+    disk: DiskParams | None = None   # vm.disk (migrator.disk.params), moved by policy.storage
 
     @property
     def pages(self) -> int:
@@ -147,7 +154,7 @@ def parse_memory(value: Any, path: str) -> int:
 
 
 def _vm(data: Any, path: str, seed: int) -> VmSpec:
-    sec = Section(data, path, ("kind", "vcpus", "memory", "workload", "seed"))
+    sec = Section(data, path, ("kind", "vcpus", "memory", "workload", "seed", "disk"))
     kind = sec.string("kind", "emulated", VM_KINDS)
     vcpus = sec.number("vcpus", 1, minimum=1, maximum=MAX_VCPUS, integer=True)
     if kind == "emulated" and vcpus != 1:
@@ -160,8 +167,9 @@ def _vm(data: Any, path: str, seed: int) -> VmSpec:
     if isinstance(raw, dict) and isinstance(raw.get("preset"), str):
         preset = raw["preset"]
     vm_seed = sec.number("seed", seed, minimum=0, maximum=MAX_SEED, integer=True)
+    disk = parse_disk(sec.raw("disk", None), sec.where("disk"))
     return VmSpec(memory_bytes=memory, workload=workload, workload_preset=preset, seed=vm_seed,
-                  kind=kind, vcpus=vcpus)
+                  kind=kind, vcpus=vcpus, disk=disk)
 
 
 def _placement(data: Any, path: str, topo: TopologySpec) -> PlacementSpec:
@@ -314,7 +322,8 @@ def resolved_dict(spec: ExperimentSpec) -> dict:
         "description": spec.description,
         "topology": topology_dict(spec.topology),
         "vm": {"kind": spec.vm.kind, "vcpus": spec.vm.vcpus, "memory": spec.vm.memory_bytes,
-               "workload": workload, "seed": spec.vm.seed},
+               "workload": workload, "seed": spec.vm.seed,
+               **({"disk": spec.vm.disk.to_dict()} if spec.vm.disk is not None else {})},
         "placement": {"source": spec.placement.source,
                       "destination": spec.placement.destination},
         "policy": dataclasses.asdict(spec.policy),

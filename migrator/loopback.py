@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from migrator.core.engine import ProgressHook, with_resume
+from migrator.core.engine import ProgressHook
 from migrator.core.interfaces import VM
 from migrator.core.policy import MigrationPolicy
-from migrator.core.records import MigrationResult
+from migrator.core.records import MigrationResult, with_resume
 from migrator.core.report import summary
 from migrator.endpoints import DEFAULT_BW_Bps, run_dest, run_source
 from migrator.memory.pages import PAGE_SIZE

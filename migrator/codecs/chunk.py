@@ -13,8 +13,9 @@ previous version.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
+from itertools import zip_longest
 from typing import Protocol
 
 import lz4.block
@@ -118,3 +119,13 @@ def split_zero(indices: np.ndarray, data: bytes | np.ndarray
         raise ValueError(f"{len(indices)} indices for {len(pages)} pages")
     nonzero = pages.view(np.uint64).any(axis=1)
     return indices[~nonzero], indices[nonzero], pages[nonzero].tobytes()
+
+
+def batches(indices: np.ndarray, zero: np.ndarray, chunk: int, zero_batch: int
+            ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """One send's worth at a time: up to ``chunk`` pages with data and ``zero_batch`` zero-page
+    indices, paired in order (an empty array where one list ran out)."""
+    empty = np.empty(0, dtype=np.int64)
+    chunks = [indices[i:i + chunk] for i in range(0, len(indices), chunk)]
+    zeros = [zero[i:i + zero_batch] for i in range(0, len(zero), zero_batch)]
+    yield from zip_longest(chunks, zeros, fillvalue=empty)

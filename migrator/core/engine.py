@@ -44,12 +44,8 @@ Decisions, exactly:
   destination and may fill ``resume_s``). Any error or a refused ACK before that resumes the
   guest at the source: outcome ``'aborted'``, nothing lost. Throttle and write cap are lifted
   at the end, whatever it was;
-* a VM with a disk (``mem_pages`` below ``npages``: the sectors of its disk follow its memory
-  pages in one index space, ``migrator.core.disk``) migrates both in the same rounds, each
-  round's disk sectors first (Storage vMotion copies the disk, then the memory: the pages sent
-  last are the freshest); with ``disk_mirrored`` (write-blocking) the VM copies every disk
-  write to the destination itself once ``start_mirror`` returned (called before tracking
-  starts), so the disk's sectors go in round 0 only and later syncs drop them;
+* a VM with a disk migrates it in the same rounds, its sectors first in each; a mirrored disk
+  in round 0 only (``migrator.core.disk``);
 * cold mode: pause first, send everything once, finish;
 * the rows cover the migration without gaps: their durations sum to ``total_time_s``; an
   ``abort`` row, in the round it ends, carries what that round had handed over, a send that
@@ -59,14 +55,12 @@ Decisions, exactly:
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Callable
-from itertools import zip_longest
 
 import numpy as np
 
-from migrator.codecs.chunk import split_zero
+from migrator.codecs.chunk import batches, split_zero
 from migrator.core import estimate
 from migrator.core.adaptive import CodecChooser
 from migrator.core.disk import DiskLayout
@@ -232,11 +226,7 @@ class PreCopyEngine:
 
     def _send_part(self, sent: Tally, rnd: int, indices: np.ndarray, zero_known: np.ndarray,
                    disk: bool) -> None:
-        chunks = [indices[i:i + self.chunk_pages] for i in range(0, len(indices),
-                                                                  self.chunk_pages)]
-        zero_lists = [zero_known[i:i + self.zero_batch] for i in range(0, len(zero_known),
-                                                                       self.zero_batch)]
-        for chunk, zero_list in zip_longest(chunks, zero_lists, fillvalue=_EMPTY):
+        for chunk, zero_list in batches(indices, zero_known, self.chunk_pages, self.zero_batch):
             zero_idx, idx, data = split_zero(chunk, self.vm.page_bytes(chunk)) if len(chunk) \
                 else (_EMPTY, _EMPTY, b"")
             if len(zero_list):
@@ -355,12 +345,7 @@ class PreCopyEngine:
         self._paused = True
 
     def _lift_throttle(self) -> None:
-        if self.throttler.throttle > 0:
-            self.vm.set_throttle(0.0)
-            self.throttler.throttle = 0.0
-        if self.throttler.dirty_limit_Bps is not None:
-            self.vm.set_dirty_limit(None)
-            self.throttler.dirty_limit_Bps = None
+        self.throttler.lift(self.vm)
 
     def _abort(self, outcome: str, error: str, *, stop_reason: str | None = None,
                integrity: bool | None = None, copied_at: float | None = None,
@@ -409,8 +394,3 @@ class PreCopyEngine:
             throttle_max=self._throttle_max,
             downtime_target_s=self.policy.downtime_target_s, error=error)
 
-
-def with_resume(result: MigrationResult, resume_s: float) -> MigrationResult:
-    """The result with the destination's resume time added to the downtime."""
-    return dataclasses.replace(result, resume_s=resume_s,
-                               downtime_s=result.final_copy_s + result.verify_s + resume_s)

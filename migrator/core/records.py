@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -118,3 +119,9 @@ def totals(rows: Sequence[RoundRecord]) -> dict:
             "disk_bytes_on_wire": sum(r.disk_bytes_on_wire for r in rows),
             "disk_sectors_sent": sum(r.disk_pages for r in rows),
             "disk_sectors_resent": sum(r.disk_pages for r in rows if r.round > 0)}
+
+
+def with_resume(result: MigrationResult, resume_s: float) -> MigrationResult:
+    """The result with the destination's resume time added to the downtime."""
+    return dataclasses.replace(result, resume_s=resume_s,
+                               downtime_s=result.final_copy_s + result.verify_s + resume_s)

@@ -23,6 +23,7 @@ Pure: the engine feeds it each period's figures and applies what it answers.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from migrator.core.policy import MigrationPolicy
 
@@ -98,3 +99,12 @@ class ThrottleController:
             return None
         self.dirty_limit_Bps = cap
         return ThrottleChange(0.0, cap, ratio)
+
+    def lift(self, vm: Any) -> None:
+        """Throttle and write cap off, on the guest too (the migration is over)."""
+        if self.throttle > 0:
+            vm.set_throttle(0.0)
+            self.throttle = 0.0
+        if self.dirty_limit_Bps is not None:
+            vm.set_dirty_limit(None)
+            self.dirty_limit_Bps = None

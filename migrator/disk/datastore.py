@@ -7,10 +7,13 @@ Layout under ``datastore_root()``::
                                                  layout of ``migrator.guest.dirtylog.DirtyLog``
                                                  (tracked disks only)
 
-The root is ``WANMIG_DATASTORE``, else ``<WANMIG_SHM_DIR or /dev/shm>/wanmig-datastore``: tmpfs
-like the memory images, so no I/O waits for a physical disk and no fsync is needed.  Only
-allocated data travels in a migration: ``allocated_sectors`` asks the file system for its data
-extents (SEEK_DATA/SEEK_HOLE) and never reads a hole.
+The root is ``WANMIG_DATASTORE``, else ``/var/tmp/wanmig-datastore``: a disk file system, not
+tmpfs, because the migrators map the image (``migrator.guest.joined``) and on tmpfs reading a
+hole through a mapping allocates it (measured here: 64 MiB of holes read through a mapping
+became 64 MiB allocated on /dev/shm, nothing on ext4), so a sparse disk would fill up as it
+is hashed.  Writes land in the page cache (no fsync: the datastore's durability is not what
+is measured).  Only allocated data travels in a migration: ``allocated_sectors`` asks the file
+system for its data extents (SEEK_DATA/SEEK_HOLE) and never reads a hole.
 """
 
 from __future__ import annotations
@@ -30,12 +33,7 @@ from migrator.disk.params import SECTOR_BYTES, DiskParams
 log = logging.getLogger(__name__)
 
 ROOT_ENV = "WANMIG_DATASTORE"
-# The same variable and default as migrator.guest.image.shm_dir(), read here rather than
-# imported: migrator.disk may not import migrator.guest (layer rule), and every process of one
-# VM must agree on it anyway.
-SHM_ENV = "WANMIG_SHM_DIR"
-DEFAULT_SHM = "/dev/shm"
-ROOT_NAME = "wanmig-datastore"
+DEFAULT_ROOT = "/var/tmp/wanmig-datastore"
 PREFIX = "wanmig-"
 SUFFIX = ".disk"
 DIRTY_SUFFIX = ".dirty"
@@ -48,7 +46,7 @@ def datastore_root() -> Path:
     explicit = os.environ.get(ROOT_ENV)
     if explicit:
         return Path(explicit)
-    return Path(os.environ.get(SHM_ENV, DEFAULT_SHM)) / ROOT_NAME
+    return Path(DEFAULT_ROOT)
 
 
 def disk_path(host: str, vm: str, tag: str) -> Path:
@@ -174,8 +172,38 @@ def remove_empty_host_dirs() -> list[Path]:
             with contextlib.suppress(OSError):
                 host.rmdir()
                 removed.append(host)
-    if root.name == ROOT_NAME and not any(root.iterdir()):
+    if str(root) == DEFAULT_ROOT and not any(root.iterdir()):
         with contextlib.suppress(OSError):
             root.rmdir()
             removed.append(root)
     return removed
+
+
+def open_files() -> set[str]:
+    """Paths some process has open or mapped (/proc/<pid>/fd and /proc/<pid>/maps)."""
+    paths: set[str] = set()
+    for fd in Path("/proc").glob("[0-9]*/fd/*"):
+        with contextlib.suppress(OSError):
+            paths.add(os.readlink(fd))
+    for maps in Path("/proc").glob("[0-9]*/maps"):
+        with contextlib.suppress(OSError):
+            paths.update(line.split(None, 5)[-1] for line in maps.read_text().splitlines()
+                         if line.count(" ") >= 5 and "/" in line)
+    return paths
+
+
+def clean_disks(include_live: bool = False) -> list[str]:
+    """Disk images (and dirty logs) left in the datastore by crashed runs; those some process
+    still has open or mapped (a running guest, migrator or NBD server) are kept unless
+    ``include_live``; then empty host folders."""
+    found = leftover_disks()
+    busy = set() if include_live else open_files()
+    actions = []
+    for path in found:
+        if str(path) in busy:
+            actions.append(f"kept disk {path}: still open in a process")
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+            actions.append(f"removed disk {path}")
+    return actions + [f"removed datastore folder {p}" for p in remove_empty_host_dirs()]

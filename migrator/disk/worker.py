@@ -139,15 +139,18 @@ class DiskWorker:
         with self._cond:
             self._plan.throttle = frac
 
-    def switch_device(self, device: BlockDevice) -> None:
+    def switch_device(self, device: BlockDevice, *, mirror_path: Path | None = None) -> None:
         """Do I/O on ``device`` from now on (only while held): the old device is closed, any
-        mirror link dropped."""
+        mirror link dropped, and the mirror looked for at ``mirror_path`` from now on (None:
+        none; a guest moved to its destination no longer mirrors to its source)."""
         with self._cond:
             if not self._held:
                 raise RuntimeError("switch_device needs the disk worker held")
             old, self._device = self._device, device
             if self._mirror is not None:
                 self._mirror.drop()
+            self._mirror = MirrorSlot(mirror_path, self._clock) if mirror_path is not None \
+                else None
         old.close()
 
     def expected_seq(self, block: int) -> int:

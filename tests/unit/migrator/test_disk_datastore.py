@@ -32,10 +32,7 @@ def root(tmp_path, monkeypatch):
 
 def test_root_from_the_environment(tmp_path, monkeypatch):
     monkeypatch.delenv("WANMIG_DATASTORE", raising=False)
-    monkeypatch.delenv("WANMIG_SHM_DIR", raising=False)
-    assert str(datastore_root()) == "/dev/shm/wanmig-datastore"
-    monkeypatch.setenv("WANMIG_SHM_DIR", str(tmp_path))
-    assert datastore_root() == tmp_path / "wanmig-datastore"
+    assert str(datastore_root()) == "/var/tmp/wanmig-datastore"
     monkeypatch.setenv("WANMIG_DATASTORE", str(tmp_path / "x"))
     assert datastore_root() == tmp_path / "x"
 

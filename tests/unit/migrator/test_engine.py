@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from migrator.core.adaptive import CodecChooser
-from migrator.core.engine import PreCopyEngine, with_resume
+from migrator.core.engine import PreCopyEngine
 from migrator.core.interfaces import FinishReport, SendReport
 from migrator.core.policy import MigrationPolicy
+from migrator.core.records import with_resume
 from migrator.memory.pages import PAGE_SIZE, PageMix, fill_pages
 from migrator.memory.workload import MIB, DirtyPlan, WorkloadParams
 from tests.unit.migrator.pipe import Destination
