@@ -66,7 +66,7 @@ class DiskRun:
             ip = next(h.ip for h in self.net.plan.hosts if h.name == self.spec.placement.source)
             self.server = NbdServer(self.src, ip, NBD_PORT, popen=host.popen).start()
             uri = self.server.uri
-        return DiskConfig(self.params, None if self.shared else str(self.src), uri,
+        return DiskConfig(self.params, str(self.src), uri,
                           self.storage == "write-blocking", str(self.log_path),
                           str(self.report_path))
 

@@ -1,13 +1,14 @@
 """The guest process's disk: its I/O thread, the device it reads and writes, and its report.
 
 The disk is described to the guest by one JSON mapping (``--disk``, ``disk_arg``): the disk's
-parameters (``vm.disk``, ``migrator.disk.params``), and either ``path``, the image in its
-hypervisor's datastore (a local disk: dirty sectors marked in ``<path>.dirty`` for the source
-migrator; ``mirror``: write-blocking, each write copied through ``<path>.mirror`` once the
-migrator opens it), or ``uri``, an NBD export (shared storage at the source site: every I/O
-crosses the network, and after the move the WAN); ``log`` (the I/O log, CSV) and ``report``
-(JSON written when the guest stops: counts, the final check of every block ever written, and
-``wall_minus_monotonic`` to put the log's monotonic times on the runner's clock).
+parameters (``vm.disk``, ``migrator.disk.params``), ``path``, the image in its hypervisor's
+datastore (a local disk: dirty sectors marked in ``<path>.dirty`` for the source migrator;
+``mirror``: write-blocking, each write copied through ``<path>.mirror`` once the migrator opens
+it), and for shared storage ``uri``, the image's NBD export, which the guest then uses for
+every I/O (across the network, and after the move across the WAN; the final check of every
+block reads the image itself, not at one round trip a block); ``log`` (the I/O log, CSV) and
+``report`` (JSON written when the guest stops: counts, the final check of every block ever
+written, and ``wall_minus_monotonic`` to put the log's monotonic times on the runner's clock).
 
 The guest holds the thread while it is paused (no I/O in flight then: the stop-and-copy's
 last dirty read is complete) and, at switchover, moves it onto the destination's copy of the
@@ -39,8 +40,8 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class DiskConfig:
     params: DiskParams
-    path: str | None            # a local image in the datastore
-    uri: str | None             # or an NBD export
+    path: str                   # the image in the datastore
+    uri: str | None             # shared storage: its NBD export, which the guest uses
     mirror: bool
     log: str
     report: str
@@ -60,11 +61,12 @@ def parse_disk_arg(raw: str, where: str = "--disk") -> DiskConfig:
     if params is None:
         raise ConfigError(f"{where}.params", None, "the disk's parameters (vm.disk)")
     path, uri = s.raw("path", None), s.raw("uri", None)
-    if (path is None) == (uri is None) or not isinstance(path or uri, str):
-        raise ConfigError(where, raw, "exactly one of path (a datastore image) or uri (NBD)")
+    if not isinstance(path, str) or not (uri is None or isinstance(uri, str)):
+        raise ConfigError(where, raw, "path (the datastore image) and, for shared storage, "
+                                      "uri (its NBD export)")
     mirror = s.raw("mirror", False)
-    if not isinstance(mirror, bool) or (mirror and path is None):
-        raise ConfigError(f"{where}.mirror", mirror, "true or false; true needs a path")
+    if not isinstance(mirror, bool) or (mirror and uri is not None):
+        raise ConfigError(f"{where}.mirror", mirror, "true or false; false for shared storage")
     out = {k: s.raw(k, None) for k in ("log", "report")}
     for key, value in out.items():
         if not isinstance(value, str) or not value:
@@ -93,10 +95,9 @@ class GuestDisk:
 
             device = NbdDevice(cfg.uri)
         else:
-            assert cfg.path is not None
             device = FileDevice(cfg.path)
             self.dirty = DirtyLog(dirty_log_path(Path(cfg.path)))
-        mirror = mirror_socket_path(Path(cfg.path)) if cfg.mirror and cfg.path else None
+        mirror = mirror_socket_path(Path(cfg.path)) if cfg.mirror else None
         self.worker = DiskWorker(cfg.params, device, self._mark, self.iolog, seed,
                                  mirror_path=mirror)
         self.worker.start()
@@ -139,6 +140,9 @@ class GuestDisk:
         """Stop the thread, check every block ever written, write the report."""
         self.worker.stop()
         try:
+            if self.cfg.uri is not None:      # read the image itself, not a block per RTT
+                self.worker.hold()
+                self.worker.switch_device(FileDevice(self.cfg.path))
             checked, lost = self.worker.verify_all()
         except Exception as exc:  # noqa: BLE001 - reported, never hides the rest
             log.error("disk: final check failed: %s", exc)

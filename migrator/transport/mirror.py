@@ -48,7 +48,7 @@ class MirrorStream:
             if self._ch is None:
                 self._ch = self._dial()
             for frame in self._enc.frames(MIRROR_ROUND, idx, data, "none"):
-                self._ch.send_frame(frame)
+                self._ch.send_frame(self._ch.seal(frame))
             ack = self._ch.expect(RoundEnd, "mirror acknowledgement")
         if ack.round != MIRROR_ROUND or ack.pages != n:   # type: ignore[union-attr]
             raise TransportError(f"mirror stream: acknowledged {ack}, expected {n} pages")
