@@ -4,7 +4,7 @@
 disk:
   size: 1GiB              # bytes or "<n>B|KiB|MiB|GiB"; a whole number of blocks (required)
   allocated: 512MiB       # written at creation (the datastore's initial fill); default size / 2
-  block_bytes: 65536      # one guest I/O; a multiple of 4096 from 4 KiB to 1 MiB
+  block_bytes: 64KiB      # one guest I/O; a multiple of 4096 from 4 KiB to 1 MiB
   workload:
     write_rate_mibps: 1   # guest writes, MiB/s (>= 0)
     read_rate_mibps: 1    # guest reads, MiB/s (>= 0)
@@ -101,11 +101,12 @@ def parse_disk(raw: Any, path: str) -> DiskParams | None:
     if raw is None:
         return None
     sec = Section(raw, path, KEYS)
-    block = sec.number("block_bytes", DEFAULT_BLOCK, minimum=PAGE_SIZE, maximum=MAX_BLOCK,
-                       integer=True)
-    if block % PAGE_SIZE:
-        raise ConfigError(sec.where("block_bytes"), sec.raw("block_bytes"),
-                          f"a multiple of {PAGE_SIZE} from {PAGE_SIZE} to {MAX_BLOCK}")
+    block_expected = (f"a size in bytes (integer) or a string like '64KiB', a multiple of "
+                      f"{PAGE_SIZE} from {PAGE_SIZE} to {MAX_BLOCK}")
+    block = parse_size(sec.raw("block_bytes", DEFAULT_BLOCK), sec.where("block_bytes"),
+                       block_expected)
+    if block % PAGE_SIZE or not PAGE_SIZE <= block <= MAX_BLOCK:
+        raise ConfigError(sec.where("block_bytes"), sec.raw("block_bytes"), block_expected)
     if not sec.has("size"):
         raise ConfigError(sec.where("size"), None, "a size like '1GiB' (this key is required)")
     size = _size(sec, "size", sec.raw("size"), block, MAX_DISK, f"{MAX_DISK // 1024 ** 3} GiB")
