@@ -157,15 +157,16 @@ def link_between(topology: Any, a: str, b: str) -> tuple[float, float | None]:
 
 
 def prediction(spec: Any, compression_ratio: float = 1.0, nonzero_frac: float = 1.0,
-               goodput_mbps: float | None = None,
-               dirty_rate_mibps: float | None = None) -> dict:
+               goodput_mbps: float | None = None, dirty_rate_mibps: float | None = None,
+               disk_dirty_rate_mibps: float | None = None) -> dict:
     """The analytic model's total time and downtime for an experiment spec.
 
     Bandwidth: ``goodput_mbps`` (a measured TCP goodput) if given, else the link's rate times
     the TCP/IP payload share of a full frame, capped by the policy's ``max_bandwidth_mbps``.
     The measured compression ratio may be passed in (the model cannot know the data), and the
     measured rate of *distinct* pages dirtied (``dirty_rate_mibps``; default the workload's
-    write rate, which a skewed workload's distinct rate is far below).
+    write rate, which a skewed workload's distinct rate is far below; for a disk
+    ``disk_dirty_rate_mibps``, default its write rate).
     None values when the path is unshaped and no goodput was measured.
     """
     rtt_ms, bw = link_between(spec.topology, spec.placement.source_site,
@@ -183,7 +184,7 @@ def prediction(spec: Any, compression_ratio: float = 1.0, nonzero_frac: float = 
     wl = spec.vm.workload
     live = spec.policy.mode == "live"
     res = predict(ModelInputs(
-        **disk_inputs(spec, live),
+        **disk_inputs(spec, live, disk_dirty_rate_mibps),
         memory_bytes=float(spec.vm.memory_bytes), bandwidth_Bps=goodput_mbps * 1e6 / 8,
         nonzero_frac=nonzero_frac,
         dirty_rate_Bps=(wl.dirty_rate_mibps if dirty_rate_mibps is None else dirty_rate_mibps)
@@ -204,7 +205,7 @@ def prediction(spec: Any, compression_ratio: float = 1.0, nonzero_frac: float = 
             "predicted_lower_bound_s": res.lower_bound_time_s}
 
 
-def disk_inputs(spec: Any, live: bool) -> dict:
+def disk_inputs(spec: Any, live: bool, dirty_mibps: float | None = None) -> dict:
     """The model's disk terms for the spec's ``vm.disk`` under ``policy.storage``: nothing
     without a disk or with shared storage (the disk does not move); its allocated bytes, and
     its writes as dirty rate (or, mirrored, as bandwidth taken) otherwise."""
@@ -212,8 +213,9 @@ def disk_inputs(spec: Any, live: bool) -> dict:
     if disk is None or spec.policy.storage == "shared":
         return {}
     write_Bps = disk.write_rate_mibps * MIB if live else 0.0  # noqa: N806
+    dirty_Bps = write_Bps if dirty_mibps is None or not live else dirty_mibps * MIB  # noqa: N806
     mirrored = spec.policy.storage == "write-blocking"
-    return {"disk_bytes": float(disk.allocated_bytes), "disk_dirty_rate_Bps": write_Bps,
+    return {"disk_bytes": float(disk.allocated_bytes), "disk_dirty_rate_Bps": dirty_Bps,
             "disk_working_set_bytes": disk.working_set_frac * disk.size_bytes,
             "disk_mirrored": mirrored, "disk_write_Bps": write_Bps if mirrored else 0.0}
 

@@ -212,7 +212,9 @@ def collect(spec: ExperimentSpec, out: Path, run: Run | None, error: str | None,
     pred = prediction(spec, compression_ratio=(result or {}).get("compression_ratio") or 1.0,
                       nonzero_frac=nonzero_fraction(result, spec.vm.memory_bytes),
                       goodput_mbps=path_figures(links, path)["goodput_mbps"],
-                      dirty_rate_mibps=round0_dirty_mibps(result))
+                      dirty_rate_mibps=round0_dirty_mibps(result),
+                      disk_dirty_rate_mibps=round0_dirty_mibps(result, disk=True)
+                      if spec.vm.disk is not None else None)
     metrics = compute_metrics(
         probes=probes, events=events, migration=result or {"outcome": "not started"},
         links=links, link_path=path, vm_mac=run.vm_mac if run else "",
@@ -254,13 +256,18 @@ def nonzero_fraction(result: dict | None, memory_bytes: int) -> float:
     rounds = (result or {}).get("rounds") or []
     if not rounds or not memory_bytes:
         return 1.0
-    return min(1.0, rounds[0]["pages"] * 4096 / memory_bytes)
+    pages = rounds[0]["pages"] - rounds[0].get("disk_pages", 0)     # a disk's are not memory
+    return min(1.0, pages * 4096 / memory_bytes)
 
 
-def round0_dirty_mibps(result: dict | None) -> float | None:
-    """The guest's rate of distinct dirty pages over round 0 (the longest window measured)."""
+def round0_dirty_mibps(result: dict | None, *, disk: bool = False) -> float | None:
+    """The guest's rate of distinct dirty pages over round 0 (the longest window measured);
+    ``disk``: of its disk's sectors instead (a VM with a disk counts both in one rate)."""
     rounds = (result or {}).get("rounds") or []
-    return rounds[0]["dirty_rate_Bps"] / 2**20 if rounds else None
+    if not rounds:
+        return None
+    on_disk = rounds[0].get("disk_dirty_rate_Bps", 0.0)
+    return (on_disk if disk else rounds[0]["dirty_rate_Bps"] - on_disk) / 2**20
 
 
 def _read_json(path: Path) -> Any:

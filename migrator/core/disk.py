@@ -58,6 +58,10 @@ class DiskLayout:
             if len(idx) or len(zer):
                 yield idx, zer, disk
 
+    def on_disk(self, indices: np.ndarray) -> int:
+        """How many of ``indices`` are disk sectors."""
+        return int(np.count_nonzero(indices >= self.mem_pages)) if self.has_disk else 0
+
     def to_resend(self, dirty: np.ndarray) -> np.ndarray:
         """The dirty indices a later round sends: all of them, but a mirrored disk's."""
         return dirty[dirty < self.mem_pages] if self.mirrored else dirty

@@ -130,7 +130,7 @@ class PreCopyEngine:
             sent = self._send(rnd, to_send, to_zero)
             self._round_wait()
             dirty = self._sync()
-            expected = self._close_live(rnd, sent, len(dirty) * PAGE_SIZE)
+            expected = self._close_live(rnd, sent, dirty)
             live = self._records[-1]
             rnd += 1
             if expected <= p.downtime_target_s and not self._halves(live):
@@ -176,7 +176,7 @@ class PreCopyEngine:
         expected = estimate.expected_downtime(len(dirty) * PAGE_SIZE, 0.0, self._backlog(),
                                               self._rate(), self._raw_rate(),
                                               self.sender.rtt_s())
-        self._row(rnd, "drain", Tally(""), dirty_bytes=len(more) * PAGE_SIZE,
+        self._row(rnd, "drain", Tally(""), dirty=more,
                   expected_s=expected)
         return dirty, expected
 
@@ -252,7 +252,7 @@ class PreCopyEngine:
         return self.disk.to_resend(np.unique(np.asarray(self.vm.read_and_clear_dirty(),
                                                          dtype=np.int64)))
 
-    def _row(self, rnd: int, phase: str, sent: Tally, *, dirty_bytes: int = 0,
+    def _row(self, rnd: int, phase: str, sent: Tally, *, dirty: np.ndarray = _EMPTY,
              expected_s: float = 0.0) -> RoundRecord:
         """Close the current row at now: it began where the previous one ended."""
         now = self.clock.now()
@@ -261,7 +261,9 @@ class PreCopyEngine:
             round=rnd, phase=phase, pages=sent.pages, zero_pages=sent.zeros,
             bytes_raw=sent.raw, bytes_on_wire=sent.wire, codec=sent.codec,
             duration_s=duration, goodput_Bps=sent.wire / duration if duration > 0 else 0.0,
-            dirty_rate_Bps=dirty_bytes / duration if duration > 0 else 0.0,
+            dirty_rate_Bps=len(dirty) * PAGE_SIZE / duration if duration > 0 else 0.0,
+            disk_dirty_rate_Bps=self.disk.on_disk(dirty) * PAGE_SIZE / duration
+            if duration > 0 else 0.0,
             throttle=self.throttler.throttle, expected_downtime_s=expected_s,
             dirty_limit_Bps=self.throttler.dirty_limit_Bps,
             throttle_policy=self.policy.throttle, rate_Bps=self._rate(),
@@ -276,15 +278,16 @@ class PreCopyEngine:
             self.progress(record, None)
         return record
 
-    def _close_live(self, rnd: int, sent: Tally, dirty_bytes: int) -> float:
-        """The live row of round ``rnd``, the sync that ended it having found ``dirty_bytes``;
+    def _close_live(self, rnd: int, sent: Tally, dirty: np.ndarray) -> float:
+        """The live row of round ``rnd``, the sync that ended it having found ``dirty``;
         returns the expected downtime."""
+        dirty_bytes = len(dirty) * PAGE_SIZE
         duration = self.clock.now() - self._t
         dirty_Bps = dirty_bytes / duration if duration > 0 else 0.0  # noqa: N806
         expected = estimate.expected_downtime(dirty_bytes, dirty_Bps, self._backlog(),
                                               self._rate(), self._raw_rate(),
                                               self.sender.rtt_s())
-        record = self._row(rnd, "live", sent, dirty_bytes=dirty_bytes, expected_s=expected)
+        record = self._row(rnd, "live", sent, dirty=dirty, expected_s=expected)
         if self.progress is not None:
             self.progress(record, self._eta(record, dirty_bytes))
         return expected

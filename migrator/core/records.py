@@ -30,6 +30,7 @@ class RoundRecord:
     disk_pages: int = 0
     disk_bytes_raw: int = 0
     disk_bytes_on_wire: int = 0
+    disk_dirty_rate_Bps: float = 0.0  # noqa: N815 - of dirty_rate_Bps, the disk's sectors
 
 
 @dataclass(frozen=True)
