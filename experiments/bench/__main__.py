@@ -19,6 +19,7 @@ from experiments.bench import (
     idle,
     link,
     loopback,
+    storage,
     wan,
 )
 from experiments.bench.harness import entry
@@ -29,7 +30,8 @@ log = logging.getLogger("wanmig.bench")
 BENCHES: dict[str, Callable[[list[str]], int]] = {
     "link": link.main, "controller": controller.main, "codecs": codecs.main,
     "loopback": loopback.main, "idle": idle.main, "wan": wan.main,
-    "converge": converge.main, "encryption": encryption.main, "faults": faults.main}
+    "converge": converge.main, "encryption": encryption.main, "faults": faults.main,
+    "storage": storage.main}
 
 
 def main(argv: list[str] | None = None) -> int:
