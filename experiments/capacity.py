@@ -1,10 +1,12 @@
 """What this machine can hold, checked before a run starts (and by ``wanmig validate``): the
 experiment's VM memory, both its images on this machine's /dev/shm, against MemAvailable and
-the images' folder's free space now (``migrator.memfit`` has the arithmetic and the readings)."""
+the images' folder's free space now (``migrator.memfit`` has the arithmetic and the readings);
+a VM's disk, twice, against its datastore's free space."""
 
 from __future__ import annotations
 
 from experiments.spec import ExperimentSpec
+from ground.config import ConfigError
 from migrator.memfit import HostMemory, check_fits, footprint, read_host_memory
 
 GIB = 1 << 30
@@ -27,3 +29,27 @@ def check_capacity(spec: ExperimentSpec, host: HostMemory | None = None) -> None
         host = read_host_memory(shm_dir())
     check_fits("vm.memory", memory_text(spec.vm.memory_bytes), spec.vm.memory_bytes,
                footprint(spec.policy), host)
+
+
+def check_datastore(spec: ExperimentSpec, free_bytes: int | None = None) -> None:
+    """ConfigError naming ``vm.disk.size`` unless the datastore's file system has room for the
+    disk twice (the source's image and the destination's, in the worst case both written
+    whole); ``free_bytes`` default: the datastore's free space, read now."""
+    disk = spec.vm.disk
+    if disk is None or spec.vm.kind != "emulated":
+        return
+    if free_bytes is None:
+        import os
+
+        from migrator.disk.datastore import datastore_root
+
+        root = datastore_root()
+        while not root.exists():
+            root = root.parent
+        st = os.statvfs(root)
+        free_bytes = st.f_bavail * st.f_frsize
+    need = 2 * disk.size_bytes
+    if need > free_bytes:
+        raise ConfigError("vm.disk.size", memory_text(disk.size_bytes),
+                          f"a disk that fits the datastore twice (source and destination): "
+                          f"{memory_text(need)} needed, {free_bytes // MIB} MiB free")

@@ -47,7 +47,7 @@ log = logging.getLogger("wanmig.run")
 def check_runnable(spec: ExperimentSpec) -> None:
     """What the runner cannot do yet, or this machine cannot hold, refused before anything
     starts."""
-    from experiments.capacity import check_capacity
+    from experiments.capacity import check_capacity, check_datastore
 
     if spec.schedule.migrate_back:
         raise ConfigError("schedule.migrate_back", True,
@@ -59,6 +59,7 @@ def check_runnable(spec: ExperimentSpec) -> None:
         raise ConfigError("placement.destination", spec.placement.destination,
                           "a hypervisor at another site than the source")
     check_capacity(spec)
+    check_datastore(spec)
 
 
 def check_qemu_runnable(spec: ExperimentSpec) -> None:
