@@ -38,6 +38,10 @@ Service (``migrator.guest.service``), answered only while the VM runs:
   ``[A-Za-z0-9_.-]{1,64}``, values 1-1024 printable ASCII without spaces; a line over 2048 bytes
   closes the connection; a full store answers ``ERR store full ...``.
 
+A VM with a disk (``--disk``, ``migrator.guest.guestdisk``) also reads and writes it from a thread
+of its own; that thread is held while the guest is paused, slowed by its throttle, and moved
+onto the destination's image at switchover.
+
 The guest says ``READY {"pid": ...}`` (``ground.protocol``) once it serves, logs to stderr, and
 exits 0 on SIGTERM/SIGINT (it never unlinks memory: the launcher owns it).  Measured on this machine
 (2 cores, 256 MiB guest, 3 s, no clients): web 20.0 MiB/s at 11 % of a core, memory-intensive 299.8
