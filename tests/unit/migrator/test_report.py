@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 from pathlib import Path
@@ -40,8 +41,6 @@ def test_rounds_csv_has_the_documented_columns_and_the_stored_fixture_matches():
 
 
 def test_round_rows_carry_the_disk_share_of_each_round():
-    import dataclasses
-
     recs = records()
     recs[0] = dataclasses.replace(recs[0], disk_pages=100, disk_bytes_raw=409600,
                                   disk_bytes_on_wire=2000)
