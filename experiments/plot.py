@@ -330,6 +330,7 @@ def _overview(title: str, keys: list[str], rows: list[dict],
     n = 0
     for ax, (metric, predicted, ylabel) in zip(axes, panels, strict=True):
         n = max(n, _sweep_panel(ax, keys, rows, metric, predicted, ylabel))
+        plotdisk.scale_panel(ax, metric)
     fig.suptitle(f"{title} (mean, sd over {n} repetitions)")
     return _save(fig, base)
 
@@ -363,6 +364,7 @@ def write_report(directory: str | Path) -> Path:
             combos.setdefault(tuple(r.get(k) for k in keys), []).append(r)
         metric_cols = ("total_time_s", "downtime_ms", "client_outage_ms",
                        "flow_convergence_ms", "predicted_total_time_s", "predicted_downtime_ms")
+        metric_cols += plotdisk.REPORT_COLUMNS if plotdisk.has_storage(rows) else ()
         table = [[*combo, len(rs), *(_mean_sd([r.get(m) for r in rs]) for m in metric_cols),
                   "yes" if all(r.get("integrity_ok") is True for r in rs) else "NO",
                   ", ".join(sorted({str(r.get("outcome")) for r in rs}))]

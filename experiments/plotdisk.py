@@ -8,8 +8,9 @@
   ``wall_minus_monotonic`` puts them on the wall clock, and ``migration_start_t`` on the
   timeline's (time 0 = the migration start);
 * sweep: ``storage_overview.png/.svg``, total time, downtime, disk bytes on the wire and the
-  median write latency during the migration, one line per storage policy against the swept
-  numeric key (``STORAGE_PANELS``, ``storage_keys``).
+  median write latency during the migration (log scale), one line per storage policy against
+  the swept numeric key (``STORAGE_PANELS``, ``storage_keys``); the sweep report's table gets
+  the disk's columns (``REPORT_COLUMNS``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ STORAGE_PANELS = (("total_time_s", "predicted_total_time_s", "total time (s)"),
                   ("downtime_ms", "predicted_downtime_ms", "downtime (ms)"),
                   ("disk_bytes_on_wire", None, "disk bytes on the wire"),
                   ("disk_write_p50_ms_during", None, "median write latency during (ms)"))
+# Added to a sweep report's table when its runs had a disk
+REPORT_COLUMNS = ("disk_bytes_on_wire", "disk_write_p50_ms_during", "disk_lost_writes_total")
+# Latencies span local (0.1 ms) to the WAN's RTT and more: log scale
+LOG_METRICS = frozenset({"disk_write_p50_ms_during"})
 DISK_HATCH = "////"
 DISK_EDGE = "#54278f"
 PATH_COLORS = {"local": "#3182bd", "remote": "#d62728", "mirror": "#756bb1"}
@@ -47,6 +52,13 @@ def storage_keys(keys: Sequence[str]) -> list[str]:
     runs' ``storage_policy`` last (so the x axis stays the first numeric grid key and there is
     a line per policy, swept or not)."""
     return [k for k in keys if k != "policy.storage"] + ["storage_policy"]
+
+
+def scale_panel(ax: Any, metric: str) -> None:
+    """A latency panel of a sweep figure on a log scale, once it has data to scale."""
+    if metric in LOG_METRICS and ax.has_data():
+        ax.set_yscale("log")
+        ax.autoscale(axis="y")
 
 
 def has_storage(rows: Sequence[Mapping[str, Any]]) -> bool:
