@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from migrator.core.policy import MigrationPolicy
-from migrator.disk.datastore import allocated_sectors, create_disk, disk_path, remove_disk
+from migrator.disk.datastore import create_disk, disk_path, remove_disk
 from migrator.disk.params import parse_disk
 from migrator.endpoints import run_source
 from migrator.guest.diskvm import source_vm
