@@ -111,7 +111,7 @@ def latency_panel(ax: Any, writes: Sequence[WriteLatency]) -> None:
     for path in sorted({w.path for w in writes}):
         pts = [w for w in writes if w.path == path and w.ok]
         if pts:
-            ax.scatter([w.t for w in pts], [w.ms for w in pts], s=3, alpha=0.6, lw=0,
+            ax.scatter([w.t for w in pts], [w.ms for w in pts], s=4, alpha=0.7, lw=0,
                        color=PATH_COLORS.get(path, "#7f7f7f"), label=f"{path} ({len(pts)})",
                        zorder=3, rasterized=True)
     failed = [w for w in writes if not w.ok]
