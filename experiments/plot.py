@@ -8,12 +8,12 @@ of a sweep. One style (``STYLE``), fixed output names, PNG and SVG side by side:
 * run: ``timeline.png/.svg``: the pre-copy rounds (bytes on the wire, goodput), the dirty rate
   and throttle, and the client's view (probe RTT by answering site, lost probes, the longest
   gap), with the migration phases shaded and the controller's flow move marked; time 0 is the
-  migration start;
+  migration start; a VM's disk adds its share of each round and a write latency panel;
 * sweep: ``sweep_total_time``, ``sweep_downtime``, ``sweep_client_outage`` (``.png/.svg``): the
   metric against the first numeric grid key, one line per combination of the other keys (e.g.
   one per codec), mean with the standard deviation over repetitions as error bars, the
   analytic model's prediction dashed in the same colour. Runs without the metric are left out
-  with a warning.
+  with a warning. Runs with a disk add ``storage_overview`` (``experiments.plotdisk``).
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402 - after choosing the backend
 
+from experiments import plotdisk  # noqa: E402
+from experiments.diskreport import disk_lines  # noqa: E402
 from experiments.faults.report import fault_lines, invariants_cell  # noqa: E402
 from experiments.summary import (  # noqa: E402
     LINK_TABLE,
@@ -131,15 +133,20 @@ def plot_run(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Pat
     probes = _typed(read_csv(run_dir / "probes.csv")) if (run_dir / "probes.csv").is_file() \
         else []
     start = metrics.get("migration_start_t") or 0.0
+    writes = plotdisk.write_latencies(run_dir, metrics)       # None: no disk I/O log
+    ratios = [1.2, 0.8, 1.4] + ([0.9] if writes is not None else [])
     with plt.rc_context(STYLE):
-        fig, (ax_r, ax_d, ax_c) = plt.subplots(3, 1, figsize=(8, 7.5), sharex=True,
-                                               gridspec_kw={"height_ratios": [1.2, 0.8, 1.4]})
+        fig, axes = plt.subplots(len(ratios), 1, figsize=(8, 2.5 * sum(ratios)), sharex=True,
+                                 gridspec_kw={"height_ratios": ratios})
+        ax_r, ax_d, ax_c = axes[:3]
         _rounds_panel(ax_r, ax_d, rounds)
         _client_panel(ax_c, probes, metrics, start)
-        _shade_phases((ax_r, ax_d, ax_c), metrics)
+        if writes is not None:
+            plotdisk.latency_panel(axes[3], writes)
+        _shade_phases(axes, metrics)
         ax_r.set_title(_title(run_dir, metrics))
         ax_r.legend(loc="upper right", ncol=3)
-        ax_c.set_xlabel("time since the migration started (s)")
+        axes[-1].set_xlabel("time since the migration started (s)")
         fig.align_ylabels()
         return _save(fig, out / "timeline")
 
@@ -156,6 +163,7 @@ def _rounds_panel(ax: Any, ax_d: Any, rounds: list[dict]) -> None:
     mib = [r["bytes_on_wire"] / 2 ** 20 for r in rounds]
     ax.bar(t0, mib, width=width, align="edge", color=colors, edgecolor="#08519c", lw=0.5,
            zorder=2)
+    plotdisk.disk_bars(ax, rounds)
     ax.set_ylim(0, max(mib) * 1.35 or 1.0)   # room for the legend
     gp = ax.twinx()
     gp.spines["right"].set_visible(True)
@@ -309,13 +317,22 @@ def plot_sweep(sweep_dir: str | Path, out_dir: str | Path | None = None) -> list
             n = _sweep_panel(ax, keys, rows, metric, predicted, ylabel)
             ax.set_title(f"{sweep_dir.name}: {ylabel} (mean, sd over {n} repetitions)")
             written += _save(fig, out / name)
-        fig, axes = plt.subplots(1, len(OVERVIEW), figsize=(15, 4.2))
-        n = 0
-        for ax, (metric, predicted, ylabel) in zip(axes, OVERVIEW, strict=True):
-            n = max(n, _sweep_panel(ax, keys, rows, metric, predicted, ylabel))
-        fig.suptitle(f"{sweep_dir.name} (mean, sd over {n} repetitions)")
-        written += _save(fig, out / "sweep_overview")
+        written += _overview(sweep_dir.name, keys, rows, OVERVIEW, out / "sweep_overview")
+        if plotdisk.has_storage(rows):
+            written += _overview(f"{sweep_dir.name}: storage", plotdisk.storage_keys(keys),
+                                 rows, plotdisk.STORAGE_PANELS, out / plotdisk.STORAGE_FIGURE)
     return written
+
+
+def _overview(title: str, keys: list[str], rows: list[dict],
+              panels: Sequence[tuple[str, str | None, str]], base: Path) -> list[Path]:
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.2))
+    n = 0
+    for ax, (metric, predicted, ylabel) in zip(axes, panels, strict=True):
+        n = max(n, _sweep_panel(ax, keys, rows, metric, predicted, ylabel))
+        plotdisk.scale_panel(ax, metric)
+    fig.suptitle(f"{title} (mean, sd over {n} repetitions)")
+    return _save(fig, base)
 
 
 # --- report ------------------------------------------------------------------------------------
@@ -347,6 +364,7 @@ def write_report(directory: str | Path) -> Path:
             combos.setdefault(tuple(r.get(k) for k in keys), []).append(r)
         metric_cols = ("total_time_s", "downtime_ms", "client_outage_ms",
                        "flow_convergence_ms", "predicted_total_time_s", "predicted_downtime_ms")
+        metric_cols += plotdisk.REPORT_COLUMNS if plotdisk.has_storage(rows) else ()
         table = [[*combo, len(rs), *(_mean_sd([r.get(m) for r in rs]) for m in metric_cols),
                   "yes" if all(r.get("integrity_ok") is True for r in rs) else "NO",
                   ", ".join(sorted({str(r.get("outcome")) for r in rs}))]
@@ -356,7 +374,8 @@ def write_report(directory: str | Path) -> Path:
             table = [[*t, invariants_cell(rs)] for t, rs in zip(table, combos.values(),
                                                                strict=True)]
             headers.append("invariants")
-        figures = [name for name, *_ in SWEEP_FIGURES if (directory / f"{name}.png").is_file()]
+        figures = [name for name in (*(f[0] for f in SWEEP_FIGURES), plotdisk.STORAGE_FIGURE)
+                   if (directory / f"{name}.png").is_file()]
         text = [f"# Sweep {directory.name}", "",
                 f"{len(rows)} runs, {len(combos)} combinations; values are mean ± standard "
                 "deviation over repetitions.", "", _md_table(headers, table), ""]
@@ -371,7 +390,7 @@ def write_report(directory: str | Path) -> Path:
             text += ["## WAN links", "", "The path figures above sum the RTTs of the links the "
                      "migration crosses and take the smallest rate.", "",
                      _md_table(LINK_TABLE, link_rows(metrics)), ""]
-        text += fault_lines(metrics)
+        text += disk_lines(metrics) + fault_lines(metrics)
         if (directory / "timeline.png").is_file():
             text.append("![timeline](timeline.png)\n")
     path.write_text("\n".join(text))

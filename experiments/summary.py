@@ -36,6 +36,18 @@ SUMMARY_METRICS = (*METRIC_KEYS, "probes_lost", "dest_convergence_ms", "stop_rea
 # Columns added when the runs injected faults (experiments.faults.run).
 FAULT_METRICS = ("invariants_held", "one_site", "split_brain", "lost_writes", "reachable",
                  "leftovers")
+# Columns added when the runs had a disk (experiments.diskrun): its scalar figures, the model's
+# lower bound, and the guest's I/O latency flattened (``disk_latency_columns``).
+DISK_METRICS = ("storage_policy", "disk_size", "disk_allocated", "disk_block_bytes",
+                "disk_bytes_on_wire", "disk_bytes_raw", "disk_sectors_sent",
+                "disk_sectors_resent", "disk_bulk_s", "disk_writes", "disk_reads",
+                "disk_lost_writes", "disk_lost_writes_total", "disk_mirror_writes",
+                "disk_remote_reads", "disk_write_mibps", "disk_read_mibps",
+                "disk_verified_blocks", "disk_verify_lost", "predicted_lower_bound_s")
+DISK_PHASES = ("before", "during", "after")
+LATENCY_CELLS = tuple((phase, op, pct) for phase in DISK_PHASES for op in ("write", "read")
+                      for pct in ("p50", "p95"))
+DISK_LATENCY = tuple(f"disk_{op}_{pct}_ms_{phase}" for phase, op, pct in LATENCY_CELLS)
 SWEPT_FILE = "swept.json"
 
 
@@ -83,6 +95,16 @@ def _grid_keys(sweep_dir: Path, swept: list[Mapping[str, Any]]) -> list[str]:
     return keys
 
 
+def disk_latency_columns(latency: Mapping[str, Any] | None) -> dict:
+    """``disk_latency`` ({phase: {write|read: {p50_ms, ...} or None}}) as the flat columns
+    ``DISK_LATENCY`` (``disk_write_p50_ms_during``...); None where a figure is missing."""
+    out: dict[str, Any] = {}
+    for column, (phase, op, pct) in zip(DISK_LATENCY, LATENCY_CELLS, strict=True):
+        stats = ((latency or {}).get(phase) or {}).get(op) or {}
+        out[column] = stats.get(f"{pct}_ms")
+    return out
+
+
 def summary_rows(sweep_dir: Path) -> tuple[list[str], list[dict]]:
     """(grid keys, one row per run folder holding metrics.json and swept.json)."""
     sweep_dir = Path(sweep_dir)
@@ -99,7 +121,9 @@ def summary_rows(sweep_dir: Path) -> tuple[list[str], list[dict]]:
     for name, swept, metrics in runs:
         row = {"run": name, "repetition": swept.get("repetition", 0)}
         row.update({k: swept.get(k) for k in keys})
-        row.update({k: metrics.get(k) for k in (*SUMMARY_METRICS, *FAULT_METRICS)})
+        row.update({k: metrics.get(k) for k in (*SUMMARY_METRICS, *FAULT_METRICS,
+                                                 *DISK_METRICS)})
+        row.update(disk_latency_columns(metrics.get("disk_latency")))
         rows.append(row)
     return keys, rows
 
@@ -108,7 +132,9 @@ def write_summary(sweep_dir: Path) -> Path:
     keys, rows = summary_rows(sweep_dir)
     path = Path(sweep_dir) / "summary.csv"
     faults = FAULT_METRICS if any(r.get("invariants_held") is not None for r in rows) else ()
-    write_csv(path, ["run", "repetition", *keys, *SUMMARY_METRICS, *faults], rows)
+    disk = (*DISK_METRICS, *DISK_LATENCY) \
+        if any(r.get("storage_policy") is not None for r in rows) else ()
+    write_csv(path, ["run", "repetition", *keys, *SUMMARY_METRICS, *faults, *disk], rows)
     return path
 
 

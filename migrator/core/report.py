@@ -22,10 +22,12 @@ MIB = 1024 * 1024
 # rounds.csv, one row per round and phase (README, "Results"): pages = non-zero pages sent with
 # their data, zero_pages = pages sent as a bare index; bytes_raw = guest bytes of those non-zero
 # pages; rate_mbps = the stream's estimated transfer rate the engine decided with; the rows
-# follow each other without gaps (phases live, drain, stop-copy, verify; cold; abort).
+# follow each other without gaps (phases live, drain, stop-copy, verify; cold; abort);
+# disk_* = of pages, bytes_raw and bytes_on_wire, the disk's sectors (0 without a disk).
 ROUND_COLUMNS = ("round", "phase", "t_start_s", "duration_s", "pages", "zero_pages", "bytes_raw",
                  "bytes_on_wire", "codec", "goodput_mbps", "rate_mbps", "dirty_rate_mibps",
-                 "throttle_policy", "throttle", "dirty_limit_mibps", "expected_downtime_ms")
+                 "throttle_policy", "throttle", "dirty_limit_mibps", "expected_downtime_ms",
+                 "disk_pages", "disk_bytes_raw", "disk_bytes_on_wire")
 
 
 def model_inputs(result: MigrationResult, *, rtt_s: float, max_rounds: int
@@ -113,7 +115,9 @@ def round_rows(rounds: Iterable[RoundRecord]) -> list[dict]:
                     "throttle_policy": r.throttle_policy, "throttle": r.throttle,
                     "dirty_limit_mibps": "" if r.dirty_limit_Bps is None
                     else round(r.dirty_limit_Bps / MIB, 3),
-                    "expected_downtime_ms": round(r.expected_downtime_s * 1e3, 3)})
+                    "expected_downtime_ms": round(r.expected_downtime_s * 1e3, 3),
+                    "disk_pages": r.disk_pages, "disk_bytes_raw": r.disk_bytes_raw,
+                    "disk_bytes_on_wire": r.disk_bytes_on_wire})
         t += r.duration_s
     return out
 

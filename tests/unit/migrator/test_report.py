@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 from pathlib import Path
@@ -37,3 +38,12 @@ def test_rounds_csv_has_the_documented_columns_and_the_stored_fixture_matches():
     reader = csv.DictReader(io.StringIO(text))
     assert tuple(reader.fieldnames or ()) == ROUND_COLUMNS
     assert text == (RUN / "migration" / "rounds.csv").read_text()
+
+
+def test_round_rows_carry_the_disk_share_of_each_round():
+    recs = records()
+    recs[0] = dataclasses.replace(recs[0], disk_pages=100, disk_bytes_raw=409600,
+                                  disk_bytes_on_wire=2000)
+    rows = round_rows(recs)
+    assert [(r["disk_pages"], r["disk_bytes_raw"], r["disk_bytes_on_wire"]) for r in rows] == \
+        [(100, 409600, 2000), (0, 0, 0), (0, 0, 0)]
