@@ -232,6 +232,8 @@ def collect(spec: ExperimentSpec, out: Path, run: Run | None, error: str | None,
                    kv_reconnects=(_read_json(out / "clients.json") or {}).get("kv_reconnects"))
     if run is not None and hasattr(run, "extra_metrics"):
         metrics.update(run.extra_metrics())
+    if "storage_policy" in metrics and metrics.get("disk_lost_writes_total") != 0:
+        metrics["integrity_ok"] = False     # a disk write lost, or none checked: not integrity
     metrics.update(fabric_metrics(fabric or {}))
     if run is not None and run.faults is not None:
         metrics.update(run.faults.results(probes, kv))

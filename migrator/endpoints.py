@@ -106,6 +106,9 @@ def run_source(vm: VM, dest: tuple[str, int], policy: MigrationPolicy, key: byte
     try:
         try:
             sender.connect()
+            if mirror is not None and getattr(vm, "disk_mirrored", False) \
+                    and policy.mode == "live":
+                mirror.open()       # before the rounds fill the link's queue
         except (OSError, ValueError, TransportError) as exc:   # AuthError, FrameError: ValueError
             log.error("cannot start the migration: %s", exc)
             return not_started(vm, policy, str(exc), time.monotonic() - start)

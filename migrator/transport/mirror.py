@@ -37,6 +37,13 @@ class MirrorStream:
         self._lock = threading.Lock()
         self._closed = False
 
+    def open(self) -> None:
+        """Dial now (before the rounds fill the link, whose queue would delay each round trip
+        of the handshake); otherwise the first write dials."""
+        with self._lock:
+            if self._ch is None and not self._closed:
+                self._ch = self._dial()
+
     def copy(self, first: int, data: bytes) -> None:
         n = len(data) // PAGE_SIZE
         if n < 1 or len(data) % PAGE_SIZE:
