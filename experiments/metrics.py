@@ -208,13 +208,18 @@ def prediction(spec: Any, compression_ratio: float = 1.0, nonzero_frac: float = 
 def disk_inputs(spec: Any, live: bool, dirty_mibps: float | None = None) -> dict:
     """The model's disk terms for the spec's ``vm.disk`` under ``policy.storage``: nothing
     without a disk or with shared storage (the disk does not move); its allocated bytes, and
-    its writes as dirty rate (or, mirrored, as bandwidth taken) otherwise."""
+    its writes as dirty rate (or, mirrored, as bandwidth taken: one write in flight, so at
+    most a block per round trip) otherwise."""
     disk = getattr(spec.vm, "disk", None)
     if disk is None or spec.policy.storage == "shared":
         return {}
     write_Bps = disk.write_rate_mibps * MIB if live else 0.0  # noqa: N806
     dirty_Bps = write_Bps if dirty_mibps is None or not live else dirty_mibps * MIB  # noqa: N806
     mirrored = spec.policy.storage == "write-blocking"
+    rtt_ms, _ = link_between(spec.topology, spec.placement.source_site,
+                             spec.placement.destination_site)
+    if mirrored and rtt_ms > 0:     # one write in flight: a block per round trip at most
+        write_Bps = min(write_Bps, disk.block_bytes / (rtt_ms / 1e3))  # noqa: N806
     return {"disk_bytes": float(disk.allocated_bytes), "disk_dirty_rate_Bps": dirty_Bps,
             "disk_working_set_bytes": disk.working_set_frac * disk.size_bytes,
             "disk_mirrored": mirrored, "disk_write_Bps": write_Bps if mirrored else 0.0}

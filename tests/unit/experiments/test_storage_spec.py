@@ -36,3 +36,14 @@ def test_a_disk_needs_room_for_two_images_in_the_datastore():
     check_datastore(s, free_bytes=2 * 2**30)
     with pytest.raises(ConfigError, match=r"vm\.disk\.size.*2GiB needed, 2047 MiB free"):
         check_datastore(s, free_bytes=2 * 2**30 - 2**20)
+
+
+def test_a_mirrored_disk_writes_at_most_a_block_per_round_trip_in_the_model():
+    from experiments.metrics import disk_inputs, prediction
+
+    s = parse_experiment({"vm": {"memory": "256MiB",
+                                 "disk": {"size": "1GiB", "workload": {"write_rate_mibps": 40}}},
+                          "policy": {"storage": "write-blocking"}})   # 150 ms by default
+    terms = disk_inputs(s, live=True)
+    assert terms["disk_mirrored"] and terms["disk_write_Bps"] == 65536 / 0.15
+    assert prediction(s)["predicted_total_time_s"] > 0      # 40 MiB/s is not refused
