@@ -104,7 +104,9 @@ class DiskRun:
         lost = [report.get("lost_writes"), report.get("verify_lost")]
         out["disk_lost_writes_total"] = None if None in lost else sum(lost)
         offset = report.get("wall_minus_monotonic")
-        start = times.get("migration_start_t")
+        # during: from the first round (after connecting and measuring the codecs; a
+        # write-blocking mirror starts there), else from the migrator's start
+        start = times.get("rounds_start_t") or times.get("migration_start_t")
         if offset is None or start is None or not self.log_path.exists():
             out["disk_latency"] = None
             return out

@@ -186,6 +186,7 @@ class Receiver:
     # --- connections ---------------------------------------------------------------------------
 
     def _serve(self, conn: socket.socket, addr: tuple) -> None:
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)   # replies go out at once
         ch = Channel(conn, f"connection from {addr[0]}:{addr[1]}", timeout_s=self.timeout_s,
                      max_frame=self.max_frame)
         with self._lock:
