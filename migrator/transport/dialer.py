@@ -30,9 +30,6 @@ Pace = Callable[[int], None]
 Room = Callable[[DataStream, int], None]
 
 
-MIRROR_CC = b"cubic"           # the mirror stream's congestion control (``Dialer.mirror``)
-
-
 class Dialer:
     def __init__(self, dest: tuple[str, int], key: bytes, options: TransportOptions,
                  window: FlightWindow, stats: SenderStats, npages: int) -> None:
@@ -93,11 +90,6 @@ class Dialer:
         session (``migrator.transport.mirror``)."""
         ch = self._dial("mirror stream", nodelay=True)
         try:
-            # One write at a time is an application-limited flow: BBR (the hypervisors') then
-            # estimates the path's rate from those bursts and paces each 64 KiB write out over
-            # most of an RTT (measured: 1.5-1.9 RTT a write at 150 ms). CUBIC sends it in one
-            # flight once its window has grown (slow start is not restarted after idle here).
-            ch.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, MIRROR_CC)
             client_handshake(ch, self.key, self._hello("mirror"))
         except BaseException:
             ch.close()
