@@ -41,12 +41,6 @@ from migrator.transport.sockets import listen
 
 log = logging.getLogger(__name__)
 
-# A mirrored disk's writes (write-blocking) cross the same bottleneck as the rounds, behind
-# whatever queue the rounds keep there: the usual 1.5 bandwidth-delay products in flight queue
-# up to half an RTT ahead of each write. 1.1 fills the pipe (the rate is the preflight's
-# measured goodput, a little under the link's) with a queue of a tenth of an RTT at most.
-MIRRORED_WINDOW_BDPS = 1.1
-
 ADAPTIVE_CODECS = ("none", "lz4", "zstd-1", "zstd-3")
 DEFAULT_BW_Bps = 250e6 / 8        # noqa: N816 - the classic WAN of the testbed
 
@@ -102,9 +96,7 @@ def run_source(vm: VM, dest: tuple[str, int], policy: MigrationPolicy, key: byte
                             rtt_hint_s=rtt_hint_s, timeout_s=timeout_s,
                             grow_window=bw_hint_Bps is None and not policy.max_bandwidth_mbps,
                             xbzrle_cache_mib=policy.xbzrle_cache_mib,
-                            encryption=policy.encryption,
-                            **({"window_bdps": MIRRORED_WINDOW_BDPS}
-                               if getattr(vm, "disk_mirrored", False) else {}))
+                            encryption=policy.encryption)
     sender = TcpSender(dest, key, vm, opts)
     mirror = _attach_mirror(vm, sender, opts)
     # The codecs are measured while the connections are set up (round trips, mostly waiting).
