@@ -1,17 +1,19 @@
 """What the guest's disk thread does I/O on: a ``BlockDevice``.
 
-* ``FileDevice``: the image file in this host's datastore (``os.pread``/``os.pwrite``; no fsync,
-  the datastore is tmpfs).  The remote disk of the ``shared`` policy is another BlockDevice
-  (the lead's NBD client) with ``where = 'remote'``.
+* ``FileDevice``: the image file in this host's datastore (``os.pread``/``os.pwrite``; no
+  fsync: the datastore's durability is not what is measured).  The remote disk of the
+  ``shared`` policy is another BlockDevice (``migrator.disk.nbdclient``), ``where = 'remote'``.
 * ``MirrorLink`` is not a device but the guest's side of write-blocking mirroring: after each
   local write the guest asks the source migrator, over a unix stream socket, to copy those
-  sectors to the destination, and the write completes only when it answers.  Request:
-  ``struct.pack("<QI", first_sector, nsectors)``; reply: the one byte ``b"\\x01"`` once the
-  destination has the data.  Anything else, EOF, a socket error or no answer within
-  ``MIRROR_TIMEOUT_S`` is ``MirrorGone``: the mirror is over (migration ended, failed or
-  cancelled) and the local copy stays authoritative.
+  sectors to the destination, and the write completes only when it answers.  Socket:
+  ``mirror_socket_path(disk)``; request: ``MIRROR_REQUEST.pack(first_sector, nsectors)``;
+  reply: ``MIRROR_ACK`` once the destination has the data (``MIRROR_FAILED`` when the copy
+  failed; the server is ``migrator.guest.mirrorserve``).  Anything else, EOF, a socket error
+  or no answer within ``MIRROR_TIMEOUT_S`` is ``MirrorGone``: the mirror is over (migration
+  ended, failed or cancelled) and the local copy stays authoritative.
 * ``MirrorSlot`` is how the disk thread holds it: it connects when the socket appears in the
-  file system (looking at most every 5 ms), and drops the link when it goes.
+  file system (looking at most every 5 ms, on every tick of the thread, writing or not), and
+  drops the link when it goes.
 """
 
 from __future__ import annotations
@@ -29,11 +31,17 @@ log = logging.getLogger(__name__)
 
 MIRROR_REQUEST = struct.Struct("<QI")
 MIRROR_ACK = b"\x01"
+MIRROR_FAILED = b"\x00"
 # A copy the server has not answered in this long is taken as a mirror gone: the guest's writes
 # (and a pause waiting for them) must not hang on a stuck migrator.  Far above any honest copy
 # of one block across a 150 ms WAN.
 MIRROR_TIMEOUT_S = 10.0
 MIRROR_POLL_S = 0.005           # how often the guest looks for the mirror's socket
+
+
+def mirror_socket_path(disk: Path | str) -> Path:
+    """Where the guest of disk image ``disk`` looks for the mirror (beside the image)."""
+    return Path(f"{disk}.mirror")
 
 
 class BlockDevice(Protocol):
@@ -136,7 +144,9 @@ class MirrorSlot:
     def connected(self) -> bool:
         return self._link is not None
 
-    def _connect(self) -> MirrorLink | None:
+    def look(self) -> MirrorLink | None:
+        """The link, connecting first if the socket has appeared (looking at most every
+        ``MIRROR_POLL_S``); None while there is none."""
         if self._link is not None:
             return self._link
         now = self._clock()
@@ -155,7 +165,7 @@ class MirrorSlot:
 
     def copy(self, first_sector: int, nsectors: int) -> bool:
         """True once the mirror has the sectors; False when there is no mirror (now)."""
-        link = self._connect()
+        link = self.look()
         if link is None:
             return False
         try:

@@ -263,6 +263,11 @@ class DiskWorker:
     def _do_pending(self) -> None:
         """The due I/O, writes and reads alternating (neither waits behind all of the other on
         a slow device); stops as soon as the worker is held or stopped."""
+        if self._mirror is not None and not self._mirror.connected and self._begin():
+            try:                      # offered while no I/O is due: connect now, so that the
+                self._mirror.look()   # migrator waiting for it does not wait for a write
+            finally:
+                self._end()
         write_next = True
         while self._pending_w or self._pending_r:
             if not self._begin():

@@ -25,12 +25,13 @@ import numpy as np
 
 from ground.config import ConfigError
 from migrator.disk.datastore import allocated_sectors, create_disk, dirty_log_path, remove_disk
+from migrator.disk.device import mirror_socket_path
 from migrator.disk.params import DiskParams, parse_disk
 from migrator.guest.control import GuestError
 from migrator.guest.dirtylog import DirtyLog
 from migrator.guest.image import GuestMemory
 from migrator.guest.joined import JoinedImage
-from migrator.guest.mirrorserve import MirrorServer, mirror_socket_path
+from migrator.guest.mirrorserve import MirrorServer
 from migrator.guest.vm import SharedVM, create_dest_memory
 
 log = logging.getLogger(__name__)

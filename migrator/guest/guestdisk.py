@@ -26,13 +26,12 @@ from typing import Any
 
 from ground.config import ConfigError, Section
 from migrator.disk.datastore import datastore_root, dirty_log_path
-from migrator.disk.device import BlockDevice, FileDevice
+from migrator.disk.device import BlockDevice, FileDevice, mirror_socket_path
 from migrator.disk.iolog import IoLog
 from migrator.disk.params import DiskParams, parse_disk
 from migrator.disk.worker import DiskWorker
 from migrator.guest.dirtylog import DirtyLog
 from migrator.guest.image import image_name
-from migrator.guest.mirrorserve import mirror_socket_path
 
 log = logging.getLogger(__name__)
 

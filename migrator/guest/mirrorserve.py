@@ -3,7 +3,8 @@
 With ``policy.storage: write-blocking`` every disk write of the guest completes only once the
 destination has it too (QEMU's active mirror, ``copy-mode=write-blocking``). The guest's disk
 thread (``migrator.disk.worker``) writes its block locally, then sends ``(first_sector,
-nsectors)`` (``struct "<QI"``) over a unix socket to this server and waits for one byte; we read
+nsectors)`` over a unix socket to this server and waits for one byte (the format is the
+client's, ``migrator.disk.device``); we read
 those sectors from the source image and hand them to ``copy`` (the migration's mirror stream,
 ``migrator.transport.mirror``: sealed like every other stream, applied at the destination
 before its acknowledgement comes back), then answer ``b"\\x01"``. So a write costs one round
@@ -21,20 +22,14 @@ import contextlib
 import logging
 import os
 import socket
-import struct
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from migrator.disk.device import MIRROR_ACK, MIRROR_FAILED, MIRROR_REQUEST
+
 log = logging.getLogger(__name__)
 
-REQUEST = struct.Struct("<QI")
-OK, FAILED = b"\x01", b"\x00"
-
-
-def mirror_socket_path(disk: Path) -> Path:
-    """Where the guest of disk ``disk`` looks for the mirror (beside the disk image)."""
-    return Path(f"{disk}.mirror")
 
 
 class MirrorServer:
@@ -69,27 +64,27 @@ class MirrorServer:
         with conn:
             while not self._closed.is_set():
                 try:
-                    head = conn.recv(REQUEST.size, socket.MSG_WAITALL)
+                    head = conn.recv(MIRROR_REQUEST.size, socket.MSG_WAITALL)
                 except OSError:
                     return
-                if len(head) < REQUEST.size:
+                if len(head) < MIRROR_REQUEST.size:
                     return
-                first, n = REQUEST.unpack(head)
+                first, n = MIRROR_REQUEST.unpack(head)
                 conn.sendall(self._copy(first, n))
 
     def _copy(self, first: int, n: int) -> bytes:
         if self.error is not None:
-            return FAILED
+            return MIRROR_FAILED
         try:
             data = self.read_sectors(first, n)
             self.copy(first, data)
         except Exception as exc:  # noqa: BLE001 - kept for the engine, the guest told
             self.error = f"disk mirror: {type(exc).__name__}: {exc}"
             log.error("%s", self.error)
-            return FAILED
+            return MIRROR_FAILED
         self.copies += 1
         self.copied_bytes += len(data)
-        return OK
+        return MIRROR_ACK
 
     def close(self) -> None:
         self._closed.set()

@@ -224,6 +224,25 @@ def _not_yet_marked(run, server, first, n):
     assert len(run.marks) == len(server.requests), (len(run.marks), len(server.requests))
 
 
+def test_a_guest_that_does_not_write_still_connects_to_an_offered_mirror(tmp_path):
+    """The migrator waits for the connection before it starts tracking: a guest that only reads
+    must not leave it waiting for a write."""
+    params, path = disk(tmp_path, write_rate_mibps=0, read_rate_mibps=1)
+    sock = tmp_path / "mirror.sock"
+    run = Run(tmp_path, params, FileDevice(path), mirror_path=sock)
+    server = None
+    try:
+        with run:
+            wait_for(lambda: run.stat("reads") >= 2, 10, "two reads before the mirror")
+            server = FakeMirror(sock)
+            wait_for(lambda: server.connections == 1, 2, "the guest connected to the mirror")
+            s = run.worker.stats()
+    finally:
+        if server is not None:
+            server.stop()
+    assert s["writes"] == 0 and server.requests == [], (s, server.requests)
+
+
 def test_mirror_gone_goes_on_locally(tmp_path, caplog):
     params, path = disk(tmp_path, write_rate_mibps=4, read_rate_mibps=4, working_set_frac=1.0)
     sock = tmp_path / "mirror.sock"
