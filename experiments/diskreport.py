@@ -12,8 +12,10 @@ it until the guest is paused, after the resume).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
+
+from ground.table import markdown
 
 MIB = 1024 * 1024
 PHASES = ("before", "during", "after")
@@ -103,20 +105,15 @@ def latency_rows(m: Mapping[str, Any]) -> list[tuple[str, ...]]:
     return rows
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    return ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers),
-            *("| " + " | ".join(r) + " |" for r in rows)]
-
-
 def disk_lines(metrics: Mapping[str, Any]) -> list[str]:
     """The report's Disk section as markdown lines; none for a run without a disk."""
     if not has_disk(metrics):
         return []
-    lines = ["## Disk", "", *_table(("figure", "value"), disk_rows(metrics)), ""]
+    lines = ["## Disk", "", *markdown(("figure", "value"), disk_rows(metrics)), ""]
     if metrics.get("disk_latency"):
         lines += ["The guest's disk I/O latency as it saw it (a mirrored write includes its "
                   "copy to the destination; a shared disk's I/O crosses the WAN after the move):",
-                  "", *_table(LATENCY_HEADERS, latency_rows(metrics)), ""]
+                  "", *markdown(LATENCY_HEADERS, latency_rows(metrics)), ""]
     else:
         lines += ["No disk I/O log was recorded: no latency figures.", ""]
     return lines

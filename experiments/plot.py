@@ -43,6 +43,7 @@ from experiments.summary import (  # noqa: E402
     read_summary,
     run_rows,
 )
+from ground.table import markdown  # noqa: E402
 from ground.yamlfile import read_yaml  # noqa: E402
 
 log = logging.getLogger("wanmig.plot")
@@ -337,12 +338,6 @@ def _overview(title: str, keys: list[str], rows: list[dict],
 
 # --- report ------------------------------------------------------------------------------------
 
-def _md_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
-    return "\n".join(lines)
-
-
 def _mean_sd(values: list[Any]) -> str:
     nums = [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
     if not nums:
@@ -378,18 +373,18 @@ def write_report(directory: str | Path) -> Path:
                    if (directory / f"{name}.png").is_file()]
         text = [f"# Sweep {directory.name}", "",
                 f"{len(rows)} runs, {len(combos)} combinations; values are mean ± standard "
-                "deviation over repetitions.", "", _md_table(headers, table), ""]
+                "deviation over repetitions.", "", *markdown(headers, table), ""]
         text += [f"![{name}]({name}.png)\n" for name in figures]
     else:
         metrics = _json(directory / "metrics.json")
         if not metrics:
             raise FileNotFoundError(f"{directory}: neither summary.csv nor metrics.json")
         text = [f"# Run {directory.name}", "", _title(directory, metrics), "",
-                _md_table(("metric", "value"), run_rows(metrics)), ""]
+                *markdown(("metric", "value"), run_rows(metrics)), ""]
         if metrics.get("links"):
             text += ["## WAN links", "", "The path figures above sum the RTTs of the links the "
                      "migration crosses and take the smallest rate.", "",
-                     _md_table(LINK_TABLE, link_rows(metrics)), ""]
+                     *markdown(LINK_TABLE, link_rows(metrics)), ""]
         text += disk_lines(metrics) + fault_lines(metrics)
         if (directory / "timeline.png").is_file():
             text.append("![timeline](timeline.png)\n")

@@ -1,4 +1,4 @@
-"""Plain-text tables for the terminal."""
+"""Tables: plain text for the terminal (``render``), markdown lines for reports (``markdown``)."""
 
 from __future__ import annotations
 
@@ -12,3 +12,9 @@ def render(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
              for r in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def markdown(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
+    """A markdown table, one string per line (no trailing newline)."""
+    return ["| " + " | ".join(str(h) for h in headers) + " |", "|" + "---|" * len(headers),
+            *("| " + " | ".join(str(c) for c in r) + " |" for r in rows)]

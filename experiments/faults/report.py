@@ -5,14 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ground.table import markdown
+
 
 def _s(value: Any, fmt: str = "{:.2f}") -> str:
     return "-" if value is None else fmt.format(value)
-
-
-def _table(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
-    return ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers),
-            *("| " + " | ".join(r) + " |" for r in rows)]
 
 
 def fault_lines(metrics: Mapping[str, Any]) -> list[str]:
@@ -41,9 +38,9 @@ def fault_lines(metrics: Mapping[str, Any]) -> list[str]:
     ]
     return ["## Faults", "",
             "Times are from the start of the migration (the source migrator's STARTED).", "",
-            *_table(("#", "kind", "at", "fired", "ended", "error"), rows), "",
+            *markdown(("#", "kind", "at", "fired", "ended", "error"), rows), "",
             f"Invariants: **{'held' if inv.get('held') else 'BROKEN'}**", "",
-            *_table(("invariant", "held", "detail"),
+            *markdown(("invariant", "held", "detail"),
                     [(c, "yes" if ok else "NO", d) for c, ok, d in checks]), ""]
 
 
