@@ -210,7 +210,7 @@ def disk_inputs(spec: Any, live: bool, dirty_mibps: float | None = None) -> dict
     without a disk or with shared storage (the disk does not move); its allocated bytes, and
     its writes as dirty rate (or, mirrored, as bandwidth taken: one write in flight, so at
     most a block per round trip) otherwise."""
-    disk = getattr(spec.vm, "disk", None)
+    disk = spec.vm.disk
     if disk is None or spec.policy.storage == "shared":
         return {}
     write_Bps = disk.write_rate_mibps * MIB if live else 0.0  # noqa: N806
