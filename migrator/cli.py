@@ -144,7 +144,8 @@ def cmd_migrate_source(args: argparse.Namespace) -> Exit:
 
     out = out_dir(args.out, f"migrate-source-{args.vm}")
     meta = {**run_metadata(), "args": {k: v for k, v in vars(args).items() if k != "func"}}
-    vm = source_vm(args.vm, args.tag, args.disk, policy.storage, lease_s=args.lease_s)
+    vm = source_vm(args.vm, args.tag, args.disk, policy.storage, lease_s=args.lease_s,
+                   control_tag=args.control_tag)
     stats: dict = {}
     progress = _print_progress if args.progress else None
     started = time.time()
@@ -211,7 +212,7 @@ def cmd_migrate_dest(args: argparse.Namespace) -> Exit:
     def switch() -> None:
         if args.gate:
             _wait_gate(args.gate_timeout_s)
-        vm = SharedVM(args.vm, args.source_tag)
+        vm = SharedVM(args.vm, args.source_tag, control_tag=args.control_tag)
         try:
             vm.switch_to(args.tag, args.location)
             holder["switched"] = True
@@ -282,6 +283,8 @@ def add_subcommands(subparsers: Any) -> None:
     s.add_argument("--connect", required=True, metavar="HOST:PORT")
     s.add_argument("--vm", required=True, help="the guest's name")
     s.add_argument("--tag", default="src", help="its memory image tag (src)")
+    s.add_argument("--control-tag", help="the tag of the image the guest started on, whose "
+                                         "control block it obeys (default: --tag)")
     s.add_argument("--key-file", help=f"shared key file (else ${KEY_ENV}, hex)")
     s.add_argument("--rtt-hint-ms", type=float, default=0.0, help="expected RTT, for buffers")
     s.add_argument("--bw-hint-mbps", type=float,
@@ -309,6 +312,8 @@ def add_subcommands(subparsers: Any) -> None:
     s.add_argument("--vm", required=True, help="the guest's name")
     s.add_argument("--tag", default="dst", help="memory image tag to receive into (dst)")
     s.add_argument("--source-tag", default="src", help="the guest's current image tag (src)")
+    s.add_argument("--control-tag", help="the tag of the image the guest started on, whose "
+                                         "control block it obeys (default: --source-tag)")
     s.add_argument("--location", default="dst", help="where the guest runs after switchover")
     s.add_argument("--key-file", help=f"shared key file (else ${KEY_ENV}, hex)")
     s.add_argument("--timeout-s", type=float, default=60.0)

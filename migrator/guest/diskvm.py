@@ -20,6 +20,7 @@ import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -42,7 +43,7 @@ _NONZERO_BATCH = 16384        # sectors read at once to find the zero ones (64 M
 
 class SharedDiskVM(SharedVM):
     def __init__(self, vm: str, tag: str, disk: Path, *, mirrored: bool = False,
-                 **kwargs: float) -> None:
+                 **kwargs: Any) -> None:
         super().__init__(vm, tag, **kwargs)
         self.disk_path = Path(disk)
         self.disk_mirrored = mirrored
@@ -122,7 +123,7 @@ class SharedDiskVM(SharedVM):
             self.joined.close()
 
 
-def source_vm(vm: str, tag: str, disk: str | None, storage: str, **kwargs: float) -> SharedVM:
+def source_vm(vm: str, tag: str, disk: str | None, storage: str, **kwargs: Any) -> SharedVM:
     """The engine's VM at the source: with a disk image, memory and disk (mirrored when
     ``storage`` is write-blocking); shared storage or no disk: the memory only."""
     if disk is None or storage == "shared":

@@ -102,15 +102,22 @@ class GuestMemory:
     # --- construction ----------------------------------------------------------------------------
 
     @classmethod
-    def create(cls, vm: str, tag: str, npages: int, *, tracking: bool) -> GuestMemory:
-        """New zeroed image; FileExistsError if any of its files exists (a crashed run: clean)."""
+    def create(cls, vm: str, tag: str, npages: int, *, tracking: bool,
+               control: bool | None = None) -> GuestMemory:
+        """New zeroed image; FileExistsError if any of its files exists (a crashed run: clean).
+        ``tracking``: with a dirty log, and (unless ``control`` is False) a control block; a
+        destination's image has the dirty log only: the guest switched onto it marks its writes
+        there (so it can leave again) and keeps obeying the block it started on."""
         name = image_name(vm, tag)
         if isinstance(npages, bool) or not isinstance(npages, int) or not 1 <= npages <= MAX_PAGES:
             raise ConfigError("npages", npages, f"an integer from 1 to {MAX_PAGES}")
         base = shm_dir() / name
         wanted = [(".ram", npages * PAGE_SIZE)]
+        control = tracking if control is None else control and tracking
         if tracking:
-            wanted += [(".dirty", npages), (".ctl", CONTROL_SIZE)]
+            wanted.append((".dirty", npages))
+        if control:
+            wanted.append((".ctl", CONTROL_SIZE))
         for suffix in SUFFIXES:
             if Path(f"{base}{suffix}").exists():
                 raise FileExistsError(f"shared-memory segment {base}{suffix} already exists "
@@ -121,7 +128,7 @@ class GuestMemory:
                 path = Path(f"{base}{suffix}")
                 _create_file(path, size)
                 made.append(path)
-            if tracking:
+            if control:
                 ControlBlock.initialise(Path(f"{base}.ctl"))
             mem = cls(vm, tag, owner=True)
         except BaseException:

@@ -64,21 +64,33 @@ class GuestStartError(NotAsAskedError):
 class SharedVM:
     """``migrator.core.interfaces.VM`` over a tracked image ``wanmig-<vm>-<tag>``."""
 
-    def __init__(self, vm: str, tag: str, *, pause_timeout: float = 5.0,
-                 switch_timeout: float = 15.0, lease_s: float = LEASE_S) -> None:
+    def __init__(self, vm: str, tag: str, *, control_tag: str | None = None,
+                 pause_timeout: float = 5.0, switch_timeout: float = 15.0,
+                 lease_s: float = LEASE_S) -> None:
         self.memory = GuestMemory.attach(vm, tag)
-        if self.memory.dirty is None or self.memory.control is None:
+        # The guest obeys the control block of the image it started on, wherever it moved
+        # since: ``control_tag`` names that image when it is not ``tag``.
+        self.ctl_memory = self.memory
+        try:
+            if control_tag not in (None, tag):
+                self.ctl_memory = GuestMemory.attach(vm, control_tag)
+            if self.memory.dirty is None or self.ctl_memory.control is None:
+                raise ValueError(f"{self.memory.name} is not a tracked image (no dirty log, or "
+                                 f"no control block in {self.ctl_memory.name}): the guest's "
+                                 "first image is created with tracking=True, a destination's "
+                                 "with its dirty log")
+        except BaseException:
             self.memory.close()
-            raise ValueError(f"{self.memory.name} is not a tracked image (no dirty log or "
-                             "control block): the source image must be created with "
-                             "tracking=True")
+            if self.ctl_memory is not self.memory:
+                self.ctl_memory.close()
+            raise
         self.vm, self.tag = vm, tag
         self._digest: Any = None                 # IncrementalDigest once tracking started
         self.npages = self.memory.npages
         self.pause_timeout = pause_timeout
         self.switch_timeout = switch_timeout
         self.switched_tags: list[str] = []     # images the guest was moved to, in order
-        self.lease = LeaseHolder(self.memory.ctl_path, lease_s)
+        self.lease = LeaseHolder(self.ctl_memory.ctl_path, lease_s)
         self._paused = False                   # paused by us, under our lease
         self._slowed = False                   # throttled or capped by us, under our lease
         self._expiries = 0                     # the guest's lease expiries when we paused it
@@ -155,7 +167,7 @@ class SharedVM:
 
     def _check_lease(self) -> None:
         if self._paused and not held(self.state(), self._expiries):
-            raise lease_lapsed(self.memory.ctl_path)
+            raise lease_lapsed(self.ctl_memory.ctl_path)
 
     def page_bytes(self, indices: np.ndarray) -> bytes:
         return self.image()[np.asarray(indices, dtype=np.int64)].tobytes()
@@ -202,9 +214,9 @@ class SharedVM:
         return self.state().location
 
     def _control(self):
-        if self.memory.control is None:
-            raise ValueError(f"{self.memory.name}: closed")
-        return self.memory.control
+        if self.ctl_memory.control is None:
+            raise ValueError(f"{self.ctl_memory.name}: closed")
+        return self.ctl_memory.control
 
     def close(self) -> None:
         self.lease.stop()
@@ -215,12 +227,16 @@ class SharedVM:
         if self._digest is not None:
             self._digest.stop()
         self.memory.close()
+        if self.ctl_memory is not self.memory:
+            self.ctl_memory.close()
 
 
-def create_dest_memory(vm: str, tag: str, npages: int, *, tracking: bool = False) -> GuestMemory:
-    """The destination migrator's image: zeroed; its creator unlinks it if the migration fails,
-    the VM's ``GuestHandle`` once the guest was switched onto it."""
-    return GuestMemory.create(vm, tag, npages, tracking=tracking)
+def create_dest_memory(vm: str, tag: str, npages: int) -> GuestMemory:
+    """The destination migrator's image: zeroed, with a dirty log (the guest marks its writes
+    there once switched onto it, so it can migrate again) and no control block (it keeps the
+    one it started on); its creator unlinks it if the migration fails, the VM's
+    ``GuestHandle`` or the runner once the guest was switched onto it."""
+    return GuestMemory.create(vm, tag, npages, tracking=True, control=False)
 
 
 @dataclasses.dataclass

@@ -133,7 +133,7 @@ def test_destination_killed_mid_round_leaves_the_guest_running_at_the_source(vm_
         assert read_keys(g.port, g.values) == {}, "values lost after the aborted migration"
     # SIGKILL gave the destination no chance to remove the image it was receiving into; no
     # process maps it any more, so `wanmig clean` takes it.
-    assert segments(vm_name) == [f"wanmig-{vm_name}-dst.ram"]
+    assert segments(vm_name) == [f"wanmig-{vm_name}-dst.dirty", f"wanmig-{vm_name}-dst.ram"]
     from migrator.guest.image import clean_images
 
     clean_images()
