@@ -21,16 +21,12 @@ Nothing is left behind if the start fails or is interrupted.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
 import os
-import selectors
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -38,11 +34,10 @@ from typing import Any
 import numpy as np
 
 from ground.config import ConfigError
-from ground.errors import NotAsAskedError
-from ground.protocol import Kind, expect
 from migrator.guest.control import LEASE_S, ControlState, check_location
 from migrator.guest.guestargs import KV_PAGES
 from migrator.guest.guestdisk import DiskConfig
+from migrator.guest.guestproc import end_process, wait_ready
 from migrator.guest.holder import LeaseHolder, lease_lapsed
 from migrator.guest.image import GuestMemory, image_name, remove_segments
 from migrator.guest.kvstore import KVStore
@@ -55,10 +50,6 @@ from migrator.memory.workload import WorkloadParams, parse_workload
 log = logging.getLogger(__name__)
 
 _REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-class GuestStartError(NotAsAskedError):
-    """The guest process did not come up (its exit status or the timeout is in the message)."""
 
 
 class SharedVM:
@@ -267,7 +258,7 @@ class GuestHandle:
         except (ValueError, OSError) as exc:
             log.debug("cannot read the guest's current image: %s", exc)
         try:
-            code = _end_process(self.proc, timeout)
+            code = end_process(self.proc, timeout)
         finally:
             self.vm.close()
             self.memory.close()
@@ -284,22 +275,6 @@ class GuestHandle:
         self.stop()
 
 
-def _end_process(proc: Any, timeout: float) -> int | None:
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            log.warning("guest pid %d ignored SIGTERM for %g s: killing it", proc.pid, timeout)
-            proc.kill()
-            proc.wait(timeout=timeout)
-    for stream in (proc.stdout, proc.stderr):
-        if stream is not None:
-            stream.close()
-    return proc.returncode
-
-
 def _workload_arg(workload: str | WorkloadParams | Mapping) -> str:
     if isinstance(workload, WorkloadParams):
         return json.dumps(dataclasses.asdict(workload))
@@ -311,33 +286,6 @@ def _check_port(name: str, port: object) -> int:
     if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
         raise ConfigError(name, port, "a port from 1 to 65535")
     return port
-
-
-def _wait_ready(proc: Any, timeout: float) -> int:
-    """The pid the guest says READY with; GuestStartError on exit or timeout."""
-    deadline = time.monotonic() + timeout
-    buf = b""
-    fd = proc.stdout.fileno()
-    with selectors.DefaultSelector() as sel:
-        sel.register(fd, selectors.EVENT_READ)
-        while b"\n" not in buf:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise GuestStartError(f"guest pid {proc.pid} printed no READY within "
-                                      f"{timeout:g} s")
-            if sel.select(min(left, 0.1)):
-                chunk = os.read(fd, 4096)
-                if not chunk:
-                    code = proc.wait(timeout=5)
-                    raise GuestStartError(f"guest exited with status {code} before READY "
-                                          "(its log is on its stderr)")
-                buf += chunk
-    line = buf.split(b"\n", 1)[0].decode(errors="replace").strip()
-    msg = expect(line, Kind.READY)
-    pid = msg.fields.get("pid") if msg is not None else None
-    if not isinstance(pid, int) or isinstance(pid, bool):
-        raise GuestStartError(f"guest said {line!r}, expected READY with its pid")
-    return pid
 
 
 def start_guest(vm: str, npages: int, workload: str | WorkloadParams | Mapping, seed: int,
@@ -388,7 +336,7 @@ def start_guest(vm: str, npages: int, workload: str | WorkloadParams | Mapping, 
         fill_pages(memory.pages, mix, seed)
         KVStore.format(memory.pages[:kv_pages])
         proc = popen(argv, stdout=subprocess.PIPE, stderr=stderr, env=env)
-        pid = _wait_ready(proc, ready_timeout)
+        pid = wait_ready(proc, ready_timeout)
         if pid != proc.pid:
             log.info("guest runs as pid %d (launched pid %d)", pid, proc.pid)
         write_guest(vm, pid=pid)
@@ -400,7 +348,7 @@ def start_guest(vm: str, npages: int, workload: str | WorkloadParams | Mapping, 
     except BaseException:
         try:
             if proc is not None:
-                _end_process(proc, 5.0)
+                end_process(proc, 5.0)
         finally:
             if shared is not None:
                 shared.close()

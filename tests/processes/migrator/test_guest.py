@@ -23,11 +23,12 @@ from migrator.core.engine import PreCopyEngine
 from migrator.core.interfaces import FinishReport, SendReport
 from migrator.core.policy import MigrationPolicy
 from migrator.guest.control import GuestDiedError, GuestError
+from migrator.guest.guestproc import GuestStartError
 from migrator.guest.image import leftover_segments, remove_segments
 from migrator.guest.kvstore import KVStore
 from migrator.guest.localvm import InProcessVM
 from migrator.guest.service import MAX_LINE, REPLY, REQUEST, echo_reply, handle_line
-from migrator.guest.vm import GuestStartError, SharedVM, create_dest_memory, start_guest
+from migrator.guest.vm import SharedVM, create_dest_memory, start_guest
 from migrator.memory.pages import PAGE_SIZE
 from migrator.memory.workload import MIB, preset
 from migrator.wire.digest import image_digest
