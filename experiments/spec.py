@@ -45,6 +45,8 @@ Example (every key shown has its default; an empty file is exactly the quickstar
     repetitions: 1
     seed: 1                      # repetition r (0-based) uses seed + r
     faults: []                   # faults injected during the run: experiments/faults/spec.py
+    vms: null                    # a fleet: many VMs, hosts, drs, execution, events
+                                 # (experiments/fleet/spec.py); vm: is then their defaults
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments.faults.spec import FaultSpec, faults_dict, parse_faults
+from experiments.fleet.spec import FLEET_KEYS, FleetSpec, fleet_dict, parse_fleet
 from ground.config import ConfigError, Section
 from ground.units import UNITS, parse_size
 from ground.yamlfile import read_yaml
@@ -66,7 +69,7 @@ from migrator.memory.workload import PRESETS, WorkloadParams, parse_workload
 from topologies.spec import TopologySpec, parse_topology
 
 KEYS = ("name", "description", "topology", "vm", "placement", "policy", "clients", "schedule",
-        "repetitions", "seed", "faults")
+        "repetitions", "seed", "faults", *FLEET_KEYS)
 DEFAULT_NAME = "quickstart"
 DEFAULT_WORKLOAD = "web"
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")   # lands in a folder name
@@ -136,6 +139,7 @@ class ExperimentSpec:
     # Where the topology came from (a file path or 'inline'/'default'); for the record only.
     topology_source: str = field(default="default", compare=False)
     faults: tuple[FaultSpec, ...] = ()
+    fleet: FleetSpec | None = None        # vms: ... (experiments.fleet.spec)
 
     def seed_for(self, repetition: int) -> int:
         """The seed of 0-based repetition ``repetition``."""
@@ -280,7 +284,8 @@ def parse_experiment(data: Any, base_dir: str | Path | None = None,
                                integer=True),
         seed=seed, topology_source=source,
         faults=parse_faults(top.data.get("faults"), "faults", topo, placement.source_site,
-                            placement.destination_site))
+                            placement.destination_site),
+        fleet=parse_fleet(top.data, topo, seed, _vm))
 
 
 def load_experiment(path: str | Path) -> ExperimentSpec:
@@ -311,25 +316,31 @@ def topology_dict(topo: TopologySpec) -> dict:
     }
 
 
+def vm_dict(vm: VmSpec) -> dict:
+    """A VM's keys, every default explicit (``_vm`` of it gives ``vm`` back)."""
+    workload = dataclasses.asdict(vm.workload)
+    if vm.workload_preset in PRESETS:
+        workload = {"preset": vm.workload_preset, **workload}
+    return {"kind": vm.kind, "vcpus": vm.vcpus, "memory": vm.memory_bytes, "workload": workload,
+            "seed": vm.seed, **({"disk": vm.disk.to_dict()} if vm.disk is not None else {})}
+
+
 def resolved_dict(spec: ExperimentSpec) -> dict:
     """The fully resolved experiment, every default explicit; ``parse_experiment`` of it gives
     ``spec`` back. Written to a run's config.yaml."""
-    workload = dataclasses.asdict(spec.vm.workload)
-    if spec.vm.workload_preset in PRESETS:
-        workload = {"preset": spec.vm.workload_preset, **workload}
     return {
         "name": spec.name,
         "description": spec.description,
         "topology": topology_dict(spec.topology),
-        "vm": {"kind": spec.vm.kind, "vcpus": spec.vm.vcpus, "memory": spec.vm.memory_bytes,
-               "workload": workload, "seed": spec.vm.seed,
-               **({"disk": spec.vm.disk.to_dict()} if spec.vm.disk is not None else {})},
-        "placement": {"source": spec.placement.source,
-                      "destination": spec.placement.destination},
+        "vm": vm_dict(spec.vm),
+        **({"placement": {"source": spec.placement.source,
+                          "destination": spec.placement.destination}}
+           if spec.fleet is None else {}),
         "policy": dataclasses.asdict(spec.policy),
         "clients": {k: v for k, v in dataclasses.asdict(spec.clients).items() if k != "site"},
         "schedule": dataclasses.asdict(spec.schedule),
         "repetitions": spec.repetitions,
         "seed": spec.seed,
         **({"faults": faults_dict(spec.faults)} if spec.faults else {}),
+        **(fleet_dict(spec.fleet, vm_dict) if spec.fleet is not None else {}),
     }

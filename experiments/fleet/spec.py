@@ -255,16 +255,16 @@ def parse_fleet(data: dict, topo: Any, seed: int,
     return FleetSpec(vms=vms, hosts=hosts, drs=drs, execution=execution, events=events)
 
 
-def fleet_dict(fleet: FleetSpec) -> dict:
-    """The fleet's keys, every default explicit (``parse_fleet`` of it gives ``fleet`` back)."""
+def fleet_dict(fleet: FleetSpec, vm_dict: Callable[[Any], dict]) -> dict:
+    """The fleet's keys, every default explicit (``parse_fleet`` of it gives ``fleet`` back);
+    ``vm_dict`` writes one VM's keys (``experiments.spec``)."""
     def event(e: Event) -> dict:
         timing = {"at": e.at_s} if e.at_s is not None else {"every": e.every_s}
         target = {k: getattr(e, k) for k in ("vm", "to", "host") if getattr(e, k) is not None}
         return {**timing, "action": e.action, **target}
 
     return {
-        "vms": [{"name": v.name, "host": v.host, "cpu": v.cpu, "memory": v.vm.memory_bytes,
-                 "workload": v.vm.workload_preset or "web", "seed": v.vm.seed}
+        "vms": [{"name": v.name, "host": v.host, "cpu": v.cpu, **vm_dict(v.vm)}
                 for v in fleet.vms],
         "hosts": {h.name: {"memory": h.memory_bytes, "cpu": h.cpu}
                   for h in fleet.hosts.values()},
