@@ -156,6 +156,35 @@ def link_between(topology: Any, a: str, b: str) -> tuple[float, float | None]:
     return sum(w.rtt_ms for w in path), (min(shaped) if shaped else None)
 
 
+def model_inputs(spec: Any, compression_ratio: float = 1.0, nonzero_frac: float = 1.0,
+                 goodput_mbps: float | None = None, dirty_rate_mibps: float | None = None,
+                 disk_dirty_rate_mibps: float | None = None) -> ModelInputs | None:
+    """The analytic model's inputs for an experiment spec's migration (``prediction``); None
+    when the path is unshaped and no goodput was measured."""
+    rtt_ms, bw = link_between(spec.topology, spec.placement.source_site,
+                              spec.placement.destination_site)
+    mtu = spec.topology.mtu
+    if goodput_mbps is None and bw is not None:
+        goodput_mbps = bw * (mtu - HEADER_BYTES) / (mtu + FRAME_EXTRA)
+    if spec.policy.max_bandwidth_mbps is not None:
+        goodput_mbps = min(goodput_mbps or math.inf, spec.policy.max_bandwidth_mbps)
+    if goodput_mbps is None or not goodput_mbps > 0 or not compression_ratio > 0:
+        return None
+    wl = spec.vm.workload
+    live = spec.policy.mode == "live"
+    return ModelInputs(
+        **disk_inputs(spec, live, disk_dirty_rate_mibps),
+        memory_bytes=float(spec.vm.memory_bytes), bandwidth_Bps=goodput_mbps * 1e6 / 8,
+        nonzero_frac=nonzero_frac,
+        dirty_rate_Bps=(wl.dirty_rate_mibps if dirty_rate_mibps is None else dirty_rate_mibps)
+        * MIB if live else 0.0,
+        working_set_bytes=max(PAGE_SIZE, wl.working_set_frac * spec.vm.memory_bytes),
+        rtt_s=rtt_ms / 1e3, compression_ratio=compression_ratio,
+        # cold: any downtime is accepted (a finite stand-in: the model refuses infinities)
+        downtime_target_s=spec.policy.downtime_target_s if live else COLD_DOWNTIME_S,
+        max_rounds=spec.policy.max_rounds)
+
+
 def prediction(spec: Any, compression_ratio: float = 1.0, nonzero_frac: float = 1.0,
                goodput_mbps: float | None = None, dirty_rate_mibps: float | None = None,
                disk_dirty_rate_mibps: float | None = None) -> dict:
@@ -169,32 +198,14 @@ def prediction(spec: Any, compression_ratio: float = 1.0, nonzero_frac: float = 
     ``disk_dirty_rate_mibps``, default its write rate).
     None values when the path is unshaped and no goodput was measured.
     """
-    rtt_ms, bw = link_between(spec.topology, spec.placement.source_site,
-                              spec.placement.destination_site)
-    mtu = spec.topology.mtu
-    if goodput_mbps is None and bw is not None:
-        goodput_mbps = bw * (mtu - HEADER_BYTES) / (mtu + FRAME_EXTRA)
-    if spec.policy.max_bandwidth_mbps is not None:
-        goodput_mbps = min(goodput_mbps or math.inf, spec.policy.max_bandwidth_mbps)
-    empty = {"predicted_total_time_s": None, "predicted_downtime_ms": None,
-             "predicted_rounds": None, "predicted_converges": None,
-             "predicted_lower_bound_s": None}
-    if goodput_mbps is None or not goodput_mbps > 0 or not compression_ratio > 0:
-        return empty
-    wl = spec.vm.workload
-    live = spec.policy.mode == "live"
-    res = predict(ModelInputs(
-        **disk_inputs(spec, live, disk_dirty_rate_mibps),
-        memory_bytes=float(spec.vm.memory_bytes), bandwidth_Bps=goodput_mbps * 1e6 / 8,
-        nonzero_frac=nonzero_frac,
-        dirty_rate_Bps=(wl.dirty_rate_mibps if dirty_rate_mibps is None else dirty_rate_mibps)
-        * MIB if live else 0.0,
-        working_set_bytes=max(PAGE_SIZE, wl.working_set_frac * spec.vm.memory_bytes),
-        rtt_s=rtt_ms / 1e3, compression_ratio=compression_ratio,
-        # cold: any downtime is accepted (a finite stand-in: the model refuses infinities)
-        downtime_target_s=spec.policy.downtime_target_s if live else COLD_DOWNTIME_S,
-        max_rounds=spec.policy.max_rounds))
-    if not live:    # cold: the guest is paused for the whole copy
+    inputs = model_inputs(spec, compression_ratio, nonzero_frac, goodput_mbps,
+                          dirty_rate_mibps, disk_dirty_rate_mibps)
+    if inputs is None:
+        return {"predicted_total_time_s": None, "predicted_downtime_ms": None,
+                "predicted_rounds": None, "predicted_converges": None,
+                "predicted_lower_bound_s": None}
+    res = predict(inputs)
+    if spec.policy.mode != "live":    # cold: the guest is paused for the whole copy
         return {"predicted_total_time_s": res.total_time_s,
                 "predicted_downtime_ms": res.total_time_s * 1e3,
                 "predicted_rounds": 0, "predicted_converges": True,
