@@ -53,3 +53,15 @@ def check_datastore(spec: ExperimentSpec, free_bytes: int | None = None) -> None
         raise ConfigError("vm.disk.size", memory_text(disk.size_bytes),
                           f"a disk that fits the datastore twice (source and destination): "
                           f"{memory_text(need)} needed, {free_bytes // MIB} MiB free")
+
+
+def check_fleet_capacity(spec: ExperimentSpec, host: HostMemory | None = None) -> None:
+    """ConfigError naming ``vms`` unless every VM of a fleet fits this machine at once, each
+    with the images a migration of it needs (the fleet's VMs all share this one machine)."""
+    if host is None:
+        from migrator.guest.image import shm_dir
+        host = read_host_memory(shm_dir())
+    assert spec.fleet is not None
+    total = sum(v.vm.memory_bytes for v in spec.fleet.vms)
+    check_fits("vms", f"{len(spec.fleet.vms)} VMs, {memory_text(total)} in all", total,
+               footprint(spec.policy), host)

@@ -129,6 +129,10 @@ def plot_run(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Pat
     metrics = _json(run_dir / "metrics.json")
     if not metrics:
         raise FileNotFoundError(f"{run_dir / 'metrics.json'}: missing or empty; not a run folder")
+    if metrics.get("fleet"):           # a fleet: Gantt chart, host load, WAN utilisation
+        from experiments.fleet.report import write_fleet_plots
+
+        return [run_dir / f for f in write_fleet_plots(run_dir).values()]
     rounds_file = run_dir / "migration" / "rounds.csv"       # the migrator writes it
     rounds = _typed(read_csv(rounds_file)) if rounds_file.is_file() else []
     probes = _typed(read_csv(run_dir / "probes.csv")) if (run_dir / "probes.csv").is_file() \
@@ -347,6 +351,11 @@ def _mean_sd(values: list[Any]) -> str:
     return f"{statistics.fmean(nums):.3g} ± {statistics.stdev(nums):.2g}"
 
 
+FLEET_SWEEP_COLUMNS = ("makespan_s", "predicted_makespan_s", "makespan_lower_bound_s",
+                       "moves_completed", "downtime_max_ms", "imbalance_after",
+                       "lost_writes_total")
+
+
 def write_report(directory: str | Path) -> Path:
     """report.md of a run folder (summary table, timeline) or a sweep folder (a table of every
     combination, mean ± sd over repetitions, and the sweep figures)."""
@@ -359,6 +368,8 @@ def write_report(directory: str | Path) -> Path:
             combos.setdefault(tuple(r.get(k) for k in keys), []).append(r)
         metric_cols = ("total_time_s", "downtime_ms", "client_outage_ms",
                        "flow_convergence_ms", "predicted_total_time_s", "predicted_downtime_ms")
+        if any(r.get("makespan_s") is not None for r in rows):        # a fleet sweep
+            metric_cols = FLEET_SWEEP_COLUMNS
         metric_cols += plotdisk.REPORT_COLUMNS if plotdisk.has_storage(rows) else ()
         table = [[*combo, len(rs), *(_mean_sd([r.get(m) for r in rs]) for m in metric_cols),
                   "yes" if all(r.get("integrity_ok") is True for r in rs) else "NO",
@@ -379,6 +390,8 @@ def write_report(directory: str | Path) -> Path:
         metrics = _json(directory / "metrics.json")
         if not metrics:
             raise FileNotFoundError(f"{directory}: neither summary.csv nor metrics.json")
+        if metrics.get("fleet"):
+            return _fleet_report(directory, metrics)
         text = [f"# Run {directory.name}", "", _title(directory, metrics), "",
                 *markdown(("metric", "value"), run_rows(metrics)), ""]
         if metrics.get("links"):
@@ -389,4 +402,18 @@ def write_report(directory: str | Path) -> Path:
         if (directory / "timeline.png").is_file():
             text.append("![timeline](timeline.png)\n")
     path.write_text("\n".join(text))
+    return path
+
+
+def _fleet_report(directory: Path, metrics: Mapping[str, Any]) -> Path:
+    """report.md of a fleet run (``experiments.fleet.report``)."""
+    from experiments.fleet.report import fleet_section
+
+    moves_file = directory / "fleet" / "moves.csv"
+    moves = read_csv(moves_file) if moves_file.is_file() else []
+    images = {name: f"{name}.png" for name in ("gantt", "host_load", "wan")
+              if (directory / f"{name}.png").is_file()}
+    path = directory / "report.md"
+    path.write_text("\n".join([f"# Run {directory.name}", "", fleet_section(dict(metrics), moves,
+                                                                            images)]))
     return path

@@ -51,8 +51,14 @@ def check_runnable(spec: ExperimentSpec) -> None:
 
     if spec.schedule.migrate_back:
         raise ConfigError("schedule.migrate_back", True,
-                          "false: migrating back is not supported yet (the destination image "
-                          "has no dirty log)")
+                          "false: a VM that moves more than once is a fleet experiment (vms: "
+                          "with one VM, and events: migrate it there, then back; "
+                          "experiments/fleet/spec.py)")
+    if spec.fleet is not None:
+        from experiments.capacity import check_fleet_capacity
+
+        check_fleet_capacity(spec)
+        return
     if spec.vm.kind == "qemu":
         check_qemu_runnable(spec)
     if spec.placement.source_site == spec.placement.destination_site:
@@ -120,7 +126,7 @@ def run_experiment(spec: ExperimentSpec, out: Path) -> dict:
     _write_json(out / "meta.json", meta)
     if not choice.ok:
         raise RunError("this machine cannot run the testbed: " + "; ".join(choice.problems))
-    run: Run | None = None
+    run: Any = None
     error: str | None = None
     # The userspace switch's own drops (topologies.fabricdrops), read at three moments.
     drops = switch_drops if choice.ovs_datapath == "user" else (lambda: None)
@@ -134,6 +140,7 @@ def run_experiment(spec: ExperimentSpec, out: Path) -> dict:
             fabric["preflight"] = drops()
             run = _run_class(spec)(spec, out, net)
             run.path = path_figures(checks, migration_path(spec))
+            run.links = checks
             try:
                 run.execute()
             finally:
@@ -150,7 +157,11 @@ def run_experiment(spec: ExperimentSpec, out: Path) -> dict:
     return metrics
 
 
-def _run_class(spec: ExperimentSpec) -> type[Run]:
+def _run_class(spec: ExperimentSpec) -> Any:
+    if spec.fleet is not None:
+        from experiments.fleet.run import FleetRun
+
+        return FleetRun
     return QemuRun if spec.vm.kind == "qemu" else Run
 
 
@@ -194,6 +205,14 @@ def collect(spec: ExperimentSpec, out: Path, run: Run | None, error: str | None,
     """metrics.json from what the run stored (partial runs included)."""
     from experiments.metrics import compute_metrics, prediction
     from experiments.summary import read_csv
+
+    if spec.fleet is not None:
+        from experiments.fleet.collect import collect_fleet
+
+        metrics = collect_fleet(spec, out, run, error)
+        metrics.update(fabric_metrics(fabric or {}))
+        _write_json(out / "metrics.json", metrics)
+        return metrics
 
     mig_dir = out / "migration"
     result = _read_json(mig_dir / "result.json")

@@ -122,7 +122,7 @@ def summary_rows(sweep_dir: Path) -> tuple[list[str], list[dict]]:
         row = {"run": name, "repetition": swept.get("repetition", 0)}
         row.update({k: swept.get(k) for k in keys})
         row.update({k: metrics.get(k) for k in (*SUMMARY_METRICS, *FAULT_METRICS,
-                                                 *DISK_METRICS)})
+                                                 *DISK_METRICS, *FLEET_METRICS)})
         row.update(disk_latency_columns(metrics.get("disk_latency")))
         rows.append(row)
     return keys, rows
@@ -134,7 +134,9 @@ def write_summary(sweep_dir: Path) -> Path:
     faults = FAULT_METRICS if any(r.get("invariants_held") is not None for r in rows) else ()
     disk = (*DISK_METRICS, *DISK_LATENCY) \
         if any(r.get("storage_policy") is not None for r in rows) else ()
-    write_csv(path, ["run", "repetition", *keys, *SUMMARY_METRICS, *faults, *disk], rows)
+    fleet = FLEET_METRICS if any(r.get("makespan_s") is not None for r in rows) else ()
+    write_csv(path, ["run", "repetition", *keys, *SUMMARY_METRICS, *faults, *disk, *fleet],
+              rows)
     return path
 
 
@@ -175,9 +177,30 @@ RUN_TABLE = (("outcome", "outcome", ""), ("stop reason", "stop_reason", ""),
              ("predicted downtime", "predicted_downtime_ms", "ms"))
 
 
+FLEET_TABLE = (("outcome", "outcome", ""), ("VMs", "vms", ""), ("moves", "moves_total", ""),
+               ("moves completed", "moves_completed", ""), ("makespan", "makespan_s", "s"),
+               ("predicted makespan", "predicted_makespan_s", "s"),
+               ("makespan lower bound", "makespan_lower_bound_s", "s"),
+               ("largest downtime", "downtime_max_ms", "ms"),
+               ("imbalance before", "imbalance_before", ""),
+               ("imbalance after", "imbalance_after", ""),
+               ("imbalance target", "imbalance_target", ""),
+               ("rebalance moves / predicted", None, ""),
+               ("lost writes", "lost_writes_total", ""), ("integrity", "integrity_ok", ""))
+FLEET_METRICS = ("makespan_s", "predicted_makespan_s", "makespan_lower_bound_s", "moves_total",
+                 "moves_completed", "downtime_max_ms", "imbalance_before", "imbalance_after",
+                 "imbalance_target", "rebalance_moves", "rebalance_predicted_moves",
+                 "lost_writes_total")
+
+
 def run_rows(metrics: Mapping[str, Any]) -> list[tuple[str, str]]:
     rows = []
-    for label, key, unit in RUN_TABLE:
+    fleet = bool(metrics.get("fleet"))
+    for label, key, unit in FLEET_TABLE if fleet else RUN_TABLE:
+        if key is None and fleet:
+            rows.append((label, f"{_fmt(metrics.get('rebalance_moves'))} / "
+                                f"{_fmt(metrics.get('rebalance_predicted_moves'))}"))
+            continue
         if key is None:
             text = f"{_fmt(metrics.get('site_before'))} / {_fmt(metrics.get('site_after'))}"
         else:

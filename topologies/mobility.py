@@ -113,3 +113,12 @@ def complete_move(net: Any, prep: PreparedMove) -> str:
 
 def unplug_old(net: Any, prep: PreparedMove) -> None:
     _unplug(net, prep.host, prep.old_switch, prep.old_link)
+
+
+def cancel_move(net: Any, prep: PreparedMove) -> None:
+    """A prepared move that will not happen (the migration failed): its new cable goes, the
+    host stays plugged where it was."""
+    new = prep.new_intf
+    link = new.link
+    other = link.intf2 if link.intf1 is new else link.intf1
+    _unplug(net, prep.host, other.node, link)
