@@ -29,7 +29,8 @@ from migrator.core.model import predict
 log = logging.getLogger("wanmig.fleet")
 
 MOVE_COLUMNS = ("vm", "move", "reason", "source", "destination", "source_site",
-                "destination_site", "queued_t", "start_t", "end_t", "outcome", "setup_s", "total_time_s",
+                "destination_site", "queued_t", "start_t", "end_t", "outcome", "setup_s",
+                "total_time_s",
                 "downtime_ms", "client_outage_ms", "bytes_on_wire", "avg_goodput_mbps",
                 "predicted_time_s", "predicted_downtime_ms", "predicted_start_s",
                 "predicted_end_s", "lost_writes")

@@ -6,9 +6,9 @@ destination's switch before anything starts; the destination listens (LISTENING)
 source connects; when the destination has verified the image (VERIFIED) the cable moves and
 GO resumes the guest there (RESUMED), the announcer sends its RARP burst and the old cable
 goes. A move inside one switch moves no cable. Every step's time is kept (``times``), and the
-source's result lands in ``vms/<vm>/move-<k>/migration/``. A migration that fails leaves the VM where it
-was: its prepared cable is removed, and the guest (if paused) resumes at the source when the
-source migrator's lease lapses.
+source's result lands in ``vms/<vm>/move-<k>/migration/``. A migration that fails leaves the
+VM where it was: its prepared cable is removed, and the guest (if paused) resumes at the
+source when the source migrator's lease lapses.
 """
 
 from __future__ import annotations
