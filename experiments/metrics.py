@@ -342,3 +342,32 @@ def compute_metrics(*, probes: Iterable[Mapping[str, Any]], events: Iterable[Map
     if missing:   # a programming error, never bad input
         raise KeyError(f"metrics without {missing}")
     return out
+
+
+def path_figures(checks: list[dict], path: list[int]) -> dict:
+    """What the migrator is told of its path, as the preflight measured it (the path's figures
+    of ``metrics.link_metrics``): RTTs summed, the smallest goodput of its links."""
+    m = link_metrics(checks, path)
+    return {"rtt_ms_configured": m["link_rtt_ms_configured"],
+            "rtt_ms_measured": m["link_rtt_ms_measured"],
+            "goodput_mbps": m["link_goodput_mbps"]}
+
+
+def nonzero_fraction(result: dict | None, memory_bytes: int) -> float:
+    """Share of the guest's pages that round 0 found non-zero (the model's input); 1 when the
+    migration never got that far."""
+    rounds = (result or {}).get("rounds") or []
+    if not rounds or not memory_bytes:
+        return 1.0
+    pages = rounds[0]["pages"] - rounds[0].get("disk_pages", 0)     # a disk's are not memory
+    return min(1.0, pages * 4096 / memory_bytes)
+
+
+def round0_dirty_mibps(result: dict | None, *, disk: bool = False) -> float | None:
+    """The guest's rate of distinct dirty pages over round 0 (the longest window measured);
+    ``disk``: of its disk's sectors instead (a VM with a disk counts both in one rate)."""
+    rounds = (result or {}).get("rounds") or []
+    if not rounds:
+        return None
+    on_disk = rounds[0].get("disk_dirty_rate_Bps", 0.0)
+    return (on_disk if disk else rounds[0]["dirty_rate_Bps"] - on_disk) / 2**20

@@ -35,6 +35,7 @@ import matplotlib.pyplot as plt  # noqa: E402 - after choosing the backend
 from experiments import plotdisk  # noqa: E402
 from experiments.diskreport import disk_lines  # noqa: E402
 from experiments.faults.report import fault_lines, invariants_cell  # noqa: E402
+from experiments.plotstyle import STYLE  # noqa: E402
 from experiments.summary import (  # noqa: E402
     LINK_TABLE,
     cell,
@@ -48,14 +49,6 @@ from ground.yamlfile import read_yaml  # noqa: E402
 
 log = logging.getLogger("wanmig.plot")
 
-STYLE = {
-    "figure.dpi": 110, "savefig.dpi": 150, "font.size": 9, "axes.titlesize": 10,
-    "axes.labelsize": 9, "legend.fontsize": 8, "axes.grid": True, "grid.alpha": 0.3,
-    "axes.spines.top": False, "axes.spines.right": False, "lines.linewidth": 1.4,
-    "axes.prop_cycle": matplotlib.cycler(color=["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e",
-                                                "#9467bd", "#8c564b", "#17becf", "#7f7f7f"]),
-    "svg.hashsalt": "wanmig",     # stable ids: the same data gives the same SVG
-}
 FORMATS = ("png", "svg")
 PHASE_COLORS = {"pre-copy": "#c6dbef", "stop-and-copy": "#fdae6b", "back": "#d9d9d9"}
 ROW_COLORS = {"stop-copy": "#fd8d3c", "verify": "#e6550d", "drain": "#bdbdbd"}  # else live

@@ -31,6 +31,7 @@ from typing import Any
 import yaml
 
 from experiments.faults.actions import FaultError
+from experiments.metrics import nonzero_fraction, path_figures, round0_dirty_mibps
 from experiments.procs import ProcError
 from experiments.qemurun import QemuRun
 from experiments.spec import ExperimentSpec, resolved_dict
@@ -180,17 +181,6 @@ def migration_path(spec: ExperimentSpec) -> list[int]:
     return wan_path(spec.topology, spec.placement.source_site, spec.placement.destination_site)
 
 
-def path_figures(checks: list[dict], path: list[int]) -> dict:
-    """What the migrator is told of its path, as the preflight measured it (the path's figures
-    of ``metrics.link_metrics``): RTTs summed, the smallest goodput of its links."""
-    from experiments.metrics import link_metrics
-
-    m = link_metrics(checks, path)
-    return {"rtt_ms_configured": m["link_rtt_ms_configured"],
-            "rtt_ms_measured": m["link_rtt_ms_measured"],
-            "goodput_mbps": m["link_goodput_mbps"]}
-
-
 def read_linkchecks(path: Path) -> list[dict]:
     """linkcheck.json: one record per WAN link (a run stored before every run wrote a list
     has one record, not in a list)."""
@@ -209,7 +199,7 @@ def collect(spec: ExperimentSpec, out: Path, run: Run | None, error: str | None,
     if spec.fleet is not None:
         from experiments.fleet.collect import collect_fleet
 
-        metrics = collect_fleet(spec, out, run, error)
+        metrics = collect_fleet(spec, out, run, error, read_linkchecks(out / "linkcheck.json"))
         metrics.update(fabric_metrics(fabric or {}))
         _write_json(out / "metrics.json", metrics)
         return metrics
@@ -270,26 +260,6 @@ def collect(spec: ExperimentSpec, out: Path, run: Run | None, error: str | None,
                              f"{spec.placement.destination_site}"
     _write_json(out / "metrics.json", metrics)
     return metrics
-
-
-def nonzero_fraction(result: dict | None, memory_bytes: int) -> float:
-    """Share of the guest's pages that round 0 found non-zero (the model's input); 1 when the
-    migration never got that far."""
-    rounds = (result or {}).get("rounds") or []
-    if not rounds or not memory_bytes:
-        return 1.0
-    pages = rounds[0]["pages"] - rounds[0].get("disk_pages", 0)     # a disk's are not memory
-    return min(1.0, pages * 4096 / memory_bytes)
-
-
-def round0_dirty_mibps(result: dict | None, *, disk: bool = False) -> float | None:
-    """The guest's rate of distinct dirty pages over round 0 (the longest window measured);
-    ``disk``: of its disk's sectors instead (a VM with a disk counts both in one rate)."""
-    rounds = (result or {}).get("rounds") or []
-    if not rounds:
-        return None
-    on_disk = rounds[0].get("disk_dirty_rate_Bps", 0.0)
-    return (on_disk if disk else rounds[0]["dirty_rate_Bps"] - on_disk) / 2**20
 
 
 def _read_json(path: Path) -> Any:

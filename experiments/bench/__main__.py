@@ -16,6 +16,7 @@ from experiments.bench import (
     converge,
     encryption,
     faults,
+    fleet,
     idle,
     link,
     loopback,
@@ -31,7 +32,7 @@ BENCHES: dict[str, Callable[[list[str]], int]] = {
     "link": link.main, "controller": controller.main, "codecs": codecs.main,
     "loopback": loopback.main, "idle": idle.main, "wan": wan.main,
     "converge": converge.main, "encryption": encryption.main, "faults": faults.main,
-    "storage": storage.main}
+    "storage": storage.main, "fleet": fleet.main}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -33,8 +33,8 @@ import sys
 from typing import Any
 
 from experiments.bench.harness import Bench, Verdict, at_most, entry, holds, testbed
-from experiments.metrics import prediction
-from experiments.runner import nonzero_fraction, round0_dirty_mibps, run_experiment
+from experiments.metrics import nonzero_fraction, prediction, round0_dirty_mibps
+from experiments.runner import run_experiment
 from experiments.spec import parse_experiment
 from ground.table import render
 

@@ -54,11 +54,10 @@ def outage_ms(probes: list[Any], start_t: float, end_t: float) -> float | None:
     return None if gap is None else gap[0] * 1e3
 
 
-def collect_fleet(spec: Any, out: Path, run: Any, error: str | None) -> dict:
-    """metrics.json of a fleet run (partial runs included), and its CSVs."""
-    from experiments.runner import read_linkchecks
-
-    links = read_linkchecks(out / "linkcheck.json")
+def collect_fleet(spec: Any, out: Path, run: Any, error: str | None, links: list[dict]
+                  ) -> dict:
+    """metrics.json of a fleet run (partial runs included), and its CSVs; ``links``: the
+    preflight's records."""
     model = MoveModel(spec, links)
     t0 = run.times.get("fleet_start_t") if run is not None else None
     migs = list(run.migrations) if run is not None else []

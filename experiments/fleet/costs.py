@@ -80,7 +80,7 @@ class MoveModel:
     def measured(self, vm: str, source: str, destination: str, result: Mapping[str, Any]
                  ) -> ModelInputs | None:
         """The move's inputs with what its migration measured (``experiments.runner``'s)."""
-        from experiments.runner import nonzero_fraction, round0_dirty_mibps
+        from experiments.metrics import nonzero_fraction, round0_dirty_mibps
 
         mem = self.fleet.vm(vm).vm.memory_bytes
         return self.inputs(vm, source, destination,

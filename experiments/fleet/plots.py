@@ -29,7 +29,7 @@ import matplotlib.pyplot as plt  # noqa: E402 - after choosing the backend
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
-from experiments.plot import STYLE  # noqa: E402
+from experiments.plotstyle import STYLE  # noqa: E402
 from experiments.summary import cell  # noqa: E402
 
 log = logging.getLogger("wanmig.plot")

@@ -240,7 +240,7 @@ class FleetRun:
             mig.ended.update({"src": time.monotonic(), "dst": time.monotonic()})
 
     def _path_of(self, move: Move) -> dict:
-        from experiments.runner import path_figures
+        from experiments.metrics import path_figures
 
         return path_figures(self.links, list(MoveModel(self.spec, self.links).path(
             move.source, move.destination)))

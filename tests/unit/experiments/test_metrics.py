@@ -138,8 +138,7 @@ def _check(link: int, rtt: float, measured: float, bw: float, goodput: float | N
 
 
 def test_link_metrics_for_two_links_follow_the_migration_path():
-    from experiments.metrics import link_metrics
-    from experiments.runner import path_figures
+    from experiments.metrics import link_metrics, path_figures
 
     checks = [_check(1, 40.0, 40.3, 100.0, 93.0), _check(2, 60.0, 60.4, 50.0, 46.0)]
     m = link_metrics(checks, [1, 2])
