@@ -59,8 +59,9 @@ class MoveModel:
                compression_ratio: float = 1.0, nonzero_frac: float = 1.0,
                dirty_rate_mibps: float | None = None) -> ModelInputs | None:
         path = self.path(source, destination)
+        fv = self.fleet.vm(vm)
         one = dataclasses.replace(
-            self.spec, vm=self.fleet.vm(vm).vm,
+            self.spec, vm=fv.vm, policy=fv.policy,
             placement=PlacementSpec(source=source, destination=destination,
                                     source_site=self.site_of[source],
                                     destination_site=self.site_of[destination]))

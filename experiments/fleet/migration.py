@@ -67,9 +67,9 @@ class FleetMigration:
         key.chmod(0o600)
         self.key = key
         policy = self.dir / "logs" / "policy.yaml"
-        policy.write_text(yaml.safe_dump(dataclasses.asdict(self.spec.policy)))
+        policy.write_text(yaml.safe_dump(dataclasses.asdict(m.fv.policy)))
         self.policy_file = policy
-        self.budget_s = self.spec.policy.time_budget_s + 120
+        self.budget_s = m.fv.policy.time_budget_s + 120
         self.start_proc = start_proc
         self.procs["ann"] = start_proc(self.proc_name("ann"), m.node, [
             "-m", "migrator.guest.announce", "--iface", "-", "--mac", m.mac, "--first-now"],

@@ -5,7 +5,8 @@ An experiment with ``vms:`` is a fleet experiment; ``vm:`` then gives every VM's
     vm: {memory: 256MiB, workload: web}       # the defaults of every entry of vms
     vms:                                      # each: name, host, cpu, and any vm key
       - {name: web1, host: dc1h1}
-      - {name: db1, host: dc1h2, memory: 512MiB, workload: database, cpu: 2}
+      - {name: db1, host: dc1h2, memory: 512MiB, workload: database, cpu: 2,
+         policy: {downtime_target_ms: 500}}    # over the experiment's policy, for this VM
     hosts:                                    # capacities; default: 4 GiB and 4 CPU shares
       default: {memory: 4GiB, cpu: 4}
       dc1h1: {memory: 1GiB}
@@ -33,6 +34,7 @@ An experiment with ``vms:`` is a fleet experiment; ``vm:`` then gives every VM's
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,6 +43,7 @@ from typing import Any
 from experiments.fleet.types import RULE_KINDS, HostInfo, Rule
 from ground.config import ConfigError, Section, join
 from ground.units import parse_size
+from migrator.core.policy import MigrationPolicy, parse_policy
 
 FLEET_KEYS = ("vms", "hosts", "drs", "execution", "events")
 VM_KEYS = ("kind", "vcpus", "memory", "workload", "seed", "disk")
@@ -60,6 +63,7 @@ class FleetVm:
     site: str
     cpu: float                   # CPU shares it demands (placement's load)
     vm: Any                      # experiments.spec.VmSpec
+    policy: MigrationPolicy      # the experiment's, with this VM's own keys over it
 
 
 @dataclass(frozen=True)
@@ -122,7 +126,7 @@ def _hosts(data: Any, site_of: dict[str, str]) -> dict[str, HostInfo]:
 
 
 def _vms(data: Any, defaults: Any, site_of: dict[str, str], taken: set[str], seed: int,
-         parse_vm: Callable[[Any, str, int], Any]) -> tuple[FleetVm, ...]:
+         parse_vm: Callable[[Any, str, int], Any], policy: Any) -> tuple[FleetVm, ...]:
     if not isinstance(data, list) or not data:
         raise ConfigError("vms", data, f"a list of 1 to {MAX_VMS} VMs (name, host, ...)")
     if len(data) > MAX_VMS:
@@ -131,7 +135,7 @@ def _vms(data: Any, defaults: Any, site_of: dict[str, str], taken: set[str], see
     out: list[FleetVm] = []
     for i, raw in enumerate(data):
         path = join("vms", i)
-        sec = Section(raw, path, ("name", "host", "cpu", *VM_KEYS))
+        sec = Section(raw, path, ("name", "host", "cpu", "policy", *VM_KEYS))
         name = sec.string("name")
         if not VM_NAME_RE.fullmatch(name) or name in taken:
             raise ConfigError(sec.where("name"), name,
@@ -150,8 +154,13 @@ def _vms(data: Any, defaults: Any, site_of: dict[str, str], taken: set[str], see
         if vm.disk is not None:
             raise ConfigError(join(path, "disk"), "a disk", "no disk for a fleet's VMs yet (the "
                               "one-VM experiment migrates disks)")
+        own = sec.raw("policy", {})
+        if not isinstance(own, dict):
+            raise ConfigError(sec.where("policy"), own, "a mapping of policy keys")
+        base_policy = policy if isinstance(policy, dict) else {}
         out.append(FleetVm(name=name, host=host, site=site_of[host],
-                           cpu=sec.number("cpu", 1.0, above=0.0, maximum=1024.0), vm=vm))
+                           cpu=sec.number("cpu", 1.0, above=0.0, maximum=1024.0), vm=vm,
+                           policy=parse_policy({**base_policy, **own}, sec.where("policy"))))
     return tuple(out)
 
 
@@ -243,7 +252,7 @@ def parse_fleet(data: dict, topo: Any, seed: int,
                               "VM's host, events: where they go; faults need one VM)")
     site_of = {h: s.name for s in topo.sites for h in s.hypervisors}
     taken = {h for s in topo.sites for h in (*s.hypervisors, *s.clients)}
-    vms = _vms(data["vms"], data.get("vm"), site_of, taken, seed, parse_vm)
+    vms = _vms(data["vms"], data.get("vm"), site_of, taken, seed, parse_vm, data.get("policy"))
     hosts = _hosts(data.get("hosts"), site_of)
     dsec = Section(data.get("drs"), "drs", ("threshold", "cost_weight", "rules"))
     names = {v.name for v in vms}
@@ -264,8 +273,8 @@ def fleet_dict(fleet: FleetSpec, vm_dict: Callable[[Any], dict]) -> dict:
         return {**timing, "action": e.action, **target}
 
     return {
-        "vms": [{"name": v.name, "host": v.host, "cpu": v.cpu, **vm_dict(v.vm)}
-                for v in fleet.vms],
+        "vms": [{"name": v.name, "host": v.host, "cpu": v.cpu, **vm_dict(v.vm),
+                 "policy": dataclasses.asdict(v.policy)} for v in fleet.vms],
         "hosts": {h.name: {"memory": h.memory_bytes, "cpu": h.cpu}
                   for h in fleet.hosts.values()},
         "drs": {"threshold": fleet.drs.threshold, "cost_weight": fleet.drs.cost_weight,

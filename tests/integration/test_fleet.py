@@ -82,3 +82,35 @@ def test_a_fleet_is_evacuated_then_one_vm_moves_again(choice, tmp_path):
     left = [s for s in leftover_segments() if "web" in s]
     assert left == [], f"VM memory left in /dev/shm: {left}"
     assert_nothing_left(spec.topology)
+
+
+def test_one_failed_migration_leaves_its_vm_at_the_source_and_the_others_go_on(choice,
+                                                                                  tmp_path):
+    """web2's own policy caps it at 5 Mbit/s and aborts it after 2 s: its migration fails, it
+    goes on running at dc1h1 (answering there, losing nothing), while web1's completes."""
+    spec = parse_experiment({
+        "name": "itest-fleet-fail",
+        "topology": {"wan": [{"between": ["dc1", "dc2"], "rtt_ms": 50, "bw_mbps": 250}]},
+        "vm": {"memory": "64MiB", "workload": "web"},
+        "vms": [{"name": "web1", "host": "dc1h1"},
+                {"name": "web2", "host": "dc1h1",
+                 "policy": {"max_bandwidth_mbps": 5, "time_budget_s": 2, "on_budget": "abort"}}],
+        "policy": {"codec": "lz4"},
+        "events": [{"at": 0, "action": "evacuate", "host": "dc1h1"}],
+        "clients": {"kv_ops": 30, "kv_rate_hz": 10},
+        "schedule": {"warmup_s": 3, "cooldown_s": 3}})
+    out = tmp_path / "run"
+    m = run_experiment(spec, out)
+    moves = {r["vm"]: r for r in csv.DictReader(open(out / "fleet" / "moves.csv"))}
+    context = json.dumps({k: v for k, v in m.items() if k != "links"}, indent=1, default=str) \
+        + "\n" + json.dumps(moves, indent=1)
+    assert moves["web1"]["outcome"] == "completed", context
+    assert moves["web2"]["outcome"].startswith("failed"), context
+    assert m["moves_completed"] == 1 and m["moves_failed"] == 1, context
+    assert m["placement_after"] == {"web1": "dc2h1", "web2": "dc1h1"}, context
+    assert m["lost_writes_total"] == 0 and m["kv_integrity_ok"] is True, context
+    probes = list(csv.DictReader(open(out / "vms" / "web2" / "probes.csv")))
+    answered = [r for r in probes if r["t_reply"]]
+    assert answered and answered[-1]["site"] == "dc1", "web2 does not answer at dc1 any more"
+    assert [s for s in leftover_segments() if "web" in s] == []
+    assert_nothing_left(spec.topology)

@@ -105,3 +105,18 @@ def test_the_shipped_fleet_experiments_parse(name):
     else:
         s = load_experiment(here / "rebalance.yaml")
         assert s.fleet.events[0].action == "rebalance"
+
+
+def test_a_vms_own_policy_keys_go_over_the_experiments():
+    s = parse_experiment(fleet(policy={"codec": "lz4", "downtime_target_ms": 200},
+                               vms=[{"name": "a1", "host": "dc1h1"},
+                                    {"name": "b1", "host": "dc1h2",
+                                     "policy": {"downtime_target_ms": 500}}],
+                               events=[]))
+    a, b = s.fleet.vms
+    assert (a.policy.codec, a.policy.downtime_target_ms) == ("lz4", 200.0)
+    assert (b.policy.codec, b.policy.downtime_target_ms) == ("lz4", 500.0)
+    with pytest.raises(ConfigError) as err:
+        parse_experiment(fleet(vms=[{"name": "a1", "host": "dc1h1",
+                                     "policy": {"codec": "gzip"}}], events=[]))
+    assert err.value.path == "vms[0].policy.codec"
