@@ -57,6 +57,10 @@ SWEEP_FIGURES = (("sweep_total_time", "total_time_s", "predicted_total_time_s",
                   "total migration time (s)"),
                  ("sweep_downtime", "downtime_ms", "predicted_downtime_ms", "downtime (ms)"),
                  ("sweep_client_outage", "client_outage_ms", None, "client outage (ms)"))
+FLEET_SWEEP_FIGURES = (("sweep_makespan", "makespan_s", "predicted_makespan_s",
+                        "makespan (s)"),
+                       ("sweep_downtime", "downtime_max_ms", None, "largest downtime (ms)"),
+                       ("sweep_imbalance", "imbalance_after", None, "imbalance after"))
 
 
 def _save(fig: Any, base: Path) -> list[Path]:
@@ -309,12 +313,15 @@ def plot_sweep(sweep_dir: str | Path, out_dir: str | Path | None = None) -> list
     if not keys:
         raise ValueError(f"{sweep_dir / 'summary.csv'}: no grid key columns")
     written: list[Path] = []
+    fleet = any(r.get("makespan_s") is not None for r in rows)
     with plt.rc_context(STYLE):
-        for name, metric, predicted, ylabel in SWEEP_FIGURES:
+        for name, metric, predicted, ylabel in FLEET_SWEEP_FIGURES if fleet else SWEEP_FIGURES:
             fig, ax = plt.subplots(figsize=(6.4, 4.2))
             n = _sweep_panel(ax, keys, rows, metric, predicted, ylabel)
             ax.set_title(f"{sweep_dir.name}: {ylabel} (mean, sd over {n} repetitions)")
             written += _save(fig, out / name)
+        if fleet:
+            return written
         written += _overview(sweep_dir.name, keys, rows, OVERVIEW, out / "sweep_overview")
         if plotdisk.has_storage(rows):
             written += _overview(f"{sweep_dir.name}: storage", plotdisk.storage_keys(keys),
@@ -373,7 +380,9 @@ def write_report(directory: str | Path) -> Path:
             table = [[*t, invariants_cell(rs)] for t, rs in zip(table, combos.values(),
                                                                strict=True)]
             headers.append("invariants")
-        figures = [name for name in (*(f[0] for f in SWEEP_FIGURES), plotdisk.STORAGE_FIGURE)
+        names = (*(f[0] for f in (*SWEEP_FIGURES, *FLEET_SWEEP_FIGURES)),
+                 plotdisk.STORAGE_FIGURE)
+        figures = [name for name in dict.fromkeys(names)
                    if (directory / f"{name}.png").is_file()]
         text = [f"# Sweep {directory.name}", "",
                 f"{len(rows)} runs, {len(combos)} combinations; values are mean ± standard "
