@@ -132,6 +132,8 @@ def cmd_migrate_source(args: argparse.Namespace) -> Exit:
         raise ConfigError("--rtt-hint-ms", args.rtt_hint_ms, "milliseconds, at least 0")
     if args.bw_hint_mbps is not None and not args.bw_hint_mbps > 0:
         raise ConfigError("--bw-hint-mbps", args.bw_hint_mbps, "a rate above 0")
+    if not 0 <= args.connect_wait_s <= 600:
+        raise ConfigError("--connect-wait-s", args.connect_wait_s, "seconds from 0 to 600")
     image_name(args.vm, args.tag)
     from migrator.guest.control import MAX_LEASE_S, MIN_LEASE_S
 
@@ -155,7 +157,7 @@ def cmd_migrate_source(args: argparse.Namespace) -> Exit:
                             rtt_hint_s=args.rtt_hint_ms / 1e3, timeout_s=args.timeout_s,
                             bw_hint_Bps=args.bw_hint_mbps * 1e6 / 8 if args.bw_hint_mbps
                             else None,
-                            stats=stats, progress=progress)
+                            stats=stats, progress=progress, connect_wait_s=args.connect_wait_s)
     except KeyboardInterrupt:
         print("wanmig: interrupted; the guest runs at the source", file=sys.stderr)
         return Exit.INTERRUPTED
@@ -287,6 +289,8 @@ def add_subcommands(subparsers: Any) -> None:
                                          "control block it obeys (default: --tag)")
     s.add_argument("--key-file", help=f"shared key file (else ${KEY_ENV}, hex)")
     s.add_argument("--rtt-hint-ms", type=float, default=0.0, help="expected RTT, for buffers")
+    s.add_argument("--connect-wait-s", type=float, default=0.0,
+                   help="a destination not listening yet is tried again this long (0)")
     s.add_argument("--bw-hint-mbps", type=float,
                    help="the link's goodput as measured, for the flight window (1.5 BDPs); "
                         "without it the window grows from a guess")

@@ -81,11 +81,13 @@ def not_started(vm: VM, policy: MigrationPolicy, error: str, elapsed_s: float
 def run_source(vm: VM, dest: tuple[str, int], policy: MigrationPolicy, key: bytes, *,
                rtt_hint_s: float, progress: ProgressHook | None = None,
                bw_hint_Bps: float | None = None, timeout_s: float = 30.0,  # noqa: N803
-               max_streams: int | None = None, stats: dict | None = None) -> MigrationResult:
+               max_streams: int | None = None, stats: dict | None = None,
+               connect_wait_s: float = 0.0) -> MigrationResult:
     """Migrate ``vm`` to the destination listening at ``dest``; see the module docstring.
 
     ``stats``, when given, receives the transport's record (streams used, socket buffers
-    granted, handshake RTT, final RTT estimate).
+    granted, handshake RTT, final RTT estimate). ``connect_wait_s``: a destination not yet
+    listening is tried again this long (it may be started at the same time).
     """
     start = time.monotonic()
     bw = bw_hint_Bps or (policy.max_bandwidth_mbps * 1e6 / 8 if policy.max_bandwidth_mbps
@@ -96,7 +98,7 @@ def run_source(vm: VM, dest: tuple[str, int], policy: MigrationPolicy, key: byte
                             rtt_hint_s=rtt_hint_s, timeout_s=timeout_s,
                             grow_window=bw_hint_Bps is None and not policy.max_bandwidth_mbps,
                             xbzrle_cache_mib=policy.xbzrle_cache_mib,
-                            encryption=policy.encryption)
+                            encryption=policy.encryption, connect_wait_s=connect_wait_s)
     sender = TcpSender(dest, key, vm, opts)
     mirror = _attach_mirror(vm, sender, opts)
     # The codecs are measured while the connections are set up (round trips, mostly waiting).

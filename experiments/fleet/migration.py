@@ -2,8 +2,9 @@
 VM's announcer, driven by what they say, side by side with the fleet's other migrations.
 
 As in the one-VM run (``experiments.vmrun``): the VM's NIC is prepared (down) at the
-destination's switch before anything starts; the destination listens (LISTENING), then the
-source connects; when the destination has verified the image (VERIFIED) the cable moves and
+destination's switch before anything starts; the destination and the source migrators start
+together (their start-ups overlap: the source tries again until the destination listens,
+``--connect-wait-s``); when the destination has verified the image (VERIFIED) the cable moves and
 GO resumes the guest there (RESUMED), the announcer sends its RARP burst and the old cable
 goes. A move inside one switch moves no cable. Every step's time is kept (``times``), and the
 source's result lands in ``vms/<vm>/move-<k>/migration/``. A migration that fails leaves the
@@ -31,6 +32,7 @@ log = logging.getLogger("wanmig.fleet")
 
 MIGRATION_PORT_BASE = 7700       # one port per migration of the run, so none is reused
 DEST_GRACE_S = 15.0
+CONNECT_WAIT_S = 60.0        # the source waits this long for its destination to listen
 
 
 class FleetMigration:
@@ -55,8 +57,7 @@ class FleetMigration:
 
     # -- start ----------------------------------------------------------------------------------
     def start(self, start_proc: Any) -> None:
-        """The announcer, the prepared cable and the destination migrator; the source follows
-        the destination's LISTENING (``on_line``)."""
+        """The announcer, the prepared cable, the destination and source migrators."""
         from topologies.mobility import prepare_move
 
         self.times["start_t"] = time.time()
@@ -84,6 +85,7 @@ class FleetMigration:
             "--location", self._site(self.move.destination), "--key-file", str(key),
             "--timeout-s", str(self.budget_s), "--gate", "--json"], None, self.dir / "logs",
             stdin=True)
+        self._start_source()
 
     def _hypervisor(self, name: str) -> Any:
         return next(h for h in self.member.net.plan.hosts if h.name == name)
@@ -98,7 +100,7 @@ class FleetMigration:
         self.procs["src"] = self.start_proc(self.proc_name("src"), m.net.host(m.host), [
             "-m", "wanmig.cli", "migrate-source", "--connect", f"{self.dst_ip}:{self.port}",
             "--vm", m.image, "--tag", m.tag, "--control-tag", "src", "--key-file",
-            str(self.key), "--rtt-hint-ms", str(rtt),
+            str(self.key), "--rtt-hint-ms", str(rtt), "--connect-wait-s", str(CONNECT_WAIT_S),
             *(["--bw-hint-mbps", str(goodput)] if goodput else []),
             "--policy-file", str(self.policy_file), "--timeout-s", "60", "--progress",
             "--out", str(self.dir / "migration")], None, self.dir / "logs")
@@ -111,17 +113,13 @@ class FleetMigration:
         msg = parse_line(line)
         if msg is None:
             return
-        handler = {(Kind.LISTENING, "dst"): self._on_listening,
-                   (Kind.STARTED, "src"): self._on_started,
+        handler = {(Kind.STARTED, "src"): self._on_started,
                    (Kind.PROGRESS, "src"): self._on_progress,
                    (Kind.PAUSED, "src"): self._on_paused,
                    (Kind.VERIFIED, "dst"): self._on_verified,
                    (Kind.RESUMED, "dst"): self._on_resumed}.get((msg.kind, role))
         if handler is not None:
             handler(msg)
-
-    def _on_listening(self, msg: Message) -> None:
-        self._start_source()
 
     def _on_started(self, msg: Message) -> None:
         self.times["migration_start_t"] = msg.t

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import secrets
 import socket
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -28,6 +29,7 @@ from migrator.wire.pagestream import PageStreamEncoder
 
 Pace = Callable[[int], None]
 Room = Callable[[DataStream, int], None]
+CONNECT_RETRY_S = 0.1
 
 
 class Dialer:
@@ -38,7 +40,22 @@ class Dialer:
         self.session = secrets.token_hex(16)
         self.image_key: bytes | None = None      # the control stream's (``session.image_tag``)
 
-    def _dial(self, name: str, nodelay: bool) -> Channel:
+    def _dial(self, name: str, nodelay: bool, retry: bool = False) -> Channel:
+        """A connected, configured stream; with ``retry`` (the control and data streams, which
+        are opened together), a refused connection (the destination not listening yet:
+        started at the same time) is tried again, on a new socket, every ``CONNECT_RETRY_S``
+        for ``connect_wait_s``."""
+        deadline = time.monotonic() + (self.opt.connect_wait_s if retry else 0.0)
+        while True:
+            try:
+                return self._dial_once(name, nodelay)
+            except TransportError as exc:
+                if not isinstance(exc.__cause__, ConnectionRefusedError) or \
+                        time.monotonic() + CONNECT_RETRY_S > deadline:
+                    raise
+            time.sleep(CONNECT_RETRY_S)
+
+    def _dial_once(self, name: str, nodelay: bool) -> Channel:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
             if nodelay:
@@ -55,6 +72,8 @@ class Dialer:
                 self.stats.congestion_control = congestion_control(sock)
             sock.settimeout(self.opt.timeout_s)
             sock.connect(self.dest)
+            if sock.getsockname() == sock.getpeername():    # TCP's simultaneous open with
+                raise ConnectionRefusedError("connected to itself")   # itself: none listens
         except OSError as exc:
             sock.close()
             raise TransportError(f"{name}: cannot connect to {self.dest[0]}:{self.dest[1]}: "
@@ -74,7 +93,7 @@ class Dialer:
 
     def control(self) -> Channel:
         """The control stream (TCP_NODELAY), authenticated; the handshake's RTT recorded."""
-        ch = self._dial("control stream", nodelay=True)
+        ch = self._dial("control stream", nodelay=True, retry=True)
         try:
             hs = client_handshake(ch, self.key, self._hello("control"))
         except BaseException:
@@ -98,7 +117,7 @@ class Dialer:
 
     def data(self, index: int, pace: Pace | None, room: Room | None) -> DataStream:
         """Data stream ``index``, authenticated, its writer started."""
-        ch = self._dial(f"data stream {index}", nodelay=False)
+        ch = self._dial(f"data stream {index}", nodelay=False, retry=True)
         try:
             client_handshake(ch, self.key, self._hello("data", index))
         except BaseException:

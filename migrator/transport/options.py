@@ -29,6 +29,7 @@ class TransportOptions:
     pacing_headroom: float = 2.0          # each stream paced at this times its share of the link
     grow_window: bool = False             # bw_hint_Bps is a guess: grow the window (next_window)
     encryption: str = DEFAULT_ENCRYPTION  # every stream's frames (wire.seal); 'none': MAC only
+    connect_wait_s: float = 0.0           # a refused first connection is tried again this long
 
     def __post_init__(self) -> None:
         if not 1 <= self.streams <= self.max_streams:

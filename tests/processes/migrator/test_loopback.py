@@ -164,3 +164,30 @@ def test_source_digest_kept_current_equals_a_fresh_one(vm_name):
     finally:
         handle.stop()
     assert segments(vm_name) == []
+
+
+def test_a_source_started_before_its_destination_waits_for_it_when_asked(vm_name):
+    """``connect_wait_s``: the source may be started at the same time as the destination (a
+    fleet's runner does, to overlap their start-up); a refused connection is tried again."""
+    port, mport, key = free_port(), free_port(), secrets.token_bytes(32)
+    handle = start_guest(vm_name, NPAGES, "web", 6, "dc1", service_host=HOST, udp_port=port,
+                         tcp_port=port, kv_pages=KV_PAGES, log_level="WARNING")
+    dests: list[subprocess.Popen] = []
+    try:
+        refused = run_source(handle.vm, (HOST, mport), MigrationPolicy(codec="lz4"), key,
+                             rtt_hint_s=0.0)
+        assert refused.outcome != "completed" and "refused" in str(refused.error), refused
+        late = threading.Timer(1.0, lambda: dests.append(start_dest(vm_name, key.hex(), mport)))
+        late.start()
+        result = run_source(handle.vm, (HOST, mport), MigrationPolicy(codec="lz4"), key,
+                            rtt_hint_s=0.0, connect_wait_s=20.0)
+        late.join()
+        out, _ = dests[0].communicate(timeout=30)
+        assert result.outcome == "completed" and result.integrity_ok, (result, out)
+        assert wait_for(lambda: handle.vm.location == "dc2", 5, "guest at dc2")
+    finally:
+        for d in dests:
+            if d.poll() is None:
+                d.kill()
+                d.wait()
+        handle.stop()
