@@ -229,7 +229,11 @@ class Run:
         return self.disk.metrics(self.times) if self.disk is not None else {}
 
     def copy_controller_events(self) -> None:
-        """The controller's event log into the run folder (what the metrics read)."""
-        ctl = getattr(self.net, "control", None)
-        if ctl is not None and ctl.events.exists():
-            shutil.copy(ctl.events, self.out / "controller_events.jsonl")
+        copy_controller_events(self.net, self.out)
+
+
+def copy_controller_events(net: Any, out: Path) -> None:
+    """The controller's event log into the run folder (what the metrics read)."""
+    ctl = getattr(net, "control", None)
+    if ctl is not None and ctl.events.exists():
+        shutil.copy(ctl.events, out / "controller_events.jsonl")

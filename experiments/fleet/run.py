@@ -30,7 +30,7 @@ from experiments.fleet.spec import Event
 from experiments.fleet.types import HostInfo, Move, VmInfo
 from experiments.fleet.wansample import WanSampler
 from experiments.procs import Proc, wait_for
-from experiments.vmrun import RunError
+from experiments.vmrun import RunError, copy_controller_events
 from ground.protocol import Kind
 
 log = logging.getLogger("wanmig.fleet")
@@ -58,7 +58,7 @@ class FleetRun:
         self.links: list[dict] = []          # the preflight's records (set by the runner)
         self.times: dict[str, float] = {}
         self.migrations: list[FleetMigration] = []
-        self.queued: dict[int, tuple[Move, float]] = {}   # seq -> (move, queued at, time())
+        self.queued: dict[int, tuple[Move, float]] = {}   # seq -> (move, time() queued)
         self.not_started: list[tuple[Move, float, str]] = []
         self.decisions: list[dict] = []
         self.host_rows: list[dict] = []
@@ -266,6 +266,4 @@ class FleetRun:
             proc.stop(timeout_s=5)
         for m in self.members.values():
             m.stop()
-        from experiments.vmrun import Run
-
-        Run.copy_controller_events(self)  # type: ignore[arg-type]
+        copy_controller_events(self.net, self.out)
