@@ -38,6 +38,7 @@ from experiments.spec import ExperimentSpec, resolved_dict
 from experiments.testbed import controlled_network
 from experiments.vmrun import VM_NAME, Run, RunError
 from ground.config import ConfigError
+from ground.jsonfile import read_json
 from topologies.plan import wan_path
 
 __all__ = ["VM_NAME", "RunError", "check_runnable", "run_experiment"]
@@ -184,7 +185,7 @@ def migration_path(spec: ExperimentSpec) -> list[int]:
 def read_linkchecks(path: Path) -> list[dict]:
     """linkcheck.json: one record per WAN link (a run stored before every run wrote a list
     has one record, not in a list)."""
-    data = _read_json(path)
+    data = read_json(path)
     if data is None:
         return []
     return data if isinstance(data, list) else [data]
@@ -205,8 +206,8 @@ def collect(spec: ExperimentSpec, out: Path, run: Run | None, error: str | None,
         return metrics
 
     mig_dir = out / "migration"
-    result = _read_json(mig_dir / "result.json")
-    src_summary = _read_json(mig_dir / "summary.json") or {}
+    result = read_json(mig_dir / "result.json")
+    src_summary = read_json(mig_dir / "summary.json") or {}
     times = run.times if run else {}
     if result is not None and {"resumed_t", "verified_t"} <= times.keys():
         # The guest is down from the source's pause to the destination's resume (one clock:
@@ -238,7 +239,7 @@ def collect(spec: ExperimentSpec, out: Path, run: Run | None, error: str | None,
                    source_summary_downtime_ms=src_summary.get("downtime_ms"),
                    encryption=src_summary.get("encryption"),
                    vm_kind=spec.vm.kind, vm_site_expected=spec.placement.destination_site,
-                   kv_reconnects=(_read_json(out / "clients.json") or {}).get("kv_reconnects"))
+                   kv_reconnects=(read_json(out / "clients.json") or {}).get("kv_reconnects"))
     if run is not None and hasattr(run, "extra_metrics"):
         metrics.update(run.extra_metrics())
     if "storage_policy" in metrics and metrics.get("disk_lost_writes_total") != 0:
@@ -262,11 +263,6 @@ def collect(spec: ExperimentSpec, out: Path, run: Run | None, error: str | None,
     return metrics
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def _read_jsonl(path: Path) -> list[dict]:

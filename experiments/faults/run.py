@@ -12,10 +12,8 @@ fault, ``injector``), ``invariants`` (``invariants.judge``) and, flat for summar
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
 from experiments.faults.actions import RunActions
@@ -23,6 +21,7 @@ from experiments.faults.evidence import left_behind, network_record, where_is_vm
 from experiments.faults.injector import FaultInjector
 from experiments.faults.invariants import judge, settle_time
 from experiments.metrics import parse_probes
+from ground.jsonfile import read_json
 from ground.protocol import Message
 
 log = logging.getLogger("wanmig.faults")
@@ -55,7 +54,7 @@ class FaultRun:
     def finish(self) -> None:
         """Evidence of where the VM is, then every fault undone; what teardown must remove."""
         run = self.run
-        result = _read_json(run.out / "migration" / "result.json") or {}
+        result = read_json(run.out / "migration" / "result.json") or {}
         try:
             self.evidence = where_is_vm(run.net, self.vm_name, run.vm_mac, run.guest,
                                         result.get("outcome"), DEST_TAG)
@@ -89,10 +88,3 @@ class FaultRun:
                 "one_site": inv["one_site"], "split_brain": inv["split_brain"],
                 "lost_writes": inv["lost_writes"], "reachable": inv["reachable"],
                 "leftovers": len(inv["leftovers"])}
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None

@@ -15,7 +15,6 @@ source when the source migrator's lease lapses.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import secrets
 import time
@@ -26,6 +25,7 @@ import yaml
 
 from experiments.fleet.member import FleetMember
 from experiments.fleet.types import Move
+from ground.jsonfile import read_json
 from ground.protocol import Kind, Message, format_line, parse_line
 
 log = logging.getLogger("wanmig.fleet")
@@ -188,7 +188,7 @@ class FleetMigration:
         for role in ("src", "dst"):
             if role in self.procs:
                 self.procs[role].stop(timeout_s=10)
-        result = _read_json(self.dir / "migration" / "result.json") or {}
+        result = read_json(self.dir / "migration" / "result.json") or {}
         completed = result.get("outcome") == "completed" and self.resumed
         if completed:
             self.member.moved(self.move.destination, self._site(self.move.destination),
@@ -203,10 +203,3 @@ class FleetMigration:
         self.result = result
         self.completed = completed
         return result
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
