@@ -151,6 +151,10 @@ class WanNetwork:
         from mininet.net import Mininet
 
         setLogLevel("warning")
+        # Importing mininet.log makes every logger created afterwards a MininetLogger, with a
+        # handler of its own (no newline) at Mininet's level: a module imported later (a
+        # fleet's, say) would lose its INFO lines and print its warnings twice.
+        logging.setLoggerClass(logging.Logger)
         self.workdir.mkdir(parents=True, exist_ok=True)
         p = self.plan
         relays = [w.relay for w in p.wan]

@@ -114,3 +114,44 @@ def test_one_failed_migration_leaves_its_vm_at_the_source_and_the_others_go_on(c
     assert answered and answered[-1]["site"] == "dc1", "web2 does not answer at dc1 any more"
     assert [s for s in leftover_segments() if "web" in s] == []
     assert_nothing_left(spec.topology)
+
+
+def test_ctrl_c_in_the_middle_of_a_fleets_migrations_leaves_nothing(choice, tmp_path):
+    """SIGINT while two migrations run side by side: exit status 130, and no network, no VM
+    memory, no guest or migrator process is left."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    from experiments.spec import resolved_dict
+
+    spec = fleet_spec()
+    cfg = tmp_path / "fleet.yaml"
+    cfg.write_text(yaml.safe_dump(resolved_dict(spec)))
+    proc = subprocess.Popen([sys.executable, "-m", "wanmig.cli", "run", str(cfg), "--out",
+                             str(tmp_path / "run")], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True,
+                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    seen: list[str] = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        if "migrating web2" in line:
+            break
+    assert "migrating web2" in "".join(seen), "".join(seen)
+    time.sleep(1.0)                         # both migrations under way
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, "".join(seen) + out
+    assert [s for s in leftover_segments() if "web" in s] == []
+    running = subprocess.run(["pgrep", "-af", "migrator.guest.process|wanmig.cli migrate-"],
+                             capture_output=True, text=True).stdout
+    assert running == "", running
+    assert_nothing_left(spec.topology)
