@@ -6,6 +6,7 @@ the shipped rebalance, by the experiment runner.
   migrations at once;
 - ``evacuate-hard-c2``: the same at concurrency 2 with the crypto workload (whole pages of
   random bytes: incompressible, uniform over half of memory);
+- ``evacuate-many-c2``: eight 128 MiB web VMs leaving dc1h1 at concurrency 2;
 - ``rebalance``: ``experiments/rebalance.yaml``, five VMs on one of three hosts, DRS threshold 3.
 
 Targets (issue: fleets):
@@ -57,6 +58,12 @@ def cases(names: list[str]) -> dict[str, Any]:
             v["workload"] = "crypto"
         hard["vm"]["workload"] = "crypto"
         out["evacuate-hard-c2"] = parse_experiment(hard)
+        many = copy.deepcopy(resolved_dict(evac["evacuate-c2"]))
+        many["name"] = "evacuate-many-c2"
+        many["vm"]["memory"] = "128MiB"
+        many["vms"] = [{"name": f"web{i}", "host": "dc1h1", "memory": "128MiB"}
+                       for i in range(1, 9)]
+        out["evacuate-many-c2"] = parse_experiment(many)
     out["rebalance"] = load_experiment(HERE / "rebalance.yaml")
     return {n: s for n, s in out.items() if n in names}
 
@@ -114,15 +121,17 @@ def table(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    names = ["evacuate-c1", "evacuate-c2", "evacuate-c4", "evacuate-hard-c2", "rebalance"]
+    names = ["evacuate-c1", "evacuate-c2", "evacuate-c4", "evacuate-hard-c2",
+             "evacuate-many-c2", "rebalance"]
     p = argparse.ArgumentParser(prog="python -m experiments.bench.fleet", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cases", nargs="+", default=names, choices=names)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     testbed("the fleet benchmark runs experiments")
-    bench = Bench("fleet", "Fleets: evacuation at concurrency 1, 2, 4 (and a hard one) across "
-                           "150 ms / 250 Mbit/s; a rebalance to DRS threshold 3", argv)
+    bench = Bench("fleet", "Fleets: evacuation at concurrency 1, 2, 4 (and a hard one, and one "
+                           "of 8 VMs) across 150 ms / 250 Mbit/s; a rebalance to DRS threshold 3",
+                  argv)
     for case, s in cases(args.cases).items():
         m, errors = attempt(lambda label, s=s: run_experiment(s, bench.run_dir(label)), case)
         if m is None:
