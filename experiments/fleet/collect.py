@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments.fleet import drs
-from experiments.fleet.costs import MoveModel
+from experiments.fleet.costs import LOCAL_GOODPUT_MBPS, MoveModel
 from experiments.fleet.fleetmodel import model_time_at, simulate
 from experiments.fleet.types import MoveCost
 from experiments.metrics import kv_integrity, link_metrics, longest_gap, parse_probes
@@ -93,9 +93,8 @@ def collect_fleet(spec: Any, out: Path, run: Any, error: str | None, links: list
                if total and res.get("bytes_on_wire") else None,
                "lost_writes": (kv.get(mv.vm) or {}).get("kv_readback_failures")}
         if alone is not None and inputs is not None:
-            bw = model.goodput_mbps(model.path(mv.source, mv.destination)) or 0.0
-            p = predict(inputs)
-            row["predicted_time_s"] = alone(bw * 1e6 / 8)
+            p = predict(inputs)             # alone on its path, as measured
+            row["predicted_time_s"] = p.total_time_s
             row["predicted_downtime_ms"] = p.downtime_s * 1e3
             # The fleet model's move: its cost from what it measured, not the placement's
             # (which priced every page non-zero and incompressible).
@@ -156,7 +155,7 @@ def _fleet_metrics(spec: Any, run: Any, rows: list[dict], kv: dict, links: list[
         try:
             pred = simulate(sim_moves, release, sched.limits, sched.order,
                             model.path, bws, lambda m, b: time_at[m.seq](b),
-                            local_bandwidth_Bps=bws and max(bws.values()) or None)
+                            local_bandwidth_Bps=LOCAL_GOODPUT_MBPS * 1e6 / 8)
         except ValueError as exc:
             log.warning("the fleet model could not run: %s", exc)
         if pred is not None:
