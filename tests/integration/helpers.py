@@ -36,3 +36,25 @@ def assert_nothing_left(spec) -> None:
 
 def _bridges() -> str:
     return subprocess.run(["ovs-vsctl", "list-br"], capture_output=True, text=True).stdout
+
+
+def run_until(argv: list[str], marker: str, timeout_s: float = 120.0
+              ) -> tuple[subprocess.Popen, list[str]]:
+    """``argv`` started (stderr into stdout, unbuffered), read until a line holding ``marker``
+    (or its end, or ``timeout_s``); the process and the lines read. The caller checks that
+    the marker came."""
+    import os
+    import time
+
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        if marker in line:
+            break
+    return proc, seen

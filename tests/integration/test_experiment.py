@@ -10,7 +10,7 @@ import pytest
 from experiments.runner import VM_NAME, run_experiment
 from experiments.spec import parse_experiment
 from migrator.guest.image import leftover_segments
-from tests.integration.helpers import assert_nothing_left, leftovers
+from tests.integration.helpers import assert_nothing_left, leftovers, run_until
 from topologies.cleanup import node_shells
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
@@ -76,7 +76,6 @@ def test_bad_spec_is_refused_before_anything_starts(tmp_path):
 def test_ctrl_c_during_a_run_leaves_nothing(choice, tmp_path, phase):
     """SIGINT in the warm-up or in the middle of the migration: exit 130, metrics.json says
     so, no namespace, bridge, process or VM memory left."""
-    import os
     import signal
     import subprocess
     import sys
@@ -92,18 +91,8 @@ def test_ctrl_c_during_a_run_leaves_nothing(choice, tmp_path, phase):
         "vm": {"memory": "64MiB", "workload": "web"},
         "schedule": {"warmup_s": 5, "cooldown_s": 1}}))
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "wanmig.cli", "run", str(spec_file), "--out",
-                             str(out)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, env=dict(os.environ))
-    seen = []
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        seen.append(line)
-        if phase in line:
-            break
+    proc, seen = run_until([sys.executable, "-m", "wanmig.cli", "run", str(spec_file), "--out",
+                            str(out)], phase)
     assert any(phase in line for line in seen), "".join(seen)
     if phase == "migrating":
         time.sleep(1.0)        # into round 0 (64 MiB at 20 Mbit/s takes several seconds)

@@ -18,7 +18,7 @@ import pytest
 from experiments.runner import run_experiment
 from experiments.spec import parse_experiment
 from migrator.guest.image import leftover_segments
-from tests.integration.helpers import assert_nothing_left
+from tests.integration.helpers import assert_nothing_left, run_until
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -119,7 +119,6 @@ def test_one_failed_migration_leaves_its_vm_at_the_source_and_the_others_go_on(c
 def test_ctrl_c_in_the_middle_of_a_fleets_migrations_leaves_nothing(choice, tmp_path):
     """SIGINT while two migrations run side by side: exit status 130, and no network, no VM
     memory, no guest or migrator process is left."""
-    import os
     import signal
     import subprocess
     import sys
@@ -132,19 +131,8 @@ def test_ctrl_c_in_the_middle_of_a_fleets_migrations_leaves_nothing(choice, tmp_
     spec = fleet_spec()
     cfg = tmp_path / "fleet.yaml"
     cfg.write_text(yaml.safe_dump(resolved_dict(spec)))
-    proc = subprocess.Popen([sys.executable, "-m", "wanmig.cli", "run", str(cfg), "--out",
-                             str(tmp_path / "run")], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True,
-                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
-    seen: list[str] = []
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        seen.append(line)
-        if "migrating web2" in line:
-            break
+    proc, seen = run_until([sys.executable, "-m", "wanmig.cli", "run", str(cfg), "--out",
+                            str(tmp_path / "run")], "migrating web2")
     assert "migrating web2" in "".join(seen), "".join(seen)
     time.sleep(1.0)                         # both migrations under way
     proc.send_signal(signal.SIGINT)
