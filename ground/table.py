@@ -15,6 +15,10 @@ def render(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
 
 
 def markdown(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
-    """A markdown table, one string per line (no trailing newline)."""
-    return ["| " + " | ".join(str(h) for h in headers) + " |", "|" + "---|" * len(headers),
-            *("| " + " | ".join(str(c) for c in r) + " |" for r in rows)]
+    """A markdown table, one string per line (no trailing newline); a pipe or a line break in
+    a cell (an error message, say) cannot break its row."""
+    def cell(c: object) -> str:
+        return str(c).replace("|", "\\|").replace("\n", " ")
+
+    return ["| " + " | ".join(cell(h) for h in headers) + " |", "|" + "---|" * len(headers),
+            *("| " + " | ".join(cell(c) for c in r) + " |" for r in rows)]

@@ -12,7 +12,6 @@ that ends within the move (from its start to 3 s after its end).
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import logging
 from pathlib import Path
@@ -23,7 +22,7 @@ from experiments.fleet.costs import LOCAL_GOODPUT_MBPS, MoveModel
 from experiments.fleet.fleetmodel import model_time_at, simulate
 from experiments.fleet.types import MoveCost
 from experiments.metrics import kv_integrity, link_metrics, longest_gap, parse_probes
-from experiments.summary import read_csv
+from experiments.summary import read_csv, write_csv
 from migrator.core.model import predict
 
 log = logging.getLogger("wanmig.fleet")
@@ -35,14 +34,6 @@ MOVE_COLUMNS = ("vm", "move", "reason", "source", "destination", "source_site",
                 "predicted_time_s", "predicted_downtime_ms", "predicted_start_s",
                 "predicted_end_s", "lost_writes")
 OUTAGE_AFTER_S = 3.0
-
-
-def write_csv(path: Path, rows: list[dict], columns: tuple[str, ...] | None = None) -> None:
-    cols = list(columns or (rows[0].keys() if rows else ()))
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(rows)
 
 
 def outage_ms(probes: list[Any], start_t: float, end_t: float) -> float | None:
@@ -110,13 +101,14 @@ def collect_fleet(spec: Any, out: Path, run: Any, error: str | None, links: list
     metrics = _fleet_metrics(spec, run, rows, kv, links, model, sim_moves, release, time_at)
     fleet_dir = out / "fleet"
     fleet_dir.mkdir(parents=True, exist_ok=True)
-    write_csv(fleet_dir / "moves.csv", rows, MOVE_COLUMNS)
-    write_csv(fleet_dir / "rates.csv", rates, ("vm", "move", "t0", "t1", "mbps"))
+    write_csv(fleet_dir / "moves.csv", MOVE_COLUMNS, rows)
+    write_csv(fleet_dir / "rates.csv", ("vm", "move", "t0", "t1", "mbps"), rates)
     wan = [{**r, "t": _rel(r["t"], t0)} for r in (run.sampler.rows if run and run.sampler
                                                    else [])]
-    write_csv(fleet_dir / "wan.csv", wan, ("t", "link", "direction", "mbps"))
-    write_csv(fleet_dir / "hosts.csv", run.host_rows if run is not None else [],
-              ("t", "host", "site", "state", "load", "memory_used_bytes", "vms"))
+    write_csv(fleet_dir / "wan.csv", ("t", "link", "direction", "mbps"), wan)
+    write_csv(fleet_dir / "hosts.csv", ("t", "host", "site", "state", "load",
+                                        "memory_used_bytes", "vms"),
+              run.host_rows if run is not None else [])
     if error is not None:
         metrics["outcome"] = f"failed: {error}"
     return metrics

@@ -49,9 +49,8 @@ def ratio(measured: Any, reference: Any) -> str:
 
 
 def _cell(text: Any) -> str:
-    """A table cell: no pipe or newline may break the row."""
-    return "-" if text is None or text == "" else \
-        str(text).replace("|", "\\|").replace("\n", " ").strip()
+    """A table cell ('-' when empty; ``ground.table.markdown`` escapes what would break it)."""
+    return "-" if text is None or text == "" else str(text).strip()
 
 
 def _makespan(m: Mapping[str, Any]) -> str:

@@ -40,6 +40,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from experiments.fleet.scheduler import ORDERS
 from experiments.fleet.types import RULE_KINDS, HostInfo, Rule
 from ground.config import ConfigError, Section, join
 from ground.units import parse_size
@@ -48,7 +49,6 @@ from migrator.core.policy import MigrationPolicy, parse_policy
 FLEET_KEYS = ("vms", "hosts", "drs", "execution", "events")
 VM_KEYS = ("kind", "vcpus", "memory", "workload", "seed", "disk")
 ACTIONS = ("migrate", "evacuate", "degrade", "rebalance")
-ORDERS = ("scheduled", "smallest-memory", "lowest-dirty-rate", "largest-cost")
 VM_NAME_RE = re.compile(r"[a-z][a-z0-9]{0,7}")     # a Mininet host and an image name
 MAX_VMS = 16
 DEFAULT_HOST_MEMORY = 4 * 1024 ** 3
