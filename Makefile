@@ -19,9 +19,9 @@ QEMU_PKGS := qemu-system-x86 qemu-utils
 QEMU_MIN  := 1:8
 BACKPORTS := /etc/apt/sources.list.d/wanmig-bookworm-backports.list
 
-.PHONY: setup debs run test unit bench lint clean check ovs guest-image
+.PHONY: setup debs run test unit bench lint clean check ovs guest-image delayline
 
-setup: debs $(STAMP) ovs guest-image
+setup: debs $(STAMP) delayline ovs guest-image
 
 # Always checked (a dpkg query is cheap), installed only when something is missing.
 debs:
@@ -64,9 +64,16 @@ $(STAMP): setup.cfg setup.py
 guest-image: debs $(STAMP)
 	$(PY) -m migrator.qemu.image build
 
-ovs:
+# The compiled delay line (topologies/relay/*.c), named by its sources' digest, in the venv.
+delayline: debs $(STAMP)
+	@$(PY) -m topologies.delaybin
+
+# Open vSwitch running, with TCP segmentation offload in its userspace datapath (read when
+# ovs-vswitchd starts: restarted once if the running one lacks it, never under a live network).
+ovs: debs $(STAMP)
 	@ovs-vsctl --timeout=5 show >/dev/null 2>&1 || /usr/share/openvswitch/scripts/ovs-ctl start --system-id=random
 	@ovs-vsctl --timeout=5 show >/dev/null
+	@$(PY) -m topologies.ovstso ensure
 
 # The quickstart experiment (experiments/quickstart.yaml, also the built-in default).
 run: setup

@@ -43,7 +43,7 @@ from ground.records import (
 
 log = logging.getLogger(__name__)
 
-DELAYLINE_MARK = "topologies.delayline"
+DELAYLINE_MARK = "wanmig-delayline"     # the compiled relay's name (topologies.delaybin)
 __all__ = ["Registry", "clean_networks", "recorded_alive", "start_time", "state_dir"]
 
 

@@ -9,6 +9,13 @@ The model is a FIFO bottleneck followed by a propagation delay, as on a real pat
 3. a propagation delay with optional normal jitter, never below zero, and never overtaking the
    frame ahead (a WAN path does not reorder).
 
+A GSO super-frame (headers of ``hdr_len`` bytes and a payload cut into ``mss``-byte slices, as a
+TSO-capable fabric hands TCP over) is the wire frames it stands for (``wire_frames``): each is
+lost, queued and serialised on its own, in order.
+
+The delay line (``topologies/relay/``, compiled) makes these decisions in C; this is its
+reference, and a test puts the same frame traces through both.
+
 Doing the rate here, rather than with tc htb on the relay's output, is a measured choice: on this
 project's machine HTB's timers, run in the relay's own send() calls, cost two thirds of a core at
 380 Mbit/s and the relay fell 8 ms behind; the same relay with the rate done here carries 500
@@ -71,3 +78,12 @@ class LinkModel:
             due = self.last
         self.last = due
         return due
+
+
+def wire_frames(length: int, hdr_len: int = 0, mss: int = 0) -> list[int]:
+    """The wire frames' lengths a frame of ``length`` bytes stands for: itself (``mss`` 0), or
+    ``hdr_len`` bytes of headers before each ``mss``-byte slice of the rest."""
+    if mss <= 0:
+        return [length]
+    payload = length - hdr_len
+    return [hdr_len + min(mss, payload - k) for k in range(0, max(payload, 1), mss)]

@@ -12,7 +12,6 @@ import logging
 import os
 import select
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,8 @@ from typing import Any
 from ground.errors import NotAsAskedError
 from ground.protocol import Kind, expect
 from topologies.cleanup import Registry, netns_inode, state_dir
+from topologies.delaybin import binary
+from topologies.delayline import relay_argv
 from topologies.detect import Choice
 from topologies.plan import PREFIX_LEN, NetworkPlan, plan_network
 from topologies.shaping import (
@@ -28,8 +29,7 @@ from topologies.shaping import (
     delayline_shaping_cmds,
     netem_cmds,
     redirect_cmds,
-    relay_ring_frames,
-    relay_sndbuf_bytes,
+    relay_burst_us,
     split_link,
 )
 from topologies.spec import TopologySpec, WanLinkSpec
@@ -285,9 +285,12 @@ class WanNetwork:
             self.links.append(state)
 
     def _configure_interfaces(self) -> None:
-        """Offloads off (the userspace datapath stalls TCP otherwise), MTU, TCP buffers."""
+        """Offloads as the fabric takes them (``Choice.offloads``), MTU, TCP buffers."""
         buf = tcp_buffer_bytes(self.spec)
-        wan_nodes = {link.node for link in self.links}
+        # A netem node's qdiscs must see wire frames; the delay line takes super-frames and
+        # models each wire frame itself, and a kernel-forwarded node (HTB) counts its queue
+        # in bytes.
+        wan_nodes = {link.node for link in self.links if link.backend == "netem"}
         hypervisors = {h.name for h in self.plan.hosts if h.role == "hypervisor"}
         for host in [*self.net.hosts, *self.wan_nodes.values()]:
             host.cmd("sysctl -qw net.ipv6.conf.all.disable_ipv6=1 "
@@ -308,12 +311,13 @@ class WanNetwork:
                     self._configure_intf(None, intf.name)
 
     def _configure_intf(self, node: Any, name: str, always_offload: bool = False) -> None:
-        """One interface: the network's MTU, and transmit offloads off where needed. ``node``
+        """One interface: the network's MTU, and transmit offloads off where the fabric cannot
+        take super-frames (the userspace datapath without TSO stalls TCP otherwise). ``node``
         None: the interface is in the root namespace (a switch port)."""
         cmds = []
         if self.spec.mtu != 1500:
             cmds.append(f"ip link set dev {name} mtu {self.spec.mtu}")
-        if self.choice.ovs_datapath == "user" or always_offload:
+        if not self.choice.offloads or always_offload:
             cmds.append(f"ethtool -K {name} tx off tso off gso off")
         for cmd in cmds:
             if node is None:
@@ -398,16 +402,9 @@ class WanNetwork:
         # A socket path has at most 107 bytes: not under a run folder, next to the records.
         link.relay_control_path = str(state_dir() / f"{link.relay}-{os.getpid()}.ctl")
         Path(link.relay_stats_path).unlink(missing_ok=True)    # never read a previous run's
+        cmd = relay_argv(binary(), ifs[0], ifs[1], d, delay, self.seed + link.index,
+                         link.relay_stats_path, link.relay_control_path)
         errlog = open(self.workdir / f"{link.relay}.log", "w")  # noqa: SIM115 - lives with proc
-        cmd = [sys.executable, "-m", "topologies.delayline", "--if-a", ifs[0], "--if-b", ifs[1],
-               "--delay-ms", repr(delay), "--jitter-ms", repr(d.jitter_ms),
-               "--loss-pct", repr(d.loss_pct), "--mtu", str(d.mtu),
-               "--queue-pkts", str(d.queue_pkts),
-               *(["--rate-mbps", repr(d.bw_mbps)] if d.bw_mbps is not None else []),
-               "--ring-frames", str(relay_ring_frames(d)),
-               "--sndbuf", str(relay_sndbuf_bytes(d)),
-               "--seed", str(self.seed + link.index),
-               "--stats", link.relay_stats_path, "--control", link.relay_control_path]
         proc = node.popen(cmd, stdout=subprocess.PIPE, stderr=errlog, text=True)
         link.relay_proc = proc
         ready, _, _ = select.select([proc.stdout], [], [], READY_TIMEOUT_S)
@@ -421,7 +418,8 @@ class WanNetwork:
                             f"(got {line!r}): {err}")
         got = msg.fields
         asked = {"delay_ms": delay, "jitter_ms": d.jitter_ms, "loss_pct": d.loss_pct,
-                 "rate_mbps": d.bw_mbps, "queue_pkts": d.queue_pkts}
+                 "rate_mbps": d.bw_mbps, "queue_pkts": d.queue_pkts, "mtu": d.mtu,
+                 "burst_us": relay_burst_us(delay), "vnet_hdr": True}
         if any(got.get(k) != v for k, v in asked.items()):
             raise LinkError(f"delay line of WAN link {link.index} reports {got}, asked {asked}")
         self.registry.add_processes([proc.pid])
@@ -515,5 +513,7 @@ class WanNetwork:
                 "tcp_buffer_max": tcp_buffer_bytes(self.spec),
                 "hypervisor_tcp_slow_start_after_idle": 0,
                 "ovs_port_rcvbuf_bytes": (self.port_rcvbuf or {}).get("bytes"),
+                "ovs_userspace_tso": self.choice.userspace_tso,
+                "fabric_offloads": self.choice.offloads,
                 "control": self.control.record() if self.control else None,
                 "wan": [link.record() for link in self.links]}

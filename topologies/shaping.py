@@ -107,11 +107,13 @@ def netem_cmds(dev: str, d: Direction) -> list[list[str]]:
 
 def delayline_shaping_cmds(dev: str, d: Direction) -> list[list[str]]:
     """Delay-line backend on a link with nothing to delay (no RTT, loss or jitter): the kernel
-    forwards and shapes (HTB + a FIFO of ``queue_pkts``); without a rate nothing is needed.
-    Where there is a delay, the relay does the rate itself (topologies/linkmodel.py says why)."""
+    forwards and shapes (HTB + a FIFO of ``queue_pkts`` full frames, counted in bytes: a GSO
+    super-frame is one packet to a qdisc but many wire frames); without a rate nothing is
+    needed. Where there is a delay, the relay does the rate itself (topologies/linkmodel.py
+    says why)."""
     if d.bw_mbps is None:
         return []
-    return shaping_cmds(dev, d, ["pfifo", "limit", str(d.queue_pkts)])
+    return shaping_cmds(dev, d, ["bfifo", "limit", str(d.queue_pkts * d.frame_bytes)])
 
 
 def redirect_cmds(dev_in: str, dev_out: str) -> list[list[str]]:
@@ -122,21 +124,44 @@ def redirect_cmds(dev_in: str, dev_out: str) -> list[list[str]]:
              "match", "u32", "0", "0", "action", "mirred", "egress", "redirect", "dev", dev_out]]
 
 
+# What the relay is sized for on an unshaped link: about what it carries here with GSO.
+RELAY_UNSHAPED_MBPS = 10_000.0
+# While busy the relay wakes once every burst (topologies/delayline.py): at most 1 ms (Linux's
+# TSO autosizing puts about 1 ms of a flow's data in one super-frame, so a unit is about one
+# super-frame), at most half the one-way delay (no frame may be read after it is due), at
+# least 50 us (a relay at no delay, for the rate alone).
+RELAY_BURST_MAX_US = 1000.0
+RELAY_BURST_MIN_US = 50.0
+
+
+def _relay_in_flight_bytes(d: Direction) -> float:
+    rate = d.bw_mbps if d.bw_mbps is not None else RELAY_UNSHAPED_MBPS
+    return rate * 1e6 / 8 * (d.delay_ms + 4 * d.jitter_ms) / 1e3
+
+
 def relay_ring_frames(d: Direction) -> int:
-    """RX slots per direction: twice the full-size frames the relay can hold (its queue, and those
-    inside the delay; an unshaped link is sized for 1 Gbit/s, about what the relay carries), at
-    least 4096. A slot holds a frame of any size, so a flood of tiny frames fills them sooner:
-    those are counted drops."""
-    rate = d.bw_mbps if d.bw_mbps is not None else 1000.0
-    delay_s = (d.delay_ms + 4 * d.jitter_ms) / 1e3
-    in_flight = math.ceil(rate * 1e6 / 8 * delay_s / d.frame_bytes)
+    """Wire frames the relay may hold per direction: twice the full-size frames of its queue
+    and of those inside the delay, at least 4096. A small frame counts as one too, so a flood
+    of tiny frames fills it sooner: those are counted drops (``drop_ring``)."""
+    in_flight = math.ceil(_relay_in_flight_bytes(d) / d.frame_bytes)
     return max(4096, 2 * (d.queue_pkts + in_flight))
+
+
+def relay_store_bytes(d: Direction) -> int:
+    """Bytes the relay may hold per direction: twice its queue and what is inside the delay,
+    and 8 MiB (reserved, not touched until frames fill it)."""
+    return int(2 * (d.queue_pkts * d.frame_bytes + _relay_in_flight_bytes(d))) + (8 << 20)
 
 
 def relay_sndbuf_bytes(d: Direction) -> int:
     """The relay's send buffer: room for a burst of released frames (4 KiB covers one frame's
     kernel footprint); its output has no qdisc, so frames do not wait there."""
     return max(16 << 20, 1024 * max(4096, 2 * d.frame_bytes))
+
+
+def relay_burst_us(delay_ms: float) -> float:
+    """The relay's wake-up period while busy, for a one-way delay of ``delay_ms``."""
+    return min(RELAY_BURST_MAX_US, max(RELAY_BURST_MIN_US, delay_ms * 1000 / 2))
 
 
 def clear_cmds(dev: str) -> list[list[str]]:

@@ -6,14 +6,14 @@ import dataclasses
 
 import pytest
 
-from topologies.detect import BACKEND_ENV, DATAPATH_ENV, TOOLS, Facts, choose
+from topologies.detect import BACKEND_ENV, DATAPATH_ENV, TOOLS, TSO_ENV, Facts, choose
 
 
 def facts(**overrides) -> Facts:
     """A machine where everything works; override one fact at a time."""
     base = Facts(root=True, netem=True, netem_error="", ovs_kernel_module=True, ovs_running=True,
                  tools={t: f"/usr/bin/{t}" for t in TOOLS}, os_ken=True, mininet=True,
-                 kernel="6.1.0")
+                 kernel="6.1.0", delayline="/venv/libexec/wanmig/wanmig-delayline-0")
     return dataclasses.replace(base, **overrides)
 
 
@@ -101,3 +101,39 @@ def test_invalid_forced_datapath_is_a_problem():
     choice = choose(facts(), force_datapath="dpdk")
     assert not choice.ok
     assert any(DATAPATH_ENV in p and "'dpdk'" in p for p in choice.problems)
+
+
+def test_userspace_datapath_keeps_offloads_only_with_the_switchs_tso():
+    without = choose(facts(ovs_kernel_module=False))
+    with_tso = choose(facts(ovs_kernel_module=False, ovs_userspace_tso=True))
+    assert (without.userspace_tso, without.offloads) == (False, False)
+    assert (with_tso.userspace_tso, with_tso.offloads) == (True, True)
+    assert with_tso.ok and without.ok
+
+
+def test_kernel_datapath_keeps_offloads_and_ignores_userspace_tso():
+    choice = choose(facts(ovs_kernel_module=True, ovs_userspace_tso=True))
+    assert (choice.ovs_datapath, choice.userspace_tso, choice.offloads) == ("kernel", False, True)
+
+
+def test_tso_forced_off_turns_the_offloads_off():
+    choice = choose(facts(ovs_kernel_module=False, ovs_userspace_tso=True), force_tso="off")
+    assert (choice.userspace_tso, choice.offloads, choice.ok) == (False, False, True)
+
+
+def test_tso_forced_to_anything_else_is_a_problem_naming_the_variable():
+    choice = choose(facts(ovs_kernel_module=False, ovs_userspace_tso=True), force_tso="on")
+    assert not choice.ok
+    assert any(TSO_ENV in p and "'on'" in p for p in choice.problems), choice.problems
+
+
+def test_delayline_backend_without_the_compiled_relay_is_a_problem():
+    choice = choose(facts(netem=False, delayline=None,
+                          delayline_error="wanmig-delayline-x is not built"))
+    assert choice.link_backend == "delayline"
+    assert not choice.ok
+    assert any("delay line" in p and "not built" in p for p in choice.problems)
+
+
+def test_netem_backend_does_not_need_the_compiled_relay():
+    assert choose(facts(netem=True, delayline=None)).ok

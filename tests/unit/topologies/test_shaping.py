@@ -107,7 +107,7 @@ def test_unshaped_puts_netem_at_the_root():
     assert int(cmd[10]) == 1000 + math.ceil(10_000e6 / 8 * 0.050 / 1514)
 
 
-def test_delayline_shaping_is_htb_with_pfifo():
+def test_delayline_shaping_is_htb_with_a_byte_fifo_of_the_queue():
     d = split_link(link(rtt_ms=100, bw_mbps=50, queue_pkts=777))
     cmds = delayline_shaping_cmds("dc1p1-eth9", d)
     assert len(cmds) == 3
@@ -115,7 +115,7 @@ def test_delayline_shaping_is_htb_with_pfifo():
                        "htb", "default", "1"]
     assert "rate" in cmds[1] and cmds[1][cmds[1].index("rate") + 1] == "50000kbit"
     assert cmds[2] == ["tc", "qdisc", "add", "dev", "dc1p1-eth9", "parent", "1:1", "handle",
-                       "10:", "pfifo", "limit", "777"]
+                       "10:", "bfifo", "limit", str(777 * 1514)]
     assert not any("netem" in cmd for cmd in cmds)
 
 

@@ -1,4 +1,4 @@
-"""Shaping helpers for the WAN node: tc mirred redirect, relay ring and send-buffer sizing."""
+"""Shaping helpers for the WAN node: tc mirred redirect, the relay's sizing and wake-up."""
 
 from __future__ import annotations
 
@@ -7,10 +7,14 @@ import math
 import pytest
 
 from topologies.shaping import (
+    RELAY_BURST_MAX_US,
+    RELAY_BURST_MIN_US,
     Direction,
     redirect_cmds,
+    relay_burst_us,
     relay_ring_frames,
     relay_sndbuf_bytes,
+    relay_store_bytes,
 )
 
 
@@ -65,7 +69,7 @@ def test_relay_ring_frames_grows_with_rate_and_delay():
     direction(delay_ms=75, bw_mbps=None, queue_pkts=1000),
 ])
 def test_relay_ring_frames_covers_twice_queue_and_in_flight(d):
-    rate = d.bw_mbps if d.bw_mbps is not None else 1000.0   # unshaped: sized for 1 Gbit/s
+    rate = d.bw_mbps if d.bw_mbps is not None else 10_000.0   # unshaped: for 10 Gbit/s
     in_flight = math.ceil(rate * 1e6 / 8 * (d.delay_ms + 3 * d.jitter_ms) / 1e3 / d.frame_bytes)
     assert relay_ring_frames(d) >= 2 * (d.queue_pkts + in_flight)
     if d.bw_mbps is not None:
@@ -90,3 +94,29 @@ def test_relay_sndbuf_at_least_16_mib(d):
 
 def test_relay_sndbuf_grows_for_jumbo_frames():
     assert relay_sndbuf_bytes(direction(mtu=9000)) > relay_sndbuf_bytes(direction(mtu=1500))
+
+
+@pytest.mark.parametrize("d", [
+    direction(delay_ms=75, bw_mbps=1000, queue_pkts=12384),
+    direction(delay_ms=0, bw_mbps=100, queue_pkts=100),
+    direction(delay_ms=150, jitter_ms=10, bw_mbps=None, queue_pkts=1000, mtu=9000),
+])
+def test_relay_store_holds_twice_the_queue_and_the_bytes_in_flight(d):
+    rate = d.bw_mbps if d.bw_mbps is not None else 10_000.0
+    in_flight = rate * 1e6 / 8 * (d.delay_ms + 4 * d.jitter_ms) / 1e3
+    n = relay_store_bytes(d)
+    assert n >= 2 * (d.queue_pkts * d.frame_bytes + in_flight) + (8 << 20) - 1
+    assert isinstance(n, int)
+
+
+def test_relay_store_for_150ms_at_1gbit_with_a_bdp_queue_is_65_mb():
+    # 2 x (12384 frames of 1514 bytes + 1 Gbit/s x 75 ms) + 8 MiB
+    n = relay_store_bytes(direction(delay_ms=75, bw_mbps=1000, queue_pkts=12384))
+    assert n == int(2 * (12384 * 1514 + 1e9 / 8 * 0.075)) + (8 << 20)
+
+
+@pytest.mark.parametrize(("delay_ms", "burst"), [
+    (75.0, RELAY_BURST_MAX_US), (2.0, RELAY_BURST_MAX_US), (1.0, 500.0), (0.3, 150.0),
+    (0.05, RELAY_BURST_MIN_US), (0.0, RELAY_BURST_MIN_US)])
+def test_relay_burst_is_half_the_delay_within_its_bounds(delay_ms, burst):
+    assert relay_burst_us(delay_ms) == pytest.approx(burst)
