@@ -35,6 +35,7 @@ import matplotlib.pyplot as plt  # noqa: E402 - after choosing the backend
 from experiments import plotdisk  # noqa: E402
 from experiments.diskreport import disk_lines  # noqa: E402
 from experiments.faults.report import fault_lines, invariants_cell  # noqa: E402
+from experiments.load.bound import warning  # noqa: E402
 from experiments.plotstyle import STYLE  # noqa: E402
 from experiments.summary import (  # noqa: E402
     LINK_TABLE,
@@ -356,6 +357,22 @@ FLEET_SWEEP_COLUMNS = ("makespan_s", "predicted_makespan_s", "makespan_lower_bou
                        "lost_writes_total")
 
 
+def load_lines(metrics: Mapping[str, Any]) -> list[str]:
+    """A report's first lines when its run was testbed-bound (``experiments.load``)."""
+    text = warning(dict(metrics))
+    return [text, ""] if text else []
+
+
+def sweep_load_lines(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    bound = [str(r.get("run")) for r in rows if r.get("testbed_bound") is True]
+    if not bound:
+        return []
+    return [f"**Testbed-bound runs: {len(bound)} of {len(rows)}** ({', '.join(bound[:10])}"
+            f"{', ...' if len(bound) > 10 else ''}): the machine had less than 10 % of its "
+            "cores idle for more than a fifth of their migration; their figures are partly "
+            "the testbed's own (testbed_bound in summary.csv).", ""]
+
+
 def write_report(directory: str | Path) -> Path:
     """report.md of a run folder (summary table, timeline) or a sweep folder (a table of every
     combination, mean ± sd over repetitions, and the sweep figures)."""
@@ -384,7 +401,7 @@ def write_report(directory: str | Path) -> Path:
                  plotdisk.STORAGE_FIGURE)
         figures = [name for name in dict.fromkeys(names)
                    if (directory / f"{name}.png").is_file()]
-        text = [f"# Sweep {directory.name}", "",
+        text = [f"# Sweep {directory.name}", "", *sweep_load_lines(rows),
                 f"{len(rows)} runs, {len(combos)} combinations; values are mean ± standard "
                 "deviation over repetitions.", "", *markdown(headers, table), ""]
         text += [f"![{name}]({name}.png)\n" for name in figures]
@@ -394,8 +411,8 @@ def write_report(directory: str | Path) -> Path:
             raise FileNotFoundError(f"{directory}: neither summary.csv nor metrics.json")
         if metrics.get("fleet"):
             return _fleet_report(directory, metrics)
-        text = [f"# Run {directory.name}", "", _title(directory, metrics), "",
-                *markdown(("metric", "value"), run_rows(metrics)), ""]
+        text = [f"# Run {directory.name}", "", *load_lines(metrics), _title(directory, metrics),
+                "", *markdown(("metric", "value"), run_rows(metrics)), ""]
         if metrics.get("links"):
             text += ["## WAN links", "", "The path figures above sum the RTTs of the links the "
                      "migration crosses and take the smallest rate.", "",
@@ -416,6 +433,6 @@ def _fleet_report(directory: Path, metrics: Mapping[str, Any]) -> Path:
     images = {name: f"{name}.png" for name in ("gantt", "host_load", "wan")
               if (directory / f"{name}.png").is_file()}
     path = directory / "report.md"
-    path.write_text("\n".join([f"# Run {directory.name}", "", fleet_section(dict(metrics), moves,
-                                                                            images)]))
+    path.write_text("\n".join([f"# Run {directory.name}", "", *load_lines(metrics),
+                               fleet_section(dict(metrics), moves, images)]))
     return path

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,8 @@ from typing import Any
 import yaml
 
 from experiments.faults.actions import FaultError
+from experiments.load.bound import judge, migration_window
+from experiments.load.sampler import LoadSampler, read_samples
 from experiments.metrics import nonzero_fraction, path_figures, round0_dirty_mibps
 from experiments.procs import ProcError
 from experiments.qemurun import QemuRun
@@ -134,7 +137,8 @@ def run_experiment(spec: ExperimentSpec, out: Path) -> dict:
     drops = switch_drops if choice.ovs_datapath == "user" else (lambda: None)
     fabric: dict[str, int | None] = {}
     try:
-        with controlled_network(spec.topology, choice, out / "net", seed=spec.seed) as net:
+        with LoadSampler(out / "testbed_cpu.csv"), \
+                controlled_network(spec.topology, choice, out / "net", seed=spec.seed) as net:
             fabric["up"] = drops()
             meta["network"] = net.record()
             _write_json(out / "meta.json", meta)
@@ -177,6 +181,20 @@ def fabric_metrics(fabric: dict[str, int | None]) -> dict[str, int | None]:
             "fabric_drops": delta("preflight", "end")}
 
 
+def load_metrics(out: Path, times: dict) -> dict:
+    """The testbed's own load during the migration (``experiments.load``), from
+    ``testbed_cpu.csv``."""
+    samples = read_samples(out / "testbed_cpu.csv")
+    window = migration_window(times, samples[-1].t1 if samples else None)
+    figures = judge(samples, *window, os.cpu_count() or 1) if window else \
+        judge([], 0.0, 0.0, os.cpu_count() or 1)
+    if figures["testbed_bound"]:
+        log.warning("testbed-bound: less than 10 %% of the cores idle during %.0f %% of the "
+                    "migration (%s)", 100 * figures["testbed_bound_share"],
+                    figures["testbed_cpu"])
+    return figures
+
+
 def migration_path(spec: ExperimentSpec) -> list[int]:
     """The WAN links (1-based) the migration crosses, from the source's site on."""
     return wan_path(spec.topology, spec.placement.source_site, spec.placement.destination_site)
@@ -202,6 +220,7 @@ def collect(spec: ExperimentSpec, out: Path, run: Run | None, error: str | None,
 
         metrics = collect_fleet(spec, out, run, error, read_linkchecks(out / "linkcheck.json"))
         metrics.update(fabric_metrics(fabric or {}))
+        metrics.update(load_metrics(out, run.times if run else {}))
         _write_json(out / "metrics.json", metrics)
         return metrics
 
@@ -245,6 +264,7 @@ def collect(spec: ExperimentSpec, out: Path, run: Run | None, error: str | None,
     if "storage_policy" in metrics and metrics.get("disk_lost_writes_total") != 0:
         metrics["integrity_ok"] = False     # a disk write lost, or none checked: not integrity
     metrics.update(fabric_metrics(fabric or {}))
+    metrics.update(load_metrics(out, times))
     if run is not None and run.faults is not None:
         metrics.update(run.faults.results(probes, kv))
         if result is None and "migration_start_t" in times:

@@ -31,8 +31,11 @@ from ground.yamlfile import read_yaml
 
 log = logging.getLogger("wanmig.summary")
 
+# The testbed's own load during the migration (experiments.load): in every row, so a sweep
+# shows which of its runs shared a saturated machine.
+LOAD_METRICS = ("testbed_bound", "testbed_cpu_idle_min", "testbed_bound_share")
 SUMMARY_METRICS = (*METRIC_KEYS, "probes_lost", "dest_convergence_ms", "stop_reason",
-                   "kv_integrity_ok", "memory_integrity_ok", "predicted_rounds")
+                   "kv_integrity_ok", "memory_integrity_ok", "predicted_rounds", *LOAD_METRICS)
 # Columns added when the runs injected faults (experiments.faults.run).
 FAULT_METRICS = ("invariants_held", "one_site", "split_brain", "lost_writes", "reachable",
                  "leftovers")
@@ -174,7 +177,9 @@ RUN_TABLE = (("outcome", "outcome", ""), ("stop reason", "stop_reason", ""),
              ("frames the switch dropped", "fabric_drops", ""),
              ("integrity", "integrity_ok", ""),
              ("predicted total time", "predicted_total_time_s", "s"),
-             ("predicted downtime", "predicted_downtime_ms", "ms"))
+             ("predicted downtime", "predicted_downtime_ms", "ms"),
+             ("testbed-bound", "testbed_bound", ""),
+             ("least idle machine share", "testbed_cpu_idle_min", ""))
 
 
 FLEET_TABLE = (("outcome", "outcome", ""), ("VMs", "vms", ""), ("moves", "moves_total", ""),
@@ -186,7 +191,9 @@ FLEET_TABLE = (("outcome", "outcome", ""), ("VMs", "vms", ""), ("moves", "moves_
                ("imbalance after", "imbalance_after", ""),
                ("imbalance target", "imbalance_target", ""),
                ("rebalance moves / predicted", None, ""),
-               ("lost writes", "lost_writes_total", ""), ("integrity", "integrity_ok", ""))
+               ("lost writes", "lost_writes_total", ""), ("integrity", "integrity_ok", ""),
+               ("testbed-bound", "testbed_bound", ""),
+               ("least idle machine share", "testbed_cpu_idle_min", ""))
 FLEET_METRICS = ("makespan_s", "predicted_makespan_s", "makespan_lower_bound_s", "moves_total",
                  "moves_completed", "downtime_max_ms", "imbalance_before", "imbalance_after",
                  "imbalance_target", "rebalance_moves", "rebalance_predicted_moves",

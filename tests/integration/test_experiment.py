@@ -58,7 +58,43 @@ def test_small_run_end_to_end(choice, tmp_path):
         assert m["fabric_drops"] is not None and m["fabric_drops"] <= 10, context
     written = plot_run(out) + [write_report(out)]
     assert all(p.stat().st_size > 0 for p in written), written
+    # The testbed's own load: sampled all along, and a small run leaves the machine cores idle.
+    assert (out / "testbed_cpu.csv").stat().st_size > 0, context
+    assert m["testbed_bound"] is False, context
+    assert 0.1 <= m["testbed_cpu_idle_min"] <= 1.0, context
+    assert "Testbed-bound" not in (out / "report.md").read_text()
     assert_nothing_left(spec.topology)
+    assert not node_shells([VM_NAME]), "the VM's namespace is still there"
+    assert not leftover_segments(), "VM memory left in /dev/shm"
+
+
+def test_a_run_on_a_saturated_machine_says_it_was_testbed_bound(choice, tmp_path):
+    """Every core kept busy by a spinning process (at the lowest priority, so the run itself
+    hardly slows): the migration had no idle core, and its metrics and report say so."""
+    import os
+    import subprocess
+    import sys
+
+    spin = "import os, time\nos.nice(19)\nt = time.time() + 600\nwhile time.time() < t: pass\n"
+    hogs = [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(os.cpu_count() or 1)]
+    try:
+        out = tmp_path / "run"
+        m = run_experiment(small_spec(), out)
+    finally:
+        for h in hogs:
+            h.kill()
+            h.wait()
+    context = json.dumps({k: m.get(k) for k in ("outcome", "testbed_bound",
+                                                 "testbed_bound_share", "testbed_cpu_idle_min",
+                                                 "testbed_cpu", "testbed_window_s")}, indent=1)
+    assert m["outcome"] == "completed", context
+    assert m["testbed_bound"] is True, context
+    assert m["testbed_cpu_idle_min"] < 0.1, context
+    assert m["testbed_cpu"]["other"] > 0.5, context       # the spinning processes
+    from experiments.plot import write_report
+
+    assert "**Testbed-bound**" in write_report(out).read_text().split("\n", 4)[2], context
+    assert_nothing_left(small_spec().topology)
     assert not node_shells([VM_NAME]), "the VM's namespace is still there"
     assert not leftover_segments(), "VM memory left in /dev/shm"
 
