@@ -17,9 +17,11 @@
 #include <linux/if_link.h>
 #include <linux/if_packet.h>
 #include <math.h>
+#include <stdint.h>
 #include <net/ethernet.h>
 #include <net/if.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +42,8 @@
 #define MAX_SEGS 1024           /* wire frames of one super-frame, at most (64 KiB / 64 B) */
 #define STATS_EVERY_S 1.0
 #define IDLE_WAIT_S 0.5
+#define OVERSLEEP_MAX_S 0.0002   /* at most this much of a wake-up is waited out awake */
+#define OVERSLEEP_GAIN 0.05
 #define CONTROL_EVERY_S 0.01    /* a relay that never sleeps reads its control socket this often */
 
 struct dstats {
@@ -77,11 +81,28 @@ static double mono(void)
     return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
-static double wall(void)
+static int64_t ns_of(clockid_t clock)
 {
     struct timespec t;
-    clock_gettime(CLOCK_REALTIME, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+    clock_gettime(clock, &t);
+    return (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+/* The kernel stamps arrivals on the wall clock, the relay schedules on the monotonic one:
+ * their offset, in whole nanoseconds, kept fixed (every arrival converted alike, so the model
+ * sees their differences exactly) unless the wall clock was stepped by more than 1 ms. */
+static int64_t clock_offset_ns(int64_t current)
+{
+    int64_t best = 0, spread = INT64_MAX;
+    for (int i = 0; i < 5; i++) {
+        int64_t m0 = ns_of(CLOCK_MONOTONIC), w = ns_of(CLOCK_REALTIME);
+        int64_t m1 = ns_of(CLOCK_MONOTONIC);
+        if (m1 - m0 < spread) {
+            spread = m1 - m0;
+            best = w - (m0 + (m1 - m0) / 2);
+        }
+    }
+    return current && llabs(best - current) < 1000000 ? current : best;
 }
 
 static int packet_socket(const char *ifname, int proto, int rx)
@@ -197,7 +218,7 @@ static struct mmsghdr rx_msgs[BATCH];
 
 static struct unit_plan plan_buf[MAX_SEGS];
 
-static void take_frame(struct dir *d, int i, int cut, double clock_offset, double span_s,
+static void take_frame(struct dir *d, int i, int cut, int64_t offset_ns, double span_s,
                        int max_frame)
 {
     struct dstats *st = &d->st;
@@ -208,10 +229,11 @@ static void take_frame(struct dir *d, int i, int cut, double clock_offset, doubl
         if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS) {
             struct timespec ts;
             memcpy(&ts, CMSG_DATA(c), sizeof ts);
-            arrival = (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9 - clock_offset;
+            arrival = (double)((int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec - offset_ns)
+                      * 1e-9;
         }
     }
-    double now = wall() - clock_offset;
+    double now = mono();
     if (!(arrival <= now + 0.001 && arrival >= now - 1.0)) {
         arrival = now;
         st->ts_fallback++;
@@ -264,7 +286,7 @@ static void take_frame(struct dir *d, int i, int cut, double clock_offset, doubl
 }
 
 /* Reads whatever waits on direction d's input; returns frames read. */
-static int drain(struct dir *d, int cut, double clock_offset, double span_s, int max_frame)
+static int drain(struct dir *d, int cut, int64_t offset_ns, double span_s, int max_frame)
 {
     int total = 0;
     for (;;) {
@@ -287,7 +309,7 @@ static int drain(struct dir *d, int cut, double clock_offset, double span_s, int
             return total;
         }
         for (int i = 0; i < n; i++)
-            take_frame(d, i, cut, clock_offset, span_s, max_frame);
+            take_frame(d, i, cut, offset_ns, span_s, max_frame);
         total += n;
         if (n < BATCH)
             return total;
@@ -422,9 +444,19 @@ static double timeout_until(double when, double now)
     return t < 0 ? 0 : t;
 }
 
+/* A WAN link's timing is the relay's wake-ups: it runs before the testbed's other processes
+ * when it may (real-time, at a low priority; it sleeps between bursts, and the kernel keeps
+ * a share of every second for the rest). Returns the policy it runs with. */
+static const char *realtime(void)
+{
+    struct sched_param sp = {.sched_priority = 10};
+    return sched_setscheduler(0, SCHED_FIFO, &sp) == 0 ? "fifo" : "other";
+}
+
 int relay_run(const struct relay_config *cfg)
 {
     prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0);      /* 1 us: sleeps end when asked */
+    const char *sched = realtime();
     struct dir d[2];
     memset(d, 0, sizeof d);
     const char *ifs[2] = {cfg->if_a, cfg->if_b};
@@ -485,23 +517,25 @@ int relay_run(const struct relay_config *cfg)
         printf("%.17g", cfg->rate_mbps);
     else
         printf("null");
-    printf(", \"queue_pkts\": %d, \"mtu\": %d, \"burst_us\": %.17g, \"vnet_hdr\": true}\n",
-           cfg->queue_pkts, cfg->mtu, cfg->burst_us);
+    printf(", \"queue_pkts\": %d, \"mtu\": %d, \"burst_us\": %.17g, \"vnet_hdr\": true, "
+           "\"sched\": \"%s\"}\n", cfg->queue_pkts, cfg->mtu, cfg->burst_us, sched);
     fflush(stdout);
 
     double span = cfg->burst_us * 1e-6;
     double last_stats = mono(), last_control = last_stats, last_busy = -INFINITY;
+    int64_t offset_ns = clock_offset_ns(0);
+    double oversleep_s = 0.0;        /* how late timers wake this process, smoothed */
     while (running) {
         double now = mono();
-        double offset = wall() - now;
         int got = 0;
         for (int i = 0; i < 2; i++)
-            got += drain(&d[i], ctl.cut, offset, span, max_frame);
+            got += drain(&d[i], ctl.cut, offset_ns, span, max_frame);
         now = mono();
         int sent = 0;
         for (int i = 0; i < 2; i++)
             sent += release(&d[i], now);
         if (now - last_stats >= STATS_EVERY_S) {
+            offset_ns = clock_offset_ns(offset_ns);
             for (int i = 0; i < 2; i++)
                 collect_drops(&d[i]);
             write_stats(cfg->stats_path, cfg, d, &ctl);
@@ -525,10 +559,21 @@ int relay_run(const struct relay_config *cfg)
             pf[np++] = (struct pollfd){d[0].rx_fd, POLLIN, 0};
             pf[np++] = (struct pollfd){d[1].rx_fd, POLLIN, 0};
         }
-        double t = timeout_until(wake, mono());
+        /* A timer wakes the relay late (tens of microseconds in a VM): it asks for a wake-up
+         * earlier by most of what the last ones overslept and waits out the rest, so a frame
+         * leaves close to its time and never before it. */
+        double asked = wake - 0.8 * oversleep_s;
+        double t = timeout_until(asked, mono());
         if (t > 0) {
             struct timespec ts = {(time_t)t, (long)((t - floor(t)) * 1e9)};
             int r = ppoll(pf, (nfds_t)np, &ts, &empty);
+            double woke = mono();
+            if (r == 0) {
+                double over = fmin(fmax(woke - asked, 0.0), OVERSLEEP_MAX_S);
+                oversleep_s += OVERSLEEP_GAIN * (over - oversleep_s);
+                while (woke < wake && wake - woke < OVERSLEEP_MAX_S)
+                    woke = mono();
+            }
             if (r > 0 && ctl_fd >= 0 && (pf[0].revents & POLLIN))
                 read_control(ctl_fd, &ctl);
         } else if (ctl_fd >= 0 && now - last_control >= CONTROL_EVERY_S) {
