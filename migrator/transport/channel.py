@@ -48,6 +48,11 @@ from migrator.wire.session import ENCRYPTIONS, SessionKeys, derive, hello_hash
 log = logging.getLogger(__name__)
 
 _TCP_INFO_LEN = 232
+SO_RCVLOWAT = getattr(socket, "SO_RCVLOWAT", 18)
+# A reader is woken once this much of what it waits for has arrived (or all of it, when less):
+# not for every segment, as paced streams over a WAN arrive in many small pieces. Kept well
+# below the receive buffer: Linux would otherwise grow the buffer and clamp the window to it.
+RCVLOWAT_CAP = 256 * 1024
 _TCPI_RTT = struct.Struct("=I")      # tcpi_rtt, microseconds, at offset 68
 _TCPI_ACKED = struct.Struct("=Q")    # tcpi_bytes_acked at offset 120 (Linux >= 4.1)
 _TCPI_NOTSENT = struct.Struct("=I")  # tcpi_notsent_bytes at offset 144 (Linux >= 4.6)
@@ -98,6 +103,7 @@ class Channel:
         self.sealer: Sealer | None = None
         self.opener: Opener | None = None
         self._send_lock = threading.Lock()
+        self._lowat = 1                      # the socket's SO_RCVLOWAT, as last set
         sock.settimeout(timeout_s)
 
     def protect(self, mode: str | None, keys: SessionKeys, role: str) -> None:
@@ -155,6 +161,7 @@ class Channel:
         view = memoryview(buf)
         got = 0
         while got < n:
+            self._wake_at(n - got)
             try:
                 k = self.sock.recv_into(view[got:])
             except TimeoutError:
@@ -173,6 +180,16 @@ class Channel:
             del buf[got:]
         self.bytes_received += got
         return buf
+
+    def _wake_at(self, need: int) -> None:
+        """The reader is woken when ``need`` bytes (at most ``RCVLOWAT_CAP``) are there."""
+        lowat = max(1, min(need, RCVLOWAT_CAP))
+        if lowat != self._lowat:
+            try:
+                self.sock.setsockopt(socket.SOL_SOCKET, SO_RCVLOWAT, lowat)
+                self._lowat = lowat
+            except OSError:
+                pass
 
     def recv(self, *, eof_ok: bool = False) -> Message | None:
         """The next message; ABORT raises PeerAbortError.  At a clean EOF between frames: None if

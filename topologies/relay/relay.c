@@ -44,6 +44,7 @@
 #define IDLE_WAIT_S 0.5
 #define OVERSLEEP_MAX_S 0.0002   /* at most this much of a wake-up is waited out awake */
 #define OVERSLEEP_GAIN 0.05
+#define PRECISE_SPAN_S 0.0002    /* bursts shorter than this tick on time */
 #define CONTROL_EVERY_S 0.01    /* a relay that never sleeps reads its control socket this often */
 
 struct dstats {
@@ -559,10 +560,12 @@ int relay_run(const struct relay_config *cfg)
             pf[np++] = (struct pollfd){d[0].rx_fd, POLLIN, 0};
             pf[np++] = (struct pollfd){d[1].rx_fd, POLLIN, 0};
         }
-        /* A timer wakes the relay late (tens of microseconds in a VM): it asks for a wake-up
-         * earlier by most of what the last ones overslept and waits out the rest, so a frame
-         * leaves close to its time and never before it. */
-        double asked = wake - 0.8 * oversleep_s;
+        /* A timer wakes the relay late (tens of microseconds in a VM): idle, or ticking in
+         * bursts short against that, it asks for a wake-up earlier by most of what the last
+         * ones overslept and waits out the rest, so a frame leaves close to its time and never
+         * before it. A long burst's tick is late by design and is not waited for awake. */
+        int precise = listen || span < PRECISE_SPAN_S;
+        double asked = precise ? wake - 0.8 * oversleep_s : wake;
         double t = timeout_until(asked, mono());
         if (t > 0) {
             struct timespec ts = {(time_t)t, (long)((t - floor(t)) * 1e9)};
@@ -571,7 +574,7 @@ int relay_run(const struct relay_config *cfg)
             if (r == 0) {
                 double over = fmin(fmax(woke - asked, 0.0), OVERSLEEP_MAX_S);
                 oversleep_s += OVERSLEEP_GAIN * (over - oversleep_s);
-                while (woke < wake && wake - woke < OVERSLEEP_MAX_S)
+                while (precise && woke < wake && wake - woke < OVERSLEEP_MAX_S)
                     woke = mono();
             }
             if (r > 0 && ctl_fd >= 0 && (pf[0].revents & POLLIN))
