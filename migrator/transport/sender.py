@@ -78,6 +78,9 @@ from migrator.wire.messages import Digest, RoundEnd, State, to_frame
 log = logging.getLogger(__name__)
 
 _EMPTY = np.empty(0, dtype=np.int64)
+# A writer refused by the flight window looks again after this long, at least and at most.
+ROOM_POLL_MIN_S = 0.002
+ROOM_POLL_MAX_S = 0.02
 
 
 class TcpSender:
@@ -102,6 +105,7 @@ class TcpSender:
         self.control: ControlStream | None = None
         self._bucket: TokenBucket | None = None
         self._bucket_lock = threading.Lock()
+        self._waiting = 0               # writers waiting for room in the flight window
         if options.max_bandwidth_mbps is not None:
             rate = options.max_bandwidth_mbps * 1e6 / 8
             self._bucket = TokenBucket(rate, max(2 * SLICE, rate * 0.02), clock())
@@ -158,15 +162,29 @@ class TcpSender:
             time.sleep(wait)
 
     def _wait_room(self, stream: DataStream, nbytes: int) -> None:
-        """Block the writer of ``stream`` until ``nbytes`` more fit in the flight window."""
+        """Block the writer of ``stream`` until ``nbytes`` more fit in the flight window. Room
+        comes back at the link's rate for all writers waiting: each looks again after the
+        time the link takes to free a slice for each of them (2 to 20 ms), not every 2 ms."""
         deadline = time.monotonic() + self.opt.timeout_s
-        while not self._stop.is_set() and not stream.ch.closed:
-            if self.window.admit(stream.unacked(), nbytes):
-                return
-            if time.monotonic() > deadline:
-                raise TransportError(f"{stream.ch.name}: nothing acknowledged for "
-                                     f"{self.opt.timeout_s:g} s")
-            time.sleep(0.002)
+        waiting = False
+        try:
+            while not self._stop.is_set() and not stream.ch.closed:
+                if self.window.admit(stream.unacked(), nbytes):
+                    return
+                if time.monotonic() > deadline:
+                    raise TransportError(f"{stream.ch.name}: nothing acknowledged for "
+                                         f"{self.opt.timeout_s:g} s")
+                if not waiting:
+                    waiting = True
+                    with self._bucket_lock:
+                        self._waiting += 1
+                bw = self.window.bw_Bps
+                pause = self._waiting * nbytes / bw if bw > 0 else ROOM_POLL_MIN_S
+                time.sleep(min(ROOM_POLL_MAX_S, max(ROOM_POLL_MIN_S, pause)))
+        finally:
+            if waiting:
+                with self._bucket_lock:
+                    self._waiting -= 1
 
     def _sampler(self) -> None:
         while not self._stop.wait(self.opt.sample_interval_s):
