@@ -65,13 +65,15 @@ def decide(log_lines: list[str], process_start: float, configured: bool) -> TsoS
     userspace TSO at its start, from its log."""
     if not configured:
         return TsoState(False, False, "other_config:userspace-tso-enable is not true")
+    # The running process's start is the last one logged within the slack of its start time:
+    # a switch restarted within a second of its first start (make setup on a fresh machine)
+    # leaves both starts in that window; a log reopened later (logrotate) is outside it.
     begin = None
     for i, line in enumerate(log_lines):
         t = _stamp(line)
-        if t is not None and t >= process_start - START_SLACK_S and START_LINE.search(line) \
-                and "(monitor)" not in line:
+        if t is not None and abs(t - process_start) <= START_SLACK_S \
+                and START_LINE.search(line) and "(monitor)" not in line:
             begin = i
-            break
     if begin is None:
         return TsoState(False, True, "the log has no start of the running ovs-vswitchd "
                                      f"(started {process_start:.0f})")
