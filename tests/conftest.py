@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import os
+import signal
 
 import pytest
+
+# A suite started in the background of a non-interactive shell (``make test &``) inherits SIGINT
+# ignored, and so would every command it starts: the Ctrl-C tests would then test nothing the
+# researcher's terminal does. A handler (not SIG_IGN) is reset to the default across exec.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)
