@@ -54,10 +54,19 @@ def image_name(vm: str, tag: str) -> str:
     return f"{PREFIX}{vm}-{tag}"
 
 
-def _create_file(path: Path, size: int) -> None:
+def _create_file(path: Path, size: int, populate: bool = False) -> None:
+    """A new file of ``size`` zero bytes; ``populate``: its pages allocated now (else at first
+    touch)."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         os.ftruncate(fd, size)
+        if populate:
+            try:
+                os.posix_fallocate(fd, 0, size)
+            except OSError as exc:
+                raise OSError(exc.errno, f"{path}: {size} bytes of shared memory could not be "
+                                         f"allocated ({exc.strerror}): is {path.parent} big "
+                                         "enough?") from None
     finally:
         os.close(fd)
 
@@ -126,7 +135,7 @@ class GuestMemory:
         try:
             for suffix, size in wanted:
                 path = Path(f"{base}{suffix}")
-                _create_file(path, size)
+                _create_file(path, size, populate=control and suffix == ".ram")
                 made.append(path)
             if control:
                 ControlBlock.initialise(Path(f"{base}.ctl"))

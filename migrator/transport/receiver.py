@@ -60,6 +60,8 @@ log = logging.getLogger(__name__)
 
 MAX_UNAUTHENTICATED = 16         # connections in their handshake at once
 HANDSHAKE_TIMEOUT_S = 10.0       # at most this (and at most timeout_s) to authenticate
+# (npages) -> a new (npages, PAGE_SIZE) uint8 image, all zero (a new image: anonymous memory,
+# a new shared-memory file, a new sparse disk): pages never written need no clearing.
 MemoryFactory = Callable[[int], np.ndarray]
 
 

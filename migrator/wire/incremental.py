@@ -39,7 +39,7 @@ import threading
 import numpy as np
 
 from migrator.memory.pages import PAGE_SIZE
-from migrator.wire.digest import CHUNK_BYTES, DIGEST_BYTES, chunk_digests, combine
+from migrator.wire.digest import CHUNK_BYTES, DIGEST_BYTES, chunk_digest, chunk_digests, combine
 
 log = logging.getLogger(__name__)
 
@@ -53,15 +53,21 @@ class IncrementalDigest:
     ``lock``: the lock under which the caller writes the image and calls ``touched`` (the
     destination's memory lock); without one, ``touched`` takes a lock of its own.
     ``complete``: whether the image already holds every page (the source) or is filled page by
-    page (the destination).
+    page (the destination). ``maybe_data``: per page, False where the page is known to be zero
+    (the destination's, kept by its writer): a chunk of such pages is not read, its digest is
+    that of zeros (reading a page of a new shared-memory image allocates it).
     """
 
     def __init__(self, memory: np.ndarray,
                  lock: threading.Condition | threading.Lock | None = None, *,
-                 complete: bool = True) -> None:
+                 complete: bool = True, maybe_data: np.ndarray | None = None) -> None:
         self.flat = memory.reshape(-1)
         self.chunk_pages = CHUNK_BYTES // PAGE_SIZE
         n = -(-len(memory) // self.chunk_pages)
+        self.maybe_data = maybe_data
+        self._npages = len(memory)
+        last = (len(memory) - (n - 1) * self.chunk_pages) * PAGE_SIZE if n else 0
+        self._zero = (chunk_digest(bytes(CHUNK_BYTES)), chunk_digest(bytes(last)))
         self._own_lock = lock is None
         self.lock = lock if lock is not None else threading.Lock()
         self.gen = np.zeros(n, np.int64)
@@ -133,7 +139,7 @@ class IncrementalDigest:
             if self._stop.is_set():
                 break
             batch = ready[i:i + _BATCH]
-            self._store(batch, chunk_digests(self.flat, batch.tolist()), gen[batch])
+            self._store(batch, self._hash(batch), gen[batch])
             done += len(batch)
         self.background_chunks += done
         self.passes += 1
@@ -160,7 +166,24 @@ class IncrementalDigest:
     def hash_chunks(self, chunks: np.ndarray, gens: np.ndarray) -> None:
         """Hash these chunks now, ``gens`` being their generations read before (``touched``)."""
         if len(chunks):
-            self._store(chunks, chunk_digests(self.flat, chunks.tolist()), gens)
+            self._store(chunks, self._hash(chunks), gens)
+
+    def _hash(self, chunks: np.ndarray) -> list[bytes]:
+        """The digests of these chunks now; those of known-zero pages only are not read."""
+        if self.maybe_data is None or not len(chunks):
+            return chunk_digests(self.flat, chunks.tolist())
+        pages = np.minimum(chunks[:, None] * self.chunk_pages + np.arange(self.chunk_pages),
+                           self._npages - 1)
+        has = self.maybe_data[pages].any(axis=1)
+        out = [self._zero[0]] * len(chunks)
+        last = -(-self._npages // self.chunk_pages) - 1
+        for i in np.flatnonzero(~has & (chunks == last)):
+            out[i] = self._zero[1]
+        read = np.flatnonzero(has)
+        for i, d in zip(read.tolist(), chunk_digests(self.flat, chunks[read].tolist()),
+                        strict=True):
+            out[i] = d
+        return out
 
     def _store(self, chunks: np.ndarray, digests: list[bytes], gens: np.ndarray) -> None:
         """The chunks' digests, of generations ``gens`` (read before the hashes: see the module
@@ -181,7 +204,7 @@ class IncrementalDigest:
         with self.lock:                           # these generations are final
             gen = self.gen.copy()
         stale = np.flatnonzero(gen != self.hashed_gen)
-        self._store(stale, chunk_digests(self.flat, stale.tolist()), gen[stale])
+        self._store(stale, self._hash(stale), gen[stale])
         log.debug("image digest: %d of %d chunks hashed in the background (%d passes), %d at "
                   "the end", self.background_chunks, len(gen), self.passes, len(stale))
         return combine(memoryview(self.digests).cast("B")), len(stale)

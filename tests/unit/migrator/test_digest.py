@@ -98,3 +98,52 @@ def test_a_chunk_changed_after_it_was_hashed_is_hashed_again():
     mem.apply(1, np.array([3]), page, np.empty(0, np.int64))
     got, stale = mem.digest.finish()
     assert stale == 1 and got == image_digest(mem.memory)
+
+
+def test_zero_pages_of_a_new_image_are_neither_read_nor_hashed_and_the_digest_holds():
+    """A new destination image is all zero: a zero page arriving for a page never written is
+    not read, nor is a chunk of such pages hashed; pages written with data and zeroed later
+    are cleared. The digest equals a fresh one in every case, a short last chunk included."""
+    from migrator.transport.roundmem import RoundOrderedMemory
+
+    cp = CHUNK_BYTES // PAGE_SIZE
+    npages = cp * 4 + 2                                   # a short last chunk of two pages
+    nchunks = -(-npages // cp)
+    data = image(npages, seed=21)
+    written = np.arange(cp, 2 * cp)                       # chunk 1 has data; the rest zero
+    zeros = np.setdiff1d(np.arange(npages), written)
+    # Declared zero but marked: a page read and cleared, or a chunk hashed, would show it.
+    marked = np.zeros((npages, PAGE_SIZE), np.uint8)
+    marked[zeros, 0] = 0xAA
+    probe = RoundOrderedMemory(marked, zeroed=True)
+    probe.apply(0, written, data[written], zeros)
+    assert (probe.memory[zeros, 0] == 0xAA).all(), "a never-written zero page was cleared"
+    zero_chunk = chunk_digests(np.zeros(CHUNK_BYTES, np.uint8), [0])[0]
+    hashed = probe.digest._hash(np.arange(nchunks))
+    assert [h == zero_chunk for h in hashed[:4]] == [True, False, True, True]
+    assert hashed[4] == chunk_digests(np.zeros(2 * PAGE_SIZE, np.uint8), [0])[0]
+    # The same arrivals into a truly zero image: the digest is the image's.
+    mem = RoundOrderedMemory(np.zeros((npages, PAGE_SIZE), np.uint8))
+    mem.apply(0, written, data[written], zeros)
+    assert not mem.maybe_data[zeros].any() and mem.maybe_data[written].all()
+    assert mem.digest._hash(np.arange(nchunks)) == chunk_digests(mem.memory.reshape(-1),
+                                                                 range(nchunks))
+    # Page cp+1 becomes zero in round 1, and the last page gets data.
+    mem.apply(1, np.array([npages - 1]), data[[npages - 1]], np.array([cp + 1]))
+    assert not mem.memory[cp + 1].any() and not mem.maybe_data[cp + 1]
+    got, _ = mem.digest.finish()
+    assert got == image_digest(mem.memory)
+
+
+def test_an_image_not_known_zero_has_every_zero_page_cleared():
+    from migrator.transport.roundmem import RoundOrderedMemory
+
+    npages = CHUNK_BYTES // PAGE_SIZE * 2 + 1
+    garbage = image(npages, seed=4)
+    mem = RoundOrderedMemory(garbage.copy(), zeroed=False)
+    zeros = np.arange(0, npages, 2)
+    rest = np.arange(1, npages, 2)
+    mem.apply(0, rest, garbage[rest], zeros)
+    assert not mem.memory[zeros].any() and (mem.memory[rest] == garbage[rest]).all()
+    got, _ = mem.digest.finish()
+    assert got == image_digest(mem.memory)
