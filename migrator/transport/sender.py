@@ -326,6 +326,7 @@ class TcpSender:
         final copy; seconds waited. Called before the guest is paused, so that the final copy
         is not queued behind a window of data. Not paced during the wait: what is left in
         flight may sit on one stream, which its share of the rate would slow to a crawl."""
+        self.pool.freeze()
         waited = self.wait_backlog(slack_bytes, timeout_s)
         self._pace_at_link_rate()
         return waited

@@ -30,16 +30,29 @@ class StreamPool:
         self._opening: threading.Thread | None = None
         self._opened: list[DataStream] = []
         self._lock = threading.Lock()
+        self._frozen = False
 
     def adopt(self, streams: list[DataStream]) -> None:
         """The streams opened at the start."""
         self.streams.extend(streams)
         self._next_index = max((s.index for s in self.streams), default=-1) + 1
 
+    def freeze(self) -> None:
+        """The streams in use are the last ones: none is opened or taken into use from now on
+        (the end of pre-copy). A stream taken into use at the pause is in slow start, and the
+        final copy sent on it waited for its window to grow, at 150 ms for several round trips
+        of downtime (measured: 870 ms of verify against 235). One opened meanwhile and never
+        used carries nothing; the destination does not wait for it, ``close`` closes it."""
+        with self._lock:
+            self._frozen = True
+        self.adapter.frozen = True
+
     def adapt(self) -> None:
         """Use a stream opened meanwhile; or, every ``adapt_interval_s`` of busy time, ask the
         adapter and open one more in the background if it says so."""
         with self._lock:
+            if self._frozen:
+                return
             if self._opened:
                 self.streams.extend(self._opened)
                 self._opened.clear()

@@ -147,6 +147,28 @@ def test_stream_with_room_gives_up_at_the_deadline(pool):
         pool.with_room(time.monotonic() + 0.05, _no_failure)
 
 
+def test_a_frozen_pool_takes_no_stream_into_use_and_opens_none():
+    """At the end of pre-copy the pool freezes: a stream opened meanwhile is not taken into
+    use (it would carry the final copy in slow start), and the adapter opens no more."""
+    opened: list[int] = []
+
+    def open_stream(index: int):
+        opened.append(index)
+        return _Queue(f"s{index}", 0)
+
+    changes: list[int] = []
+    pool = StreamPool(open_stream, StreamAdapter(1, 4, 0.1), GoodputMeter(2.0), 0.0,
+                      changes.append)
+    first = _Queue("s0", 0)
+    first.index = 0
+    pool.adopt([first])
+    pool._opened.append(_Queue("s1", 0))           # finished opening before the freeze
+    pool.freeze()
+    pool.adapt()
+    assert [s.name for s in pool.streams] == ["s0"] and changes == [] and opened == []
+    assert pool.adapter.frozen
+
+
 def test_next_window_grows_only_when_held_back_without_a_queue():
     kw = {"floor": 100.0, "ceiling": 10_000.0}
     assert next_window(1000.0, True, 0.100, 0.100, **kw) == 1250.0         # held back, no queue
