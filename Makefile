@@ -12,7 +12,8 @@ DEB_PKGS  := mininet openvswitch-switch iperf3 ethtool iputils-ping iproute2 pro
 # QEMU for the QEMU guests: at least 8. Debian 12's own 7.2 loses pages in every live
 # pre-copy of more than one pass under TCG (measured: 36-140 pages of 32768, the guest dead at
 # the destination; README, "QEMU guests"); bookworm-backports' 10.0 migrates exactly. On
-# bookworm the backports source is added and QEMU taken from it. qemu-utils (qemu-nbd, the
+# bookworm the backports source is added (on the mirror of the machine's own bookworm source)
+# and QEMU taken from it. qemu-utils (qemu-nbd, the
 # NBD server of shared storage) comes from the same place, at the same version: all of
 # QEMU_PKGS are (re)installed together whenever one is missing, older or of another version.
 QEMU_PKGS := qemu-system-x86 qemu-utils
@@ -39,7 +40,12 @@ debs:
 	   && dpkg --compare-versions "$$v" ge "$(QEMU_MIN)"; then :; \
 	elif grep -qs 'VERSION_CODENAME=bookworm' /etc/os-release; then \
 	  echo "QEMU: $(QEMU_PKGS) wanted at one version >= $(QEMU_MIN), installed:" $${vs:-none}"; installing them from bookworm-backports"; \
-	  echo "deb http://deb.debian.org/debian bookworm-backports main" > $(BACKPORTS); \
+	  mirror=$$(apt-get indextargets --format '$$(REPO_URI) $$(RELEASE)' 2>/dev/null \
+	    | awk '$$2 == "bookworm" { print $$1; exit }'); \
+	  if [ -z "$$mirror" ]; then \
+	    echo "make setup: no Debian bookworm source is configured in apt (apt-get indextargets); bookworm-backports is taken from the same mirror"; exit 1; \
+	  fi; \
+	  echo "deb $$mirror bookworm-backports main" > $(BACKPORTS); \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	    --no-install-recommends -t bookworm-backports $(QEMU_PKGS); \
 	else \
