@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from experiments.bench.harness import Bench, Verdict, at_least, at_most, entry, testbed
-from experiments.load.bound import judge
+from experiments.load.bound import ROW_FIGURES, judge
 from experiments.load.sampler import LoadSampler
 from ground.table import render
 from topologies.detect import as_record
@@ -105,8 +105,7 @@ def run_case(case: Case, choice: object, workdir: Path, seconds: float) -> dict:
                **check.to_json(), "switch_cores": parts.get("switch"),
                "delayline_cores": parts.get("delaylines"),
                "ovs_userspace_tso": choice.userspace_tso,
-               **{k: figures[k] for k in ("testbed_bound", "testbed_cpu_idle_min",
-                                          "testbed_cpu")}}
+               **{k: figures[k] for k in ROW_FIGURES}}
         if pid:
             time.sleep(1.1)                          # the relay rewrites its stats every second
             cpu = cpu_seconds(pid) - cpu0

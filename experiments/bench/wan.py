@@ -32,6 +32,7 @@ import sys
 from typing import Any
 
 from experiments.bench.harness import Bench, Verdict, at_least, at_most, entry, holds, testbed
+from experiments.load.bound import ROW_FIGURES
 from experiments.metrics import nonzero_fraction, prediction, round0_dirty_mibps
 from experiments.runner import run_experiment
 from experiments.spec import parse_experiment
@@ -73,9 +74,7 @@ def judge(s: Any, m: dict, result: dict | None) -> tuple[dict, list[Verdict]]:
            "compression_ratio": m.get("compression_ratio"),
            "mean_goodput_mbps": m.get("mean_goodput_mbps"),
            "link_goodput_mbps": m.get("link_goodput_mbps"),
-           "testbed_bound": m.get("testbed_bound"),
-           "testbed_cpu_idle_min": m.get("testbed_cpu_idle_min"),
-           "testbed_cpu": m.get("testbed_cpu")}
+           **{k: m.get(k) for k in ROW_FIGURES}}
     inf = float("inf")
     return row, [at_least("link utilisation", 100 * util, 90.0, fmt=".0f", unit=" %"),
                  at_most("total time / model bound", row["time_ratio"] or inf, 1.25, unit="x"),
@@ -114,9 +113,7 @@ def judge_row(r: Row, m: dict) -> tuple[dict, list[Verdict]]:
            "link_goodput_mbps": link, "goodput_frac": frac,
            "predicted_total_time_s": m.get("predicted_total_time_s"),
            "compression_ratio": m.get("compression_ratio"), "rounds": m.get("rounds"),
-           "testbed_bound": m.get("testbed_bound"),
-           "testbed_cpu_idle_min": m.get("testbed_cpu_idle_min"),
-           "testbed_cpu": m.get("testbed_cpu")}
+           **{k: m.get(k) for k in ROW_FIGURES}}
     out = [holds(f"{r.label}: outcome", str(m.get("outcome")), "completed, integrity",
                  m.get("outcome") == "completed" and m.get("integrity_ok") is True)]
     if r.max_total_s is not None:

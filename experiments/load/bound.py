@@ -25,6 +25,10 @@ class Sample:
     parts: dict[str, float]         # cores used by each part over the sample
 
 
+# The figures of ``judge`` a benchmark's row carries beside its own.
+ROW_FIGURES = ("testbed_bound", "testbed_cpu_idle_min", "testbed_cpu")
+
+
 def judge(samples: Sequence[Sample], t0: float, t1: float, cores: int) -> dict:
     """The window's figures: ``testbed_cpu_idle_min`` (the least idle share of the machine in
     a sample that overlaps it), ``testbed_bound_share`` (the share of it spent below the

@@ -106,6 +106,7 @@ class TcpSender:
         self._bucket: TokenBucket | None = None
         self._bucket_lock = threading.Lock()
         self._waiting = 0               # writers waiting for room in the flight window
+        self._waiting_lock = threading.Lock()
         if options.max_bandwidth_mbps is not None:
             rate = options.max_bandwidth_mbps * 1e6 / 8
             self._bucket = TokenBucket(rate, max(2 * SLICE, rate * 0.02), clock())
@@ -176,14 +177,14 @@ class TcpSender:
                                          f"{self.opt.timeout_s:g} s")
                 if not waiting:
                     waiting = True
-                    with self._bucket_lock:
+                    with self._waiting_lock:
                         self._waiting += 1
                 bw = self.window.bw_Bps
                 pause = self._waiting * nbytes / bw if bw > 0 else ROOM_POLL_MIN_S
                 time.sleep(min(ROOM_POLL_MAX_S, max(ROOM_POLL_MIN_S, pause)))
         finally:
             if waiting:
-                with self._bucket_lock:
+                with self._waiting_lock:
                     self._waiting -= 1
 
     def _sampler(self) -> None:

@@ -66,6 +66,7 @@ class IncrementalDigest:
         n = -(-len(memory) // self.chunk_pages)
         self.maybe_data = maybe_data
         self._npages = len(memory)
+        self._last_chunk = n - 1
         last = (len(memory) - (n - 1) * self.chunk_pages) * PAGE_SIZE if n else 0
         self._zero = (chunk_digest(bytes(CHUNK_BYTES)), chunk_digest(bytes(last)))
         self._own_lock = lock is None
@@ -176,8 +177,7 @@ class IncrementalDigest:
                            self._npages - 1)
         has = self.maybe_data[pages].any(axis=1)
         out = [self._zero[0]] * len(chunks)
-        last = -(-self._npages // self.chunk_pages) - 1
-        for i in np.flatnonzero(~has & (chunks == last)):
+        for i in np.flatnonzero(~has & (chunks == self._last_chunk)):
             out[i] = self._zero[1]
         read = np.flatnonzero(has)
         for i, d in zip(read.tolist(), chunk_digests(self.flat, chunks[read].tolist()),
